@@ -1,0 +1,99 @@
+"""Load a mapping file: parse, check against the canonical model, compile; the ``Mapping`` type.
+
+``load_mapping`` is the one entry point the pipeline uses. It raises ``MappingError`` (file,
+line, column, field) for any problem in the file, before a single record is read, and returns a
+``Mapping`` whose ``apply`` is the generated function itself (no wrapper call per record).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from concord.errors import MappingError
+from concord.mapping.checks import check_mapping
+from concord.mapping.compiler import Apply, compile_mapping
+from concord.mapping.parser import parse_mapping
+from concord.mapping.spec import MappingSpec
+
+
+class Mapping:
+    """A compiled mapping file.
+
+    ``apply(record)`` maps one source record (raises ``RecordRejected`` naming the output field);
+    ``read_paths`` are the dotted source paths it reads; ``unmapped_paths(record)`` are paths in
+    a record it does not read (schema drift); ``python_source`` is the generated code.
+    """
+
+    apply: Apply
+
+    def __init__(self, path: Path, spec: MappingSpec, apply: Apply, python_source: str,
+                 value_paths: frozenset[str], container_paths: frozenset[str]) -> None:
+        self.path = path
+        self.spec = spec
+        self.direction: Literal["inbound", "outbound"] = spec.direction
+        self.entity: str = spec.entity
+        self.source: str | None = spec.source
+        self.key: str | None = spec.key
+        self.fields: tuple[str, ...] = tuple(spec.fields)
+        self.apply = apply
+        self.python_source = python_source
+        self._value_paths = value_paths
+        self.read_paths: frozenset[str] = value_paths | container_paths
+
+    def __repr__(self) -> str:
+        return f"Mapping({str(self.path)!r}, {self.direction}, {self.entity!r})"
+
+    def unmapped_paths(self, record: dict[str, Any]) -> set[str]:
+        """Dotted paths present in ``record`` that the mapping never reads."""
+        found: set[str] = set()
+        self._unmapped(record, "", found)
+        return found
+
+    def _unmapped(self, value: dict[str, Any], prefix: str, found: set[str]) -> None:
+        for key, item in value.items():
+            path = prefix + str(key)
+            if path in self._value_paths:
+                continue
+            if isinstance(item, dict) and item:
+                self._unmapped(item, path + ".", found)
+            elif isinstance(item, list) and any(isinstance(i, dict) for i in item):
+                for element in item:
+                    if isinstance(element, dict):
+                        self._unmapped(element, path + ".", found)
+            elif path not in self.read_paths:
+                found.add(path)
+
+
+_cache: dict[Path, tuple[tuple[int, int], Mapping]] = {}
+_cache_lock = threading.Lock()
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Parse, check and compile the mapping file at ``path`` (cached while it is unchanged)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read mapping file: {exc}", file=str(path)) from None
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    key = path.resolve()
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    mapping = mapping_from_text(path, text)
+    with _cache_lock:
+        _cache[key] = (stamp, mapping)
+    return mapping
+
+
+def mapping_from_text(path: Path, text: str) -> Mapping:
+    """Build a ``Mapping`` from YAML text; ``path`` names it in errors (tests, the CLI)."""
+    spec = parse_mapping(path, text)
+    targets = check_mapping(spec)
+    compiled = compile_mapping(spec, targets)
+    return Mapping(path, spec, compiled.apply, compiled.source, compiled.value_paths,
+                   compiled.container_paths)

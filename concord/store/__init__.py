@@ -1,0 +1,10 @@
+"""The store: every stage reads and writes here, so each can be retried or resumed alone.
+
+``tables`` defines the schema (migrated by Alembic), ``Store`` wraps an engine with the bulk
+operations the stages need (upserts through the driver's executemany with ``ON CONFLICT``).
+"""
+
+from concord.store.store import Store, StagedRow, WatermarkState
+from concord.store.types import MONEY_SCALE
+
+__all__ = ["MONEY_SCALE", "StagedRow", "Store", "WatermarkState"]

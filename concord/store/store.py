@@ -1,0 +1,322 @@
+"""``Store``: the engine plus the bulk operations each pipeline stage needs.
+
+Writes go through SQLAlchemy Core with executemany and ``INSERT .. ON CONFLICT`` (SQLite and
+PostgreSQL dialects), never row-by-row ORM flushes. Callers pass an open connection for writes so a
+stage commits its rows and its watermark or checkpoint in one transaction: a crash loses nothing
+that was not committed and repeats nothing that was.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from concord.errors import StoreError
+from concord.store import tables as t
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRow:
+    """One raw record as pulled: its id in the source, the payload bytes, hash and cursor."""
+
+    source_id: str
+    payload: bytes
+    hash: str
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkState:
+    cursor: str | None
+    checkpoint: str | None
+    checkpoint_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StageCounts:
+    new: int
+    changed: int
+    unchanged: int
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    """A concord store at a SQLAlchemy URL (SQLite file by default, PostgreSQL in production)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed, future=True, pool_pre_ping=True)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open the store and bring its schema to the newest migration."""
+        store = cls(url)
+        store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        """Run Alembic migrations up to head (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["concord_engine"] = self.engine
+        try:
+            command.upgrade(cfg, "head")
+        except OperationalError as exc:
+            raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def has_schema(self) -> bool:
+        return inspect(self.engine).has_table("runs")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction: commits on success, rolls back on any error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- generic upsert ---------------------------------------------------------------------
+
+    def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+               keys: Sequence[str]) -> None:
+        """Insert rows, replacing non-key columns where the key already exists (executemany)."""
+        if not rows:
+            return
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(table)
+        cols = [c for c in rows[0] if c not in keys]
+        if cols:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        conn.execute(stmt, list(rows))
+
+    # -- runs and the run lock --------------------------------------------------------------
+
+    def start_run(self, run_id: str, *, trigger: str, window_start: datetime | None,
+                  window_end: datetime | None) -> None:
+        with self.begin() as conn:
+            self.upsert(conn, t.runs, [{
+                "run_id": run_id, "started_at": utcnow(), "finished_at": None,
+                "status": "running", "trigger": trigger, "window_start": window_start,
+                "window_end": window_end, "report": {},
+            }], ["run_id"])
+
+    def save_run_report(self, run_id: str, report: dict[str, Any], *,
+                        status: str | None = None) -> None:
+        values: dict[str, Any] = {"report": report}
+        if status is not None:
+            values["status"] = status
+            if status != "running":
+                values["finished_at"] = utcnow()
+        with self.begin() as conn:
+            conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def last_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.runs).order_by(t.runs.c.started_at.desc()).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def acquire_lock(self, name: str, run_id: str, *, stale_after: timedelta) -> None:
+        """Take the named lock or raise StoreError naming who holds it; stale locks are broken."""
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        now = utcnow()
+        with self.begin() as conn:
+            conn.execute(delete(t.locks).where(
+                t.locks.c.name == name, t.locks.c.heartbeat_at < now - stale_after))
+        try:
+            with self.begin() as conn:
+                conn.execute(t.locks.insert().values(
+                    name=name, owner=owner, run_id=run_id, acquired_at=now, heartbeat_at=now))
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(t.locks).where(t.locks.c.name == name)).mappings().first()
+            held = f"{row['owner']} (run {row['run_id']}, since {row['acquired_at']:%Y-%m-%d %H:%M:%S}Z)" if row else "another run"
+            raise StoreError(f"another sync holds the '{name}' lock: {held}") from None
+
+    def heartbeat_lock(self, name: str, run_id: str) -> None:
+        with self.begin() as conn:
+            conn.execute(update(t.locks).where(t.locks.c.name == name, t.locks.c.run_id == run_id)
+                         .values(heartbeat_at=utcnow()))
+
+    def release_lock(self, name: str, run_id: str) -> None:
+        with self.begin() as conn:
+            conn.execute(delete(t.locks).where(t.locks.c.name == name, t.locks.c.run_id == run_id))
+
+    # -- watermarks ---------------------------------------------------------------------------
+
+    def watermark(self, source: str, entity: str) -> WatermarkState:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.watermarks).where(
+                t.watermarks.c.source == source, t.watermarks.c.entity == entity)).mappings().first()
+        if row is None:
+            return WatermarkState(None, None, None)
+        return WatermarkState(row["cursor"], row["checkpoint"], row["checkpoint_cursor"])
+
+    def save_checkpoint(self, conn: Connection, source: str, entity: str, *, cursor: str | None,
+                        checkpoint: str | None, checkpoint_cursor: str | None,
+                        run_id: str) -> None:
+        """Record progress inside an extract; call in the transaction that staged the page."""
+        self.upsert(conn, t.watermarks, [{
+            "source": source, "entity": entity, "cursor": cursor, "checkpoint": checkpoint,
+            "checkpoint_cursor": checkpoint_cursor, "run_id": run_id, "updated_at": utcnow(),
+        }], ["source", "entity"])
+
+    def reset_watermark(self, source: str, entity: str | None = None) -> None:
+        with self.begin() as conn:
+            stmt = delete(t.watermarks).where(t.watermarks.c.source == source)
+            if entity:
+                stmt = stmt.where(t.watermarks.c.entity == entity)
+            conn.execute(stmt)
+
+    # -- raw staging ----------------------------------------------------------------------------
+
+    def stage(self, conn: Connection, source: str, entity: str, rows: Sequence[StagedRow],
+              run_id: str) -> StageCounts:
+        """Upsert raw records; only new or changed payloads are written and marked pending."""
+        if not rows:
+            return StageCounts(0, 0, 0)
+        latest: dict[str, StagedRow] = {r.source_id: r for r in rows}  # last wins within a page
+        raw = t.raw_records
+        known: dict[str, str] = {}
+        ids = list(latest)
+        for i in range(0, len(ids), 900):
+            known.update(conn.execute(select(raw.c.source_id, raw.c.hash).where(
+                raw.c.source == source, raw.c.entity == entity,
+                raw.c.source_id.in_(ids[i:i + 900]))).all())
+        now = utcnow()
+        writes = [{
+            "source": source, "entity": entity, "source_id": r.source_id, "payload": r.payload,
+            "hash": r.hash, "cursor": r.cursor, "pending": True, "run_id": run_id,
+            "extracted_at": now,
+        } for r in latest.values() if known.get(r.source_id) != r.hash]
+        self.upsert(conn, raw, writes, ["source", "entity", "source_id"])
+        new = sum(1 for sid in latest if sid not in known)
+        return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
+
+    def pending_batches(self, source: str, entity: str,
+                        batch_size: int) -> Iterator[list[tuple[str, bytes, str]]]:
+        """Yield (source_id, payload, hash) of unmapped raw records, keyset-paged by id."""
+        raw = t.raw_records
+        after = ""
+        while True:
+            with self.engine.connect() as conn:
+                batch = list(conn.execute(
+                    select(raw.c.source_id, raw.c.payload, raw.c.hash)
+                    .where(raw.c.source == source, raw.c.entity == entity,
+                           raw.c.pending.is_(True), raw.c.source_id > after)
+                    .order_by(raw.c.source_id).limit(batch_size)))
+            if not batch:
+                return
+            yield batch
+            after = batch[-1][0]
+
+    def mark_mapped(self, conn: Connection, source: str, entity: str,
+                    done: Iterable[tuple[str, str]]) -> None:
+        """Clear ``pending`` for (source_id, hash) pairs, unless the payload changed meanwhile."""
+        raw = t.raw_records
+        params = [{"sid": sid, "h": h} for sid, h in done]
+        if not params:
+            return
+        from sqlalchemy import bindparam
+
+        conn.execute(
+            update(raw).where(raw.c.source == source, raw.c.entity == entity,
+                              raw.c.source_id == bindparam("sid"), raw.c.hash == bindparam("h"))
+            .values(pending=False), params)
+
+    def count_pending(self, source: str, entity: str) -> int:
+        from sqlalchemy import func
+
+        raw = t.raw_records
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(raw).where(
+                raw.c.source == source, raw.c.entity == entity,
+                raw.c.pending.is_(True))).scalar_one())
+
+    # -- rejects ----------------------------------------------------------------------------------
+
+    def add_rejects(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            now = utcnow()
+            conn.execute(t.rejects.insert(), [{"created_at": now, **r} for r in rows])
+
+    def resolve_rejects(self, conn: Connection, *, stage: str, source: str, entity: str,
+                        source_ids: Sequence[str], run_id: str) -> None:
+        """Close open rejects of records that have now gone through."""
+        if not source_ids:
+            return
+        rj = t.rejects
+        for i in range(0, len(source_ids), 900):
+            conn.execute(update(rj).where(
+                rj.c.stage == stage, rj.c.source == source, rj.c.entity == entity,
+                rj.c.resolved_run.is_(None), rj.c.source_id.in_(source_ids[i:i + 900]),
+            ).values(resolved_run=run_id))
+
+    def rejects(self, *, run_id: str | None = None, open_only: bool = True,
+                limit: int = 100) -> list[dict[str, Any]]:
+        rj = t.rejects
+        stmt = select(rj).order_by(rj.c.id.desc()).limit(limit)
+        if run_id:
+            stmt = stmt.where(rj.c.run_id == run_id)
+        if open_only:
+            stmt = stmt.where(rj.c.resolved_run.is_(None))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]

@@ -1,0 +1,250 @@
+"""The store's schema: staging, canonical rows, identity, 360, push state and run bookkeeping.
+
+Canonical tables keep the columns the 360 aggregates in SQL (amounts, dates, statuses) and the
+whole validated row as JSON in ``data``. Keys are (source, source_id) everywhere: a rerun upserts
+the same rows. Alembic migrations under ``concord/migrations`` create and evolve these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from concord.store.types import MoneyType, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    }
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("trigger", String(32), nullable=False, default="cli"),
+    Column("window_start", UtcDateTime),
+    Column("window_end", UtcDateTime),
+    Column("report", JSON, nullable=False, default=dict),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("run_id", String(64)),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("cursor", String(100)),  # highest committed cursor value (ISO time or number)
+    Column("checkpoint", Text),  # resume token inside an unfinished extract, else NULL
+    Column("checkpoint_cursor", String(100)),  # highest cursor seen in the unfinished extract
+    Column("run_id", String(64)),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+raw_records = Table(
+    "raw_records",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("source_id", String(200), primary_key=True),
+    Column("payload", LargeBinary, nullable=False),  # orjson bytes, exactly as received
+    Column("hash", String(32), nullable=False),
+    Column("cursor", String(100)),
+    Column("pending", Boolean, nullable=False),  # changed since last mapped
+    Column("run_id", String(64), nullable=False),
+    Column("extracted_at", UtcDateTime, nullable=False),
+    Index("ix_raw_pending", "source", "entity", "pending"),
+)
+
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),  # extract | map | push
+    Column("source", String(100), nullable=False),  # source or target name
+    Column("entity", String(100), nullable=False),
+    Column("source_id", String(200)),
+    Column("field", String(200)),
+    Column("reason", Text, nullable=False),
+    Column("location", String(300)),  # mapping file:line
+    Column("payload", LargeBinary),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("resolved_run", String(64)),
+    Index("ix_rejects_open", "source", "entity", "source_id", "resolved_run"),
+    Index("ix_rejects_run", "run_id"),
+)
+
+
+def _canonical(name: str, *columns: Column[object]) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("source", String(100), primary_key=True),
+        Column("source_id", String(200), primary_key=True),
+        *columns,
+        Column("data", JSON, nullable=False),
+        Column("hash", String(32), nullable=False),
+        Column("updated_at", UtcDateTime),
+        Column("run_id", String(64), nullable=False),
+    )
+
+
+customers = _canonical(
+    "customers",
+    Column("name", String(300), nullable=False),
+    Column("email", String(320)),
+    Column("tax_id", String(64)),
+    Column("country", String(2)),
+)
+
+orders = _canonical(
+    "orders",
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("number", String(100), nullable=False),
+    Column("ordered_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("net_total", MoneyType, nullable=False),
+    Column("gross_total", MoneyType, nullable=False),
+)
+
+shipments = _canonical(
+    "shipments",
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("order_id", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("shipped_at", UtcDateTime),
+    Column("delivered_at", UtcDateTime),
+    Column("promised_at", UtcDateTime),
+)
+
+invoices = _canonical(
+    "invoices",
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("order_id", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("currency", String(3), nullable=False),
+    Column("total", MoneyType, nullable=False),
+    Column("open_amount", MoneyType, nullable=False),
+)
+
+payments = _canonical(
+    "payments",
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("invoice_id", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("paid_at", UtcDateTime, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", MoneyType, nullable=False),
+)
+
+CANONICAL_TABLES: dict[str, Table] = {
+    "customers": customers,
+    "orders": orders,
+    "shipments": shipments,
+    "invoices": invoices,
+    "payments": payments,
+}
+
+golden = Table(
+    "golden",
+    metadata,
+    Column("concord_id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),  # active | merged
+    Column("merged_into", String(32), ForeignKey("golden.concord_id")),
+    Column("created_run", String(64), nullable=False),
+    Column("updated_run", String(64), nullable=False),
+)
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("source_id", String(200), primary_key=True),
+    Column("concord_id", String(32), nullable=False, index=True),
+    Column("rule", String(64), nullable=False),  # which rule linked it ("seed" for the first)
+    Column("score", Float, nullable=False),
+    Column("matched_to", String(300)),  # the record key it matched
+    Column("run_id", String(64), nullable=False),
+)
+
+identity_events = Table(
+    "identity_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # new | merge | split
+    Column("concord_id", String(32), nullable=False),
+    Column("other_id", String(32)),
+    Column("detail", JSON, nullable=False, default=dict),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+customer360 = Table(
+    "customer360",
+    metadata,
+    Column("concord_id", String(32), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("value_tier", String(1)),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("run_id", String(64), nullable=False),
+)
+
+push_state = Table(
+    "push_state",
+    metadata,
+    Column("target", String(100), primary_key=True),
+    Column("concord_id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),  # accepted | rejected | superseded
+    Column("accepted_hash", String(32)),  # hash of what the target last accepted
+    Column("attempted_hash", String(32)),
+    Column("remote_id", String(100)),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_id", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+stage_reports = Table(
+    "stage_reports",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("stage", String(16), primary_key=True),
+    Column("scope", String(200), primary_key=True),  # "source/entity", target name, or "all"
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("report", JSON, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=False),
+)

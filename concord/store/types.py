@@ -1,0 +1,62 @@
+"""Column types that behave the same on SQLite and PostgreSQL: exact money, UTC datetimes.
+
+SQLite has no decimal type (SQLAlchemy's Numeric goes through float there), so money is kept as
+an integer count of millionths: sums in SQL stay exact on both databases. Datetimes are stored
+naive in UTC and come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Dialect
+from sqlalchemy.types import TypeDecorator
+
+MONEY_SCALE = 1_000_000
+
+
+class MoneyType(TypeDecorator[Decimal]):
+    """Decimal stored as integer millionths (exact in SQL sums on every database)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return int((Decimal(value) * MONEY_SCALE).to_integral_value())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)) / MONEY_SCALE
+
+
+def money_or_zero(value: Decimal | None) -> Decimal:
+    """A SQL ``SUM`` over a money column (already a Decimal through ``MoneyType``), 0 if NULL."""
+    return Decimal(0) if value is None else Decimal(value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetime, stored naive in UTC so SQLite and PostgreSQL agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected datetime, got {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc)

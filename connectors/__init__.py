@@ -1,0 +1,1 @@
+"""Connectors: ERP sources (``erp``) and CRM targets (``crm``) implementing concord's contracts."""

@@ -1,0 +1,1 @@
+"""CRM targets: HubSpot, Salesforce and a generic REST target."""

@@ -1,0 +1,108 @@
+"""The store on SQLite and PostgreSQL: migrations, staging diff, exact money, UTC, locks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from concord.errors import StoreError
+from concord.store import StagedRow, Store
+from concord.store import tables as t
+from concord.store.types import money_or_zero
+
+
+def _row(sid: str, body: str) -> StagedRow:
+    payload = body.encode()
+    return StagedRow(sid, payload, f"h-{body}", "2026-01-01T00:00:00Z")
+
+
+def test_migrations_create_every_table_and_rerun_cleanly(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.migrate()
+    from sqlalchemy import inspect
+
+    names = set(inspect(store.engine).get_table_names())
+    assert set(t.metadata.tables) <= names
+    assert "alembic_version" in names
+
+
+def test_stage_writes_only_new_or_changed_payloads(store_url: str) -> None:
+    store = Store.open(store_url)
+    with store.begin() as conn:
+        first = store.stage(conn, "erp", "orders", [_row("1", "a"), _row("2", "b")], "r1")
+    with store.begin() as conn:
+        second = store.stage(conn, "erp", "orders", [_row("1", "a"), _row("2", "B"),
+                                                     _row("3", "c")], "r2")
+    assert (first.new, first.changed, first.unchanged) == (2, 0, 0)
+    assert (second.new, second.changed, second.unchanged) == (1, 1, 1)
+    assert store.count_pending("erp", "orders") == 3
+
+
+def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str) -> None:
+    store = Store.open(store_url)
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row("1", "a"), _row("2", "b")], "r1")
+    batches = list(store.pending_batches("erp", "orders", batch_size=1))
+    assert [b[0][0] for b in batches] == ["1", "2"]
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row("2", "b2")], "r2")
+        store.mark_mapped(conn, "erp", "orders", [("1", "h-a"), ("2", "h-b")])
+    assert store.count_pending("erp", "orders") == 1
+
+
+def test_money_sums_stay_exact(store_url: str) -> None:
+    store = Store.open(store_url)
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = [{"source": "erp", "source_id": str(i), "customer_id": "c", "number": str(i),
+             "ordered_at": now, "status": "confirmed", "currency": "EUR",
+             "net_total": Decimal("0.10"), "gross_total": Decimal("0.10"), "data": {},
+             "hash": "x", "updated_at": now, "run_id": "r"} for i in range(10)]
+    with store.begin() as conn:
+        store.upsert(conn, t.orders, rows, ["source", "source_id"])
+        total = conn.execute(select(func.sum(t.orders.c.gross_total))).scalar()
+        one = conn.execute(select(t.orders.c.gross_total).limit(1)).scalar()
+    assert money_or_zero(total) == Decimal("1.00")
+    assert one == Decimal("0.1")
+
+
+def test_datetimes_come_back_timezone_aware_utc(store_url: str) -> None:
+    store = Store.open(store_url)
+    berlin = timezone(timedelta(hours=1))
+    store.start_run("r1", trigger="test", window_start=datetime(2026, 1, 1, 1, tzinfo=berlin),
+                    window_end=None)
+    run = store.run("r1")
+    assert run is not None
+    assert run["window_start"] == datetime(2026, 1, 1, 0, tzinfo=timezone.utc)
+    assert run["window_start"].tzinfo is not None
+
+
+def test_second_sync_lock_is_refused_naming_the_holder(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.acquire_lock("sync", "run-a", stale_after=timedelta(hours=1))
+    with pytest.raises(StoreError, match="run-a"):
+        store.acquire_lock("sync", "run-b", stale_after=timedelta(hours=1))
+    store.release_lock("sync", "run-a")
+    store.acquire_lock("sync", "run-b", stale_after=timedelta(hours=1))
+
+
+def test_stale_lock_is_broken(store_url: str) -> None:
+    store = Store.open(store_url)
+    store.acquire_lock("sync", "run-a", stale_after=timedelta(hours=1))
+    store.acquire_lock("sync", "run-b", stale_after=timedelta(seconds=-1))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(t.locks.c.run_id)).scalar() == "run-b"
+
+
+def test_checkpoint_and_watermark_round_trip(store_url: str) -> None:
+    store = Store.open(store_url)
+    with store.begin() as conn:
+        store.save_checkpoint(conn, "erp", "orders", cursor="2026-01-01T00:00:00Z",
+                              checkpoint='{"url": "/x"}', checkpoint_cursor="2026-02-01T00:00:00Z",
+                              run_id="r1")
+    state = store.watermark("erp", "orders")
+    assert state.cursor == "2026-01-01T00:00:00Z"
+    assert state.checkpoint == '{"url": "/x"}'
+    assert store.watermark("erp", "customers").cursor is None
