@@ -96,7 +96,7 @@ def demo(config: ConfigOpt = Path("concord.yaml"),
          customers: Annotated[int, typer.Option(help="Sandbox customers to generate.")] = 60,
          ) -> None:
     """Start the sandbox ERP and CRM on loopback, run one full sync, show the result."""
-    from concord.demo import run_demo
+    from sandbox.demo import run_demo
 
     guarded(lambda: run_demo(config, customers=customers))
 

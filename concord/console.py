@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(highlight=False)
+if not console.is_terminal:
+    console.width = max(console.width, 140)
 err_console = Console(stderr=True, highlight=False)
 
 

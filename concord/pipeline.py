@@ -25,7 +25,7 @@ from concord.config import PipelineConfig, parse_time
 from concord.contracts import PushRecord, Window, build_source, build_target
 from concord.errors import ConcordError, MappingError, RecordRejected, RunFailed
 from concord.mapping import Mapping, load_mapping
-from concord.model import ENTITY_MODELS, CanonicalModel
+from concord.model import ENTITY_MODELS, CanonicalModel, Customer360
 from concord.store import StagedRow, Store
 from concord.store import tables as t
 from concord.store.store import utcnow
@@ -309,12 +309,14 @@ class PlannedPush:
     previous: dict[str, Any] | None
 
 
-def plan_push(ctx: RunContext, target_name: str) -> tuple[list[PlannedPush], int, int]:
-    """What a push would send: changed customers only. Returns (plan, unchanged, failed maps)."""
+def plan_push(ctx: RunContext, target_name: str
+              ) -> tuple[list[PlannedPush], int, list[dict[str, Any]]]:
+    """What a push would send: changed customers only. Returns (plan, unchanged, map rejects)."""
     mapping = ctx.mappings[("target", target_name)]
     c360, ps = t.customer360, t.push_state
     plan: list[PlannedPush] = []
-    unchanged = failed = 0
+    unchanged = 0
+    failed: list[dict[str, Any]] = []
     with ctx.store.engine.connect() as conn:
         rows = conn.execute(
             select(c360.c.concord_id, c360.c.data, ps.c.accepted_hash, ps.c.remote_id)
@@ -323,9 +325,12 @@ def plan_push(ctx: RunContext, target_name: str) -> tuple[list[PlannedPush], int
             .order_by(c360.c.concord_id))
         for gid, data, accepted, remote_id in rows:
             try:
-                props = mapping.apply(data)
-            except RecordRejected:
-                failed += 1
+                props = mapping.apply(Customer360.model_validate(data).model_dump(mode="python"))
+            except RecordRejected as exc:
+                failed.append({"run_id": ctx.run_id, "stage": "push", "source": target_name,
+                               "entity": "customer360", "source_id": gid, "field": exc.field,
+                               "reason": exc.reason, "location": str(mapping.path),
+                               "payload": orjson.dumps(data)})
                 continue
             h = hashlib.blake2b(orjson.dumps(props, option=orjson.OPT_SORT_KEYS, default=str),
                                 digest_size=16).hexdigest()
@@ -342,7 +347,10 @@ def push(ctx: RunContext, target_name: str) -> dict[str, Any]:
     tcfg = ctx.config.targets[target_name]
     plan, unchanged, failed_maps = plan_push(ctx, target_name)
     report: dict[str, Any] = {"planned": len(plan), "unchanged": unchanged, "accepted": 0,
-                              "rejected": 0, "mapping_failed": failed_maps, "calls": 0}
+                              "rejected": 0, "mapping_failed": len(failed_maps), "calls": 0}
+    if failed_maps and not ctx.options.dry_run:
+        with ctx.store.begin() as conn:
+            ctx.store.add_rejects(conn, failed_maps)
     if ctx.options.dry_run or not plan:
         _record_stage(ctx, "push", target_name, started, report)
         return report

@@ -1,0 +1,73 @@
+"""Command line for running one sandbox server in the foreground (docker compose, crash tests):
+`python -m sandbox erp --port 8701 --token-env SANDBOX_ERP_TOKEN --seed 7 --customers 60` or
+`python -m sandbox crm --port 8702 --token-env SANDBOX_CRM_TOKEN`; the token is read from the named
+environment variable (the server's default token when unset), "listening on <url>" is printed once
+the port is bound, and SIGTERM or SIGINT stops the server cleanly with exit status 0."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from sandbox import crm, rest_erp
+from sandbox.crm import CrmServer
+from sandbox.erp_data import ErpDataset
+from sandbox.rest_erp import RestErpServer
+from sandbox.server import LoopbackServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    erp = commands.add_parser("erp", help="REST ERP sandbox")
+    erp.add_argument("--port", type=int, default=8701)
+    erp.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
+    erp.add_argument("--token-env", default="SANDBOX_ERP_TOKEN")
+    erp.add_argument("--seed", type=int, default=7)
+    erp.add_argument("--customers", type=int, default=60)
+    crm_cmd = commands.add_parser("crm", help="HubSpot-like CRM sandbox")
+    crm_cmd.add_argument("--port", type=int, default=8702)
+    crm_cmd.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
+    crm_cmd.add_argument("--token-env", default="SANDBOX_CRM_TOKEN")
+    return parser
+
+
+def _start(args: argparse.Namespace) -> LoopbackServer:
+    if args.command == "erp":
+        token = os.environ.get(args.token_env) or rest_erp.DEFAULT_TOKEN
+        dataset = ErpDataset.generate(seed=args.seed, customers=args.customers)
+        return RestErpServer(dataset, token=token, port=args.port, host=args.host)
+    token = os.environ.get(args.token_env) or crm.DEFAULT_TOKEN
+    return CrmServer(token=token, port=args.port, host=args.host)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server = _start(args)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(f"listening on {server.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

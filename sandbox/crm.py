@@ -1,0 +1,238 @@
+"""A loopback CRM imitating HubSpot CRM v3 for companies and contacts: `POST
+/crm/v3/objects/{type}/batch/upsert` upserts by the idProperty value (at most 100 inputs, every
+property value a string, idProperty required; violations give 400 VALIDATION_ERROR and change
+nothing), `GET /crm/v3/objects/{type}` lists objects with `limit`/`after` paging, `GET
+/crm/v3/objects/{type}/{id}` reads one (by internal id, or by idProperty value with `?idProperty=`),
+and `POST /crm/v3/objects/{type}/merge` merges two objects (the merged one disappears and later
+upserts of its idProperty value land on the primary). State is kept in memory (`objects`, `batches`,
+`merged`) for tests to inspect; errors use HubSpot's JSON shape."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.server import ApiError, LoopbackServer, Request, Response
+
+DEFAULT_TOKEN = "sandbox-crm-token"
+OBJECT_TYPES: tuple[str, ...] = ("companies", "contacts")
+MAX_BATCH = 100
+PREFIX = "/crm/v3/objects/"
+
+_CATEGORIES = {
+    400: "VALIDATION_ERROR",
+    401: "INVALID_AUTHENTICATION",
+    404: "OBJECT_NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "VALIDATION_ERROR",
+    429: "RATE_LIMITS",
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _validation(message: str, **extra: Any) -> ApiError:
+    return ApiError(400, message, category="VALIDATION_ERROR", **extra)
+
+
+class CrmServer(LoopbackServer):
+    """HubSpot-like CRM sandbox. `objects[type][id_value]` holds {"id", "properties", "createdAt",
+    "updatedAt"}; `batches` every accepted upsert body; `merged` merged internal id -> primary."""
+
+    def __init__(
+        self, token: str | None = DEFAULT_TOKEN, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
+        self.batches: list[dict[str, Any]] = []
+        self.merged: dict[str, str] = {}
+        self._aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
+        self._ids = itertools.count(1001)
+        self._state = threading.Lock()
+        super().__init__(token=token, port=port, host=host)
+
+    def error_response(self, error: ApiError) -> Response:
+        extra = dict(error.extra)
+        category = extra.pop("category", _CATEGORIES.get(error.status, "ERROR"))
+        body: dict[str, Any] = {"status": "error", "message": error.message, "category": category}
+        body.update(extra)
+        return Response(error.status, body)
+
+    def unauthorized(self) -> ApiError:
+        return ApiError(
+            401, "Authentication credentials not found.", category="INVALID_AUTHENTICATION"
+        )
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if not request.path.startswith(PREFIX):
+            raise ApiError(404, "not found")
+        parts = request.path[len(PREFIX) :].strip("/").split("/")
+        object_type = parts[0]
+        if object_type not in OBJECT_TYPES:
+            raise ApiError(404, f"unknown object type {object_type!r}")
+        route = (request.method, tuple(parts[1:]))
+        if route == ("POST", ("batch", "upsert")):
+            return self._upsert(object_type, request.json())
+        if route == ("POST", ("merge",)):
+            return self._merge(object_type, request.json())
+        if route == ("GET", ()):
+            return self._list(object_type, request)
+        if request.method == "GET" and len(parts) == 2:
+            return self._read(object_type, parts[1], request.query.get("idProperty"))
+        raise ApiError(404, f"no route for {request.method} {request.path}")
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def _upsert(self, object_type: str, body: Any) -> Response:
+        started = _now()
+        inputs = self._validate_upsert(body)
+        results = []
+        with self._state:
+            store = self.objects[object_type]
+            aliases = self._aliases[object_type]
+            for item in inputs:
+                id_property, id_value = item["idProperty"], item["id"]
+                id_value = aliases.get(id_value, id_value)
+                now = _now()
+                existing = store.get(id_value)
+                if existing is None:
+                    existing = {
+                        "id": str(next(self._ids)),
+                        "properties": {id_property: id_value},
+                        "createdAt": now,
+                        "updatedAt": now,
+                    }
+                    store[id_value] = existing
+                    new = True
+                else:
+                    new = False
+                existing["properties"].update(item["properties"])
+                existing["properties"].setdefault(id_property, id_value)
+                existing["updatedAt"] = now
+                results.append({**self._public(existing), "new": new})
+            self.batches.append(body)
+        return Response(
+            200,
+            {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now()},
+        )
+
+    @staticmethod
+    def _validate_upsert(body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            raise _validation("Invalid input JSON: expected an object with an 'inputs' array")
+        inputs: list[Any] = body["inputs"]
+        if len(inputs) > MAX_BATCH:
+            raise _validation(
+                f"Batch size {len(inputs)} exceeds the limit of {MAX_BATCH} inputs",
+                context={"limit": [str(MAX_BATCH)]},
+            )
+        seen: set[str] = set()
+        for index, item in enumerate(inputs):
+            where = f"inputs[{index}]"
+            if not isinstance(item, dict):
+                raise _validation(f"{where}: expected an object")
+            id_property = item.get("idProperty")
+            if not isinstance(id_property, str) or not id_property:
+                raise _validation(f"{where}: idProperty is required")
+            id_value = item.get("id")
+            if not isinstance(id_value, str) or not id_value:
+                raise _validation(f"{where}: id must be a non-empty string")
+            if id_value in seen:
+                raise _validation(f"{where}: duplicate id {id_value!r} in batch input")
+            seen.add(id_value)
+            properties = item.get("properties")
+            if not isinstance(properties, dict):
+                raise _validation(f"{where}: properties must be an object")
+            for name, value in properties.items():
+                if not isinstance(value, str):
+                    raise _validation(
+                        f"Property values were not valid: {where}.properties.{name} must be a "
+                        f"string, got {type(value).__name__}",
+                        errors=[
+                            {
+                                "message": f"{name} must be a string",
+                                "code": "INVALID_PROPERTY_VALUE",
+                                "context": {"input": [str(index)], "propertyName": [name]},
+                            }
+                        ],
+                    )
+        return inputs
+
+    def _list(self, object_type: str, request: Request) -> Response:
+        try:
+            limit = int(request.query.get("limit") or 10)
+            after = int(request.query.get("after") or 0)
+        except ValueError:
+            raise _validation("limit and after must be integers") from None
+        if not 1 <= limit <= 100:
+            raise _validation("limit must be between 1 and 100")
+        with self._state:
+            ordered = sorted(self.objects[object_type].values(), key=lambda o: int(o["id"]))
+            remaining = [o for o in ordered if int(o["id"]) > after]
+            page = [self._public(o) for o in remaining[:limit]]
+        body: dict[str, Any] = {"results": page}
+        if len(remaining) > limit:
+            body["paging"] = {"next": {"after": page[-1]["id"]}}
+        return Response(200, body)
+
+    def _read(self, object_type: str, key: str, id_property: str | None) -> Response:
+        with self._state:
+            found = self._find(object_type, key, id_property)
+            if found is None:
+                raise ApiError(404, f"Object {key} not found", category="OBJECT_NOT_FOUND")
+            return Response(200, self._public(found))
+
+    def _merge(self, object_type: str, body: Any) -> Response:
+        if not isinstance(body, dict):
+            raise _validation("expected primaryObjectId and objectIdToMerge")
+        primary_id, merged_id = body.get("primaryObjectId"), body.get("objectIdToMerge")
+        if not isinstance(primary_id, str) or not isinstance(merged_id, str):
+            raise _validation("primaryObjectId and objectIdToMerge must be strings")
+        if primary_id == merged_id:
+            raise _validation("cannot merge an object with itself")
+        with self._state:
+            store = self.objects[object_type]
+            primary = self._find(object_type, primary_id, None)
+            merged = self._find(object_type, merged_id, None)
+            if primary is None or merged is None:
+                missing = primary_id if primary is None else merged_id
+                raise ApiError(404, f"Object {missing} not found", category="OBJECT_NOT_FOUND")
+            primary_key = next(k for k, o in store.items() if o is primary)
+            merged_key = next(k for k, o in store.items() if o is merged)
+            for name, value in merged["properties"].items():
+                if not primary["properties"].get(name):
+                    primary["properties"][name] = value
+            primary["updatedAt"] = _now()
+            del store[merged_key]
+            aliases = self._aliases[object_type]
+            aliases[merged_key] = primary_key
+            for alias, target in list(aliases.items()):
+                if target == merged_key:
+                    aliases[alias] = primary_key
+            self.merged[merged["id"]] = primary["id"]
+            return Response(200, self._public(primary))
+
+    def _find(self, object_type: str, key: str, id_property: str | None) -> dict[str, Any] | None:
+        store = self.objects[object_type]
+        if id_property:
+            found = store.get(self._aliases[object_type].get(key, key))
+            if found is not None and found["properties"].get(id_property) is not None:
+                return found
+            return None
+        key = self.merged.get(key, key)
+        return next((o for o in store.values() if o["id"] == key), None)
+
+    @staticmethod
+    def _public(stored: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": stored["id"],
+            "properties": dict(stored["properties"]),
+            "createdAt": stored["createdAt"],
+            "updatedAt": stored["updatedAt"],
+            "archived": False,
+        }

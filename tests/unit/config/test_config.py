@@ -1,0 +1,87 @@
+"""Config validation: every broken config stops before any I/O, naming file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from concord.config import load_config
+from concord.errors import ConfigError
+from concord.secrets import SecretRef
+
+GOOD = """\
+store_url: sqlite:///var/x.db
+sources:
+  erp:
+    type: rest
+    base_url: ${ERP_URL:-http://127.0.0.1:1}
+    auth: {type: bearer, token: {env: ERP_TOKEN}}
+    entities:
+      orders: {path: /orders, mapping: m.yaml}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "m.yaml").write_text("direction: inbound\n")
+    path = tmp_path / "concord.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_resolves_env_defaults_and_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.sources["erp"].settings["base_url"] == "http://127.0.0.1:1"
+    assert config.sources["erp"].name == "erp"
+    assert config.resolve_path(config.sources["erp"].entities["orders"].mapping).is_file()
+
+
+def test_inline_secret_is_refused_with_line_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace("token: {env: ERP_TOKEN}", "token: hunter2-secret")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    msg = str(info.value)
+    assert "concord.yaml:6" in msg and "sources.erp.auth.token" in msg
+    assert "hunter2" not in msg
+
+
+def test_unknown_top_level_key_names_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"concord.yaml:9 'colour'.*Extra inputs"):
+        load_config(write(tmp_path, GOOD + "colour: blue\n"))
+
+
+def test_missing_mapping_file_is_named(tmp_path: Path) -> None:
+    text = GOOD.replace("mapping: m.yaml", "mapping: nope.yaml")
+    with pytest.raises(ConfigError, match=r":8 'sources.erp.entities.orders.mapping'.*nope.yaml"):
+        load_config(write(tmp_path, text))
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"concord.yaml:3.*invalid YAML"):
+        load_config(write(tmp_path, "sources:\n  erp: [\n  x: }\n"))
+
+
+def test_unset_environment_variable_without_default_is_named(tmp_path: Path) -> None:
+    text = GOOD.replace("${ERP_URL:-http://127.0.0.1:1}", "${CONCORD_UNSET_VAR_X}")
+    with pytest.raises(ConfigError, match="CONCORD_UNSET_VAR_X is not set"):
+        load_config(write(tmp_path, text))
+
+
+def test_secret_reference_resolves_from_env_and_is_redacted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from concord.redact import redact
+
+    monkeypatch.setenv("MY_TOKEN", "s3cr3t-value-123")
+    assert SecretRef(env="MY_TOKEN").resolve() == "s3cr3t-value-123"
+    assert "s3cr3t" not in redact("calling with s3cr3t-value-123 now")
+
+
+def test_unset_secret_names_the_reference_not_a_value() -> None:
+    with pytest.raises(ConfigError, match="env CONCORD_NO_SUCH_SECRET is not set"):
+        SecretRef(env="CONCORD_NO_SUCH_SECRET").resolve()
+
+
+def test_airflow_connection_uri_in_env_serves_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_API", "http://user:p%40ss@erp.example:443")
+    assert SecretRef(connection="erp_api").resolve() == "p@ss"
+    assert SecretRef(connection="erp_api", field="login").resolve() == "user"
