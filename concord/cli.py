@@ -21,25 +21,33 @@ from concord.config import load_config, parse_time
 from concord.console import console, customers_table, err_console, run_summary
 from concord.errors import ConcordError
 
-app = typer.Typer(help="concord: one customer across ERPs and CRMs.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="concord: one customer across ERPs and CRMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 customers_app = typer.Typer(help="Look up golden customers.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Pipeline config file.",
-                                         envvar="CONCORD_CONFIG")]
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Pipeline config file.", envvar="CONCORD_CONFIG")
+]
 DEFAULT_CONFIG = Path("concord.yaml")
 T = TypeVar("T")
 _state: dict[str, bool] = {"verbose": False}
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                               help="Show tracebacks and debug logs.")] = False,
-         ) -> None:
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
+    ] = False,
+) -> None:
     _state["verbose"] = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def guarded(fn: Callable[[], T]) -> T:
@@ -56,9 +64,16 @@ def guarded(fn: Callable[[], T]) -> T:
 @contextmanager
 def progress_events() -> Iterator[Callable[[str, dict[str, Any]], None]]:
     """A rich progress display fed by pipeline events."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:>8,.0f} records"), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>8,.0f} records"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
         tasks: dict[str, Any] = {}
 
         def on_event(name: str, data: dict[str, Any]) -> None:
@@ -68,33 +83,39 @@ def progress_events() -> Iterator[Callable[[str, dict[str, Any]], None]]:
                 tasks["current"] = tasks[key]
             elif name in ("page", "mapped", "pushed") and "current" in tasks:
                 progress.advance(tasks["current"], data.get("records", 0))
+
         yield on_event
 
 
 @app.command()
-def sync(config: ConfigOpt = DEFAULT_CONFIG,
-         full_refresh: Annotated[bool, typer.Option(help="Ignore watermarks.")] = False,
-         until: Annotated[str | None, typer.Option(help="Window end (ISO time); default now.")]
-         = None,
-         dry_run: Annotated[bool, typer.Option(help="Plan pushes without sending.")] = False,
-         ) -> None:
+def sync(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    full_refresh: Annotated[bool, typer.Option(help="Ignore watermarks.")] = False,
+    until: Annotated[str | None, typer.Option(help="Window end (ISO time); default now.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Plan pushes without sending.")] = False,
+) -> None:
     """Run the nightly sync once: extract, map, resolve, build 360, push, reconcile."""
     from concord.pipeline import RunOptions, run_sync
 
     def body() -> None:
         cfg = load_config(config)
-        opts = RunOptions(full_refresh=full_refresh, dry_run=dry_run,
-                          window_end=parse_time(until) if until else None)
+        opts = RunOptions(
+            full_refresh=full_refresh,
+            dry_run=dry_run,
+            window_end=parse_time(until) if until else None,
+        )
         with progress_events() as on_event:
             report = run_sync(cfg, opts, on_event=on_event)
         console.print(run_summary(report))
+
     guarded(body)
 
 
 @app.command()
-def demo(config: ConfigOpt = Path("concord.yaml"),
-         customers: Annotated[int, typer.Option(help="Sandbox customers to generate.")] = 60,
-         ) -> None:
+def demo(
+    config: ConfigOpt = Path("concord.yaml"),
+    customers: Annotated[int, typer.Option(help="Sandbox customers to generate.")] = 60,
+) -> None:
     """Start the sandbox ERP and CRM on loopback, run one full sync, show the result."""
     from sandbox.demo import run_demo
 
@@ -102,10 +123,11 @@ def demo(config: ConfigOpt = Path("concord.yaml"),
 
 
 @app.command()
-def runs(config: ConfigOpt = DEFAULT_CONFIG,
-         last: Annotated[bool, typer.Option("--last", help="Show the last run's report.")]
-         = False,
-         limit: int = 10) -> None:
+def runs(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    last: Annotated[bool, typer.Option("--last", help="Show the last run's report.")] = False,
+    limit: int = 10,
+) -> None:
     """List recent runs, or show the last run's summary."""
     from rich.table import Table
 
@@ -121,18 +143,26 @@ def runs(config: ConfigOpt = DEFAULT_CONFIG,
             return
         table = Table("run", "status", "trigger", "started", "finished")
         for r in rows:
-            table.add_row(r["run_id"], r["status"], r["trigger"], f"{r['started_at']:%F %T}",
-                          f"{r['finished_at']:%F %T}" if r["finished_at"] else "-")
+            table.add_row(
+                r["run_id"],
+                r["status"],
+                r["trigger"],
+                f"{r['started_at']:%F %T}",
+                f"{r['finished_at']:%F %T}" if r["finished_at"] else "-",
+            )
         console.print(table)
+
     guarded(body)
 
 
 @app.command()
-def rejects(config: ConfigOpt = DEFAULT_CONFIG,
-            run: Annotated[str | None, typer.Option(help="Only this run.")] = None,
-            show_all: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
-            payload: Annotated[bool, typer.Option(help="Print each payload.")] = False,
-            limit: int = 50) -> None:
+def rejects(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    run: Annotated[str | None, typer.Option(help="Only this run.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
+    payload: Annotated[bool, typer.Option(help="Print each payload.")] = False,
+    limit: int = 50,
+) -> None:
     """Show rejected records with the reason and where (stage, source, field)."""
     from rich.table import Table
 
@@ -141,40 +171,56 @@ def rejects(config: ConfigOpt = DEFAULT_CONFIG,
     def body() -> None:
         store = Store.open(load_config(config).store_url)
         rows = store.rejects(run_id=run, open_only=not show_all, limit=limit)
-        table = Table("stage", "source/entity", "id", "field", "reason", title=f"{len(rows)} "
-                      "rejects", title_justify="left")
+        table = Table(
+            "stage",
+            "source/entity",
+            "id",
+            "field",
+            "reason",
+            title=f"{len(rows)} rejects",
+            title_justify="left",
+        )
         for r in rows:
-            table.add_row(r["stage"], f"{r['source']}/{r['entity']}", r["source_id"] or "-",
-                          r["field"] or "-", r["reason"])
+            table.add_row(
+                r["stage"],
+                f"{r['source']}/{r['entity']}",
+                r["source_id"] or "-",
+                r["field"] or "-",
+                r["reason"],
+            )
             if payload and r["payload"]:
                 table.add_row("", "", "", "payload", r["payload"].decode("utf-8", "replace"))
         console.print(table)
+
     guarded(body)
 
 
 @app.command()
-def schema(entity: Annotated[str | None, typer.Argument(help="One model, e.g. Customer.")]
-           = None) -> None:
+def schema(
+    entity: Annotated[str | None, typer.Argument(help="One model, e.g. Customer.")] = None,
+) -> None:
     """Print the JSON Schema of the canonical model."""
     from pydantic.json_schema import models_json_schema
 
     from concord import model
 
-    models: list[type[model.CanonicalModel]] = [
-        *model.ENTITY_MODELS.values(), model.Customer360]
+    models: list[type[model.CanonicalModel]] = [*model.ENTITY_MODELS.values(), model.Customer360]
     if entity:
         models = [m for m in models if m.__name__.lower() == entity.lower()]
         if not models:
             err_console.print(f"[red]error:[/] unknown model {entity}")
             raise typer.Exit(1)
-    _, doc = models_json_schema([(m, "validation") for m in models],
-                                title="concord canonical model")
+    _, doc = models_json_schema(
+        [(m, "validation") for m in models], title="concord canonical model"
+    )
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 @customers_app.command("show")
-def customers_show(query: Annotated[str, typer.Argument(help="concord id, source key or name")],
-                   config: ConfigOpt = DEFAULT_CONFIG) -> None:
+def customers_show(
+    query: Annotated[str, typer.Argument(help="concord id, source key or name")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
     """Show a golden customer: its sources, the rule behind each link, and its 360 metrics."""
     from concord.lookup import find_customers, render_customer
     from concord.store import Store
@@ -189,6 +235,7 @@ def customers_show(query: Annotated[str, typer.Argument(help="concord id, source
             console.print(customers_table([f.data for f in found], title=f"{len(found)} matches"))
             return
         render_customer(console, found[0])
+
     guarded(body)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,18 @@ from concord.errors import ConfigError
 from concord.secrets import SecretRef
 from concord.yamlfile import LoadedYaml, load_yaml
 
-SECRET_KEYS = {"password", "token", "secret", "client_secret", "api_key", "apikey", "key",
-               "private_key", "access_token", "refresh_token"}
+SECRET_KEYS = {
+    "password",
+    "token",
+    "secret",
+    "client_secret",
+    "api_key",
+    "apikey",
+    "key",
+    "private_key",
+    "access_token",
+    "refresh_token",
+}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -82,9 +92,23 @@ class IdentityConfig(_Strict):
     """Which rules link records into one customer; thresholds for the fuzzy rule."""
 
     rules: list[str] = Field(default_factory=lambda: ["crossref", "tax_id", "email"])
-    free_mail_domains: list[str] = Field(default_factory=lambda: [
-        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
-        "icloud.com", "gmx.de", "gmx.net", "web.de", "orange.fr", "aol.com", "proton.me"])
+    free_mail_domains: list[str] = Field(
+        default_factory=lambda: [
+            "gmail.com",
+            "googlemail.com",
+            "yahoo.com",
+            "hotmail.com",
+            "outlook.com",
+            "live.com",
+            "icloud.com",
+            "gmx.de",
+            "gmx.net",
+            "web.de",
+            "orange.fr",
+            "aol.com",
+            "proton.me",
+        ]
+    )
     name_threshold: float = Field(default=92.0, ge=0, le=100)
     overrides: Path | None = None
 
@@ -116,6 +140,7 @@ class PipelineConfig(_Strict):
 
 def _interpolate(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> Any:
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             env = os.environ.get(m.group(1))
             if env is not None:
@@ -123,8 +148,13 @@ def _interpolate(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> Any
             if m.group(2) is not None:
                 return m.group(2)
             line = (doc.locate(loc) or (None, None))[0]
-            raise ConfigError(f"environment variable {m.group(1)} is not set",
-                              file=str(doc.path), line=line, key=".".join(map(str, loc)))
+            raise ConfigError(
+                f"environment variable {m.group(1)} is not set",
+                file=str(doc.path),
+                line=line,
+                key=".".join(map(str, loc)),
+            )
+
         return _ENV_VAR.sub(sub, value)
     if isinstance(value, dict):
         return {k: _interpolate(v, (*loc, k), doc) for k, v in value.items()}
@@ -140,15 +170,22 @@ def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYa
                 line = (doc.locate((*loc, k)) or (None, None))[0]
                 raise ConfigError(
                     "secrets must be references such as {env: NAME} or {connection: conn_id}, "
-                    "not values in the file", file=str(doc.path), line=line,
-                    key=".".join(map(str, (*loc, k))))
+                    "not values in the file",
+                    file=str(doc.path),
+                    line=line,
+                    key=".".join(map(str, (*loc, k))),
+                )
             if str(k).lower() in SECRET_KEYS and isinstance(v, dict):
                 try:
                     SecretRef.model_validate(v)
                 except ValidationError as exc:
                     line = (doc.locate((*loc, k)) or (None, None))[0]
-                    raise ConfigError(exc.errors()[0]["msg"], file=str(doc.path), line=line,
-                                      key=".".join(map(str, (*loc, k)))) from None
+                    raise ConfigError(
+                        exc.errors()[0]["msg"],
+                        file=str(doc.path),
+                        line=line,
+                        key=".".join(map(str, (*loc, k))),
+                    ) from None
                 continue
             _refuse_inline_secrets(v, (*loc, k), doc)
     elif isinstance(value, list):
@@ -173,28 +210,34 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         line = (doc.locate(loc) or (None, None))[0]
-        raise ConfigError(err["msg"], file=str(path), line=line,
-                          key=".".join(map(str, loc))) from None
+        raise ConfigError(
+            err["msg"], file=str(path), line=line, key=".".join(map(str, loc))
+        ) from None
     for kind, items in (("sources", config.sources), ("targets", config.targets)):
         for name, item in items.items():
             item.name = name
             mappings: list[tuple[tuple[str | int, ...], Path]] = []
             if isinstance(item, SourceConfig):
-                mappings = [((kind, name, "entities", e, "mapping"), ec.mapping)
-                            for e, ec in item.entities.items()]
+                mappings = [
+                    ((kind, name, "entities", e, "mapping"), ec.mapping)
+                    for e, ec in item.entities.items()
+                ]
             elif isinstance(item, TargetConfig):
                 mappings = [((kind, name, "mapping"), item.mapping)]
             for loc, mapping in mappings:
                 if not config.resolve_path(mapping).is_file():
                     line = (doc.locate(loc) or (None, None))[0]
-                    raise ConfigError(f"mapping file not found: {mapping}", file=str(path),
-                                      line=line, key=".".join(map(str, loc)))
+                    raise ConfigError(
+                        f"mapping file not found: {mapping}",
+                        file=str(path),
+                        line=line,
+                        key=".".join(map(str, loc)),
+                    )
     return config
 
 
 def parse_time(value: str) -> datetime:
     """Parse an ISO-8601 time given on the command line or in a watermark (UTC if naive)."""
-    from datetime import timezone
 
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

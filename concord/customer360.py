@@ -13,7 +13,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,9 +40,12 @@ class Build360Report:
     unconverted_currencies: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"customers": self.customers, "written": self.written,
-                "unchanged": self.unchanged,
-                "unconverted_currencies": dict(self.unconverted_currencies)}
+        return {
+            "customers": self.customers,
+            "written": self.written,
+            "unchanged": self.unchanged,
+            "unconverted_currencies": dict(self.unconverted_currencies),
+        }
 
 
 @dataclass(slots=True)
@@ -70,8 +73,9 @@ class _Acc:
 def content_hash(data: dict[str, Any]) -> str:
     """Stable hash of a row's content (keys sorted), ignoring bookkeeping fields."""
     body = {k: v for k, v in data.items() if k not in ("updated_at", "content_hash")}
-    return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS,
-                                        default=str), digest_size=16).hexdigest()
+    return hashlib.blake2b(
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str), digest_size=16
+    ).hexdigest()
 
 
 class _Fx:
@@ -84,29 +88,33 @@ class _Fx:
         rate = self.rates.get(currency)
         if rate is None:
             self.report.unconverted_currencies[currency] = (
-                self.report.unconverted_currencies.get(currency, 0) + 1)
+                self.report.unconverted_currencies.get(currency, 0) + 1
+            )
             return Decimal(0)
         return amount * rate
 
 
 def _linked(table: Any, *cols: Any) -> Any:
     il = t.identity_links
-    return select(il.c.concord_id, *cols).select_from(table.join(il, and_(
-        il.c.source == table.c.source, il.c.source_id == table.c.customer_id)))
+    return select(il.c.concord_id, *cols).select_from(
+        table.join(il, and_(il.c.source == table.c.source, il.c.source_id == table.c.customer_id))
+    )
 
 
 def _aggregate(conn: Connection, accs: dict[str, _Acc], fx: _Fx, as_of: datetime) -> None:
     o, inv, pay, sh = t.orders, t.invoices, t.payments, t.shipments
     year_ago = as_of - timedelta(days=365)
     counted = o.c.status.in_(REVENUE_STATUSES)
-    q = _linked(o, o.c.currency,
-                func.sum(case((counted, 1), else_=0)),
-                func.sum(case((counted, o.c.gross_total), else_=0)),
-                func.sum(case((and_(counted, o.c.ordered_at >= year_ago), o.c.gross_total),
-                              else_=0)),
-                func.min(case((counted, o.c.ordered_at))), func.max(case((counted, o.c.ordered_at))),
-                func.sum(case((o.c.status.in_(OPEN_ORDER_STATUSES), 1), else_=0)),
-                ).group_by(t.identity_links.c.concord_id, o.c.currency)
+    q = _linked(
+        o,
+        o.c.currency,
+        func.sum(case((counted, 1), else_=0)),
+        func.sum(case((counted, o.c.gross_total), else_=0)),
+        func.sum(case((and_(counted, o.c.ordered_at >= year_ago), o.c.gross_total), else_=0)),
+        func.min(case((counted, o.c.ordered_at))),
+        func.max(case((counted, o.c.ordered_at))),
+        func.sum(case((o.c.status.in_(OPEN_ORDER_STATUSES), 1), else_=0)),
+    ).group_by(t.identity_links.c.concord_id, o.c.currency)
     for gid, cur, n, rev, rev12, first, last, open_n in conn.execute(q):
         a = accs[gid]
         a.orders += int(n or 0)
@@ -119,36 +127,55 @@ def _aggregate(conn: Connection, accs: dict[str, _Acc], fx: _Fx, as_of: datetime
         if last and (a.last_order is None or last > a.last_order):
             a.last_order = last
     billed = inv.c.status.in_(BILLED_STATUSES)
-    q = _linked(inv, inv.c.currency,
-                func.sum(case((billed, inv.c.total), else_=0)),
-                func.sum(case((billed, inv.c.open_amount), else_=0)),
-                func.sum(case((and_(billed, inv.c.due_at < as_of), inv.c.open_amount), else_=0)),
-                ).group_by(t.identity_links.c.concord_id, inv.c.currency)
+    q = _linked(
+        inv,
+        inv.c.currency,
+        func.sum(case((billed, inv.c.total), else_=0)),
+        func.sum(case((billed, inv.c.open_amount), else_=0)),
+        func.sum(case((and_(billed, inv.c.due_at < as_of), inv.c.open_amount), else_=0)),
+    ).group_by(t.identity_links.c.concord_id, inv.c.currency)
     for gid, cur, total, open_amt, overdue in conn.execute(q):
         a = accs[gid]
         a.invoiced += fx(money_or_zero(total), cur)
         a.open_balance += fx(money_or_zero(open_amt), cur)
         a.overdue += fx(money_or_zero(overdue), cur)
     done = pay.c.status == "completed"
-    q = _linked(pay, pay.c.currency, func.sum(case((done, pay.c.amount), else_=0))
-                ).group_by(t.identity_links.c.concord_id, pay.c.currency)
+    q = _linked(pay, pay.c.currency, func.sum(case((done, pay.c.amount), else_=0))).group_by(
+        t.identity_links.c.concord_id, pay.c.currency
+    )
     for gid, cur, amount in conn.execute(q):
         accs[gid].paid += fx(money_or_zero(amount), cur)
     # Days to pay: completed payments against billed invoices of the same source.
-    q = select(t.identity_links.c.concord_id, inv.c.issued_at, pay.c.paid_at).select_from(
-        pay.join(inv, and_(inv.c.source == pay.c.source, inv.c.source_id == pay.c.invoice_id))
-        .join(t.identity_links, and_(t.identity_links.c.source == inv.c.source,
-                                     t.identity_links.c.source_id == inv.c.customer_id))
-    ).where(done)
+    q = (
+        select(t.identity_links.c.concord_id, inv.c.issued_at, pay.c.paid_at)
+        .select_from(
+            pay.join(
+                inv, and_(inv.c.source == pay.c.source, inv.c.source_id == pay.c.invoice_id)
+            ).join(
+                t.identity_links,
+                and_(
+                    t.identity_links.c.source == inv.c.source,
+                    t.identity_links.c.source_id == inv.c.customer_id,
+                ),
+            )
+        )
+        .where(done)
+    )
     for gid, issued, paid_at in conn.execute(q):
         a = accs[gid]
         a.days_to_pay_sum += max((_utc(paid_at) - _utc(issued)).total_seconds(), 0) / 86400  # type: ignore[operator]
         a.days_to_pay_n += 1
-    late = and_(sh.c.promised_at >= as_of - timedelta(days=90), sh.c.status != "cancelled",
-                ((sh.c.delivered_at.is_not(None)) & (sh.c.delivered_at > sh.c.promised_at))
-                | ((sh.c.delivered_at.is_(None)) & (sh.c.promised_at < as_of)))
-    q = _linked(sh, func.sum(case((sh.c.status == "shipped", 1), else_=0)),
-                func.sum(case((late, 1), else_=0))).group_by(t.identity_links.c.concord_id)
+    late = and_(
+        sh.c.promised_at >= as_of - timedelta(days=90),
+        sh.c.status != "cancelled",
+        ((sh.c.delivered_at.is_not(None)) & (sh.c.delivered_at > sh.c.promised_at))
+        | ((sh.c.delivered_at.is_(None)) & (sh.c.promised_at < as_of)),
+    )
+    q = _linked(
+        sh,
+        func.sum(case((sh.c.status == "shipped", 1), else_=0)),
+        func.sum(case((late, 1), else_=0)),
+    ).group_by(t.identity_links.c.concord_id)
     for gid, transit, late_n in conn.execute(q):
         accs[gid].in_transit += int(transit or 0)
         accs[gid].late_90d += int(late_n or 0)
@@ -159,15 +186,15 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    from datetime import timezone
 
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _survivorship(conn: Connection, accs: dict[str, _Acc]) -> None:
     c, il = t.customers, t.identity_links
     q = select(il.c.concord_id, c.c.source, c.c.source_id, c.c.updated_at, c.c.data).select_from(
-        c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id)))
+        c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id))
+    )
     epoch = datetime(1970, 1, 1).astimezone()
     for gid, source, sid, updated, data in conn.execute(q):
         a = accs[gid]
@@ -188,8 +215,9 @@ def _survivorship(conn: Connection, accs: dict[str, _Acc]) -> None:
             held = a.best.get(fname)
             if held is None or (when, ref) > (held[0], held[1].source):
                 a.best[fname] = (when, SourcedValue(value=value, source=ref))
-        if data.get("country") and (a.country is None or "name" in a.best and
-                                    a.best["name"][1].source == ref):
+        if data.get("country") and (
+            a.country is None or ("name" in a.best and a.best["name"][1].source == ref)
+        ):
             a.country = data["country"]
         a.is_person = a.is_person or bool(data.get("is_person"))
 
@@ -205,8 +233,13 @@ def _tiers(revenue: dict[str, Decimal]) -> dict[str, ValueTier]:
             continue
         share_before = running / total
         running += rev
-        tiers[gid] = (ValueTier.A if share_before < Decimal("0.80") else
-                      ValueTier.B if share_before < Decimal("0.95") else ValueTier.C)
+        tiers[gid] = (
+            ValueTier.A
+            if share_before < Decimal("0.80")
+            else ValueTier.B
+            if share_before < Decimal("0.95")
+            else ValueTier.C
+        )
     return tiers
 
 
@@ -223,8 +256,9 @@ def _lifecycle(a: _Acc, as_of: datetime) -> LifecycleStage:
     return LifecycleStage.LAPSED
 
 
-def compute(store: Store, config: PipelineConfig, as_of: datetime,
-            report: Build360Report) -> Iterator[Customer360]:
+def compute(
+    store: Store, config: PipelineConfig, as_of: datetime, report: Build360Report
+) -> Iterator[Customer360]:
     """Compute every active golden customer's 360 row (not yet written)."""
     fx = _Fx(config, report)
     accs: dict[str, _Acc] = defaultdict(_Acc)
@@ -249,8 +283,9 @@ def compute(store: Store, config: PipelineConfig, as_of: datetime,
             orders_count=a.orders,
             lifetime_revenue=a.revenue.quantize(CENT),
             revenue_12m=a.revenue_12m.quantize(CENT),
-            average_order_value=(a.revenue / a.orders).quantize(CENT) if a.orders else
-            Decimal("0.00"),
+            average_order_value=(a.revenue / a.orders).quantize(CENT)
+            if a.orders
+            else Decimal("0.00"),
             first_order_at=a.first_order,
             last_order_at=a.last_order,
             days_since_last_order=(as_of - a.last_order).days if a.last_order else None,
@@ -262,7 +297,8 @@ def compute(store: Store, config: PipelineConfig, as_of: datetime,
             open_balance=a.open_balance.quantize(CENT),
             overdue_balance=a.overdue.quantize(CENT),
             average_days_to_pay=round(a.days_to_pay_sum / a.days_to_pay_n, 1)
-            if a.days_to_pay_n else None,
+            if a.days_to_pay_n
+            else None,
             value_tier=tiers.get(gid, ValueTier.C),
             lifecycle_stage=_lifecycle(a, as_of),
             base_currency=config.base_currency,
@@ -288,9 +324,17 @@ def build(store: Store, config: PipelineConfig, as_of: datetime, run_id: str) ->
                 report.unchanged += 1
                 continue
             data["content_hash"] = h
-            batch.append({"concord_id": row.concord_id, "name": str(row.name.value)[:300],
-                          "data": data, "content_hash": h, "value_tier": row.value_tier.value,
-                          "updated_at": as_of, "run_id": run_id})
+            batch.append(
+                {
+                    "concord_id": row.concord_id,
+                    "name": str(row.name.value)[:300],
+                    "data": data,
+                    "content_hash": h,
+                    "value_tier": row.value_tier.value,
+                    "updated_at": as_of,
+                    "run_id": run_id,
+                }
+            )
             if len(batch) >= 2000:
                 store.upsert(conn, c360, batch, ["concord_id"])
                 report.written += len(batch)

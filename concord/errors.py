@@ -26,8 +26,14 @@ class ConcordError(Exception):
 class ConfigError(ConcordError):
     """The pipeline config is broken; names the file, line and key."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 key: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
         where = ":".join(str(p) for p in (file, line) if p is not None)
         parts = [p for p in (where, f"'{key}'" if key else None) if p]
         super().__init__(f"{' '.join(parts)}: {message}" if parts else message)
@@ -37,8 +43,15 @@ class ConfigError(ConcordError):
 class MappingError(ConcordError):
     """A mapping file is invalid; names the file, line, column and field."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 column: int | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+    ) -> None:
         where = ":".join(str(p) for p in (file, line, column) if p is not None)
         parts = [p for p in (where, f"field '{field}'" if field else None) if p]
         super().__init__(f"{' '.join(parts)}: {message}" if parts else message)
@@ -56,9 +69,16 @@ class RecordRejected(ConcordError):
 class SourceError(ConcordError):
     """Pulling from a source failed; says source, url (no secrets), status and attempt."""
 
-    def __init__(self, message: str, *, source: str, url: str | None = None,
-                 status: int | None = None, attempt: int | None = None,
-                 retriable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        url: str | None = None,
+        status: int | None = None,
+        attempt: int | None = None,
+        retriable: bool = False,
+    ) -> None:
         bits = [f"source '{source}'"]
         if url:
             bits.append(url)
@@ -74,10 +94,20 @@ class SourceError(ConcordError):
 class PushError(ConcordError):
     """Pushing to a target failed as a whole (not per record); says target and call."""
 
-    def __init__(self, message: str, *, target: str, url: str | None = None,
-                 status: int | None = None, retriable: bool = False) -> None:
-        bits = [f"target '{target}'"] + ([url] if url else []) + (
-            [f"HTTP {status}"] if status is not None else [])
+    def __init__(
+        self,
+        message: str,
+        *,
+        target: str,
+        url: str | None = None,
+        status: int | None = None,
+        retriable: bool = False,
+    ) -> None:
+        bits = (
+            [f"target '{target}'"]
+            + ([url] if url else [])
+            + ([f"HTTP {status}"] if status is not None else [])
+        )
         super().__init__(f"{', '.join(bits)}: {message}")
         self.target, self.url, self.status, self.retriable = target, url, status, retriable
 

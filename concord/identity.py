@@ -63,9 +63,14 @@ class ResolveReport:
     links_by_rule: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "clusters": self.clusters, "new_ids": self.new_ids,
-                "merges": self.merges, "splits": self.splits,
-                "links_by_rule": dict(self.links_by_rule)}
+        return {
+            "records": self.records,
+            "clusters": self.clusters,
+            "new_ids": self.new_ids,
+            "merges": self.merges,
+            "splits": self.splits,
+            "links_by_rule": dict(self.links_by_rule),
+        }
 
 
 def normalise_email(value: str | None, free_mail: frozenset[str] = frozenset()) -> str | None:
@@ -124,8 +129,9 @@ def concord_id_for(first_key: str, taken: set[str]) -> str:
     raise RuntimeError(f"cannot derive a unique concord id for {first_key}")
 
 
-def link_records(records: Iterable[CustomerRecord],
-                 config: IdentityConfig) -> tuple[dict[str, list[str]], dict[str, Link]]:
+def link_records(
+    records: Iterable[CustomerRecord], config: IdentityConfig
+) -> tuple[dict[str, list[str]], dict[str, Link]]:
     """Apply the rules; return clusters (root -> member keys) and the link that joined each."""
     free_mail = frozenset(d.lower() for d in config.free_mail_domains)
     uf = _UnionFind()
@@ -166,11 +172,21 @@ def load_customer_records(store: Store) -> list[CustomerRecord]:
     c = t.customers
     out: list[CustomerRecord] = []
     with store.engine.connect() as conn:
-        rows = conn.execute(select(c.c.source, c.c.source_id, c.c.name, c.c.tax_id,
-                                   c.c.country, c.c.data))
+        rows = conn.execute(
+            select(c.c.source, c.c.source_id, c.c.name, c.c.tax_id, c.c.country, c.c.data)
+        )
         for source, sid, name, tax_id, country, data in rows:
-            out.append(CustomerRecord(source, sid, name, list(data.get("emails") or []), tax_id,
-                                      country, list(data.get("crossrefs") or [])))
+            out.append(
+                CustomerRecord(
+                    source,
+                    sid,
+                    name,
+                    list(data.get("emails") or []),
+                    tax_id,
+                    country,
+                    list(data.get("crossrefs") or []),
+                )
+            )
     return out
 
 
@@ -183,11 +199,18 @@ def resolve(store: Store, config: IdentityConfig, run_id: str) -> ResolveReport:
         report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
     now = utcnow()
     with store.begin() as conn:
-        prior = dict(conn.execute(select(
-            t.identity_links.c.source + ":" + t.identity_links.c.source_id,
-            t.identity_links.c.concord_id)).all())
-        golden = {gid: status for gid, status in conn.execute(
-            select(t.golden.c.concord_id, t.golden.c.status))}
+        prior = dict(
+            conn.execute(
+                select(
+                    t.identity_links.c.source + ":" + t.identity_links.c.source_id,
+                    t.identity_links.c.concord_id,
+                )
+            ).all()
+        )
+        golden = {
+            gid: status
+            for gid, status in conn.execute(select(t.golden.c.concord_id, t.golden.c.status))
+        }
         taken = set(golden)
         assigned: dict[str, str] = {}
         kept: set[str] = set()
@@ -198,8 +221,14 @@ def resolve(store: Store, config: IdentityConfig, run_id: str) -> ResolveReport:
             if prior_ids:
                 survivor = prior_ids[0]
                 for other in prior_ids[1:]:
-                    events.append({"kind": "merge", "concord_id": survivor, "other_id": other,
-                                   "detail": {"members": len(members)}})
+                    events.append(
+                        {
+                            "kind": "merge",
+                            "concord_id": survivor,
+                            "other_id": other,
+                            "detail": {"members": len(members)},
+                        }
+                    )
                     report.merges += 1
                 kept.add(survivor)
             else:
@@ -208,8 +237,14 @@ def resolve(store: Store, config: IdentityConfig, run_id: str) -> ResolveReport:
                 report.new_ids += 1
                 split_from = sorted({prior[k] for k in members if k in prior})
                 if split_from:
-                    events.append({"kind": "split", "concord_id": survivor,
-                                   "other_id": split_from[0], "detail": {"members": len(members)}})
+                    events.append(
+                        {
+                            "kind": "split",
+                            "concord_id": survivor,
+                            "other_id": split_from[0],
+                            "detail": {"members": len(members)},
+                        }
+                    )
                     report.splits += 1
             for k in members:
                 assigned[k] = survivor
@@ -217,33 +252,61 @@ def resolve(store: Store, config: IdentityConfig, run_id: str) -> ResolveReport:
     return report
 
 
-def _persist(conn: Connection, assigned: dict[str, str], links: dict[str, Link],
-             golden: dict[str, str], events: list[dict[str, Any]], run_id: str,
-             now: Any) -> None:
+def _persist(
+    conn: Connection,
+    assigned: dict[str, str],
+    links: dict[str, Link],
+    golden: dict[str, str],
+    events: list[dict[str, Any]],
+    run_id: str,
+    now: Any,
+) -> None:
     active = set(assigned.values())
-    new_golden = [{"concord_id": g, "status": "active", "merged_into": None,
-                   "created_run": run_id, "updated_run": run_id}
-                  for g in sorted(active - set(golden))]
+    new_golden = [
+        {
+            "concord_id": g,
+            "status": "active",
+            "merged_into": None,
+            "created_run": run_id,
+            "updated_run": run_id,
+        }
+        for g in sorted(active - set(golden))
+    ]
     if new_golden:
         conn.execute(t.golden.insert(), new_golden)
     merged = {e["other_id"]: e["concord_id"] for e in events if e["kind"] == "merge"}
     for gid, into in merged.items():
-        conn.execute(update(t.golden).where(t.golden.c.concord_id == gid).values(
-            status="merged", merged_into=into, updated_run=run_id))
+        conn.execute(
+            update(t.golden)
+            .where(t.golden.c.concord_id == gid)
+            .values(status="merged", merged_into=into, updated_run=run_id)
+        )
     revived = [g for g in active if golden.get(g) == "merged"]
     for gid in revived:
-        conn.execute(update(t.golden).where(t.golden.c.concord_id == gid).values(
-            status="active", merged_into=None, updated_run=run_id))
+        conn.execute(
+            update(t.golden)
+            .where(t.golden.c.concord_id == gid)
+            .values(status="active", merged_into=None, updated_run=run_id)
+        )
     conn.execute(delete(t.identity_links))
     rows = []
     for key, gid in assigned.items():
         source, _, sid = key.partition(":")
         link = links.get(key)
-        rows.append({"source": source, "source_id": sid, "concord_id": gid,
-                     "rule": link.rule if link else "seed", "score": link.score if link else 1.0,
-                     "matched_to": link.matched_to if link else None, "run_id": run_id})
+        rows.append(
+            {
+                "source": source,
+                "source_id": sid,
+                "concord_id": gid,
+                "rule": link.rule if link else "seed",
+                "score": link.score if link else 1.0,
+                "matched_to": link.matched_to if link else None,
+                "run_id": run_id,
+            }
+        )
     for i in range(0, len(rows), 5000):
-        conn.execute(t.identity_links.insert(), rows[i:i + 5000])
+        conn.execute(t.identity_links.insert(), rows[i : i + 5000])
     if events:
-        conn.execute(t.identity_events.insert(), [
-            {"run_id": run_id, "created_at": now, **e} for e in events])
+        conn.execute(
+            t.identity_events.insert(), [{"run_id": run_id, "created_at": now, **e} for e in events]
+        )

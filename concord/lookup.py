@@ -25,23 +25,38 @@ def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerVi
     """Exact concord id, then 'source:id' of a linked record, then a name substring."""
     c360, il = t.customer360, t.identity_links
     with store.engine.connect() as conn:
-        ids = list(conn.execute(select(c360.c.concord_id).where(
-            c360.c.concord_id == query)).scalars())
+        ids = list(
+            conn.execute(select(c360.c.concord_id).where(c360.c.concord_id == query)).scalars()
+        )
         if not ids and ":" in query:
             source, _, sid = query.partition(":")
-            ids = list(conn.execute(select(il.c.concord_id).where(
-                il.c.source == source, il.c.source_id == sid)).scalars())
+            ids = list(
+                conn.execute(
+                    select(il.c.concord_id).where(il.c.source == source, il.c.source_id == sid)
+                ).scalars()
+            )
         if not ids:
-            ids = list(conn.execute(select(c360.c.concord_id).where(
-                func.lower(c360.c.name).contains(query.lower())).order_by(c360.c.name)
-                .limit(limit)).scalars())
+            ids = list(
+                conn.execute(
+                    select(c360.c.concord_id)
+                    .where(func.lower(c360.c.name).contains(query.lower()))
+                    .order_by(c360.c.name)
+                    .limit(limit)
+                ).scalars()
+            )
         views = []
         for gid in ids:
             data = conn.execute(select(c360.c.data).where(c360.c.concord_id == gid)).scalar()
             if data is None:
                 continue
-            links = [dict(r) for r in conn.execute(select(il).where(
-                or_(il.c.concord_id == gid)).order_by(il.c.source, il.c.source_id)).mappings()]
+            links = [
+                dict(r)
+                for r in conn.execute(
+                    select(il)
+                    .where(or_(il.c.concord_id == gid))
+                    .order_by(il.c.source, il.c.source_id)
+                ).mappings()
+            ]
             views.append(CustomerView(gid, data, links))
     return views
 
@@ -49,8 +64,10 @@ def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerVi
 def render_customer(console: Console, view: CustomerView) -> None:
     d = view.data
     cur = d.get("base_currency", "")
-    console.print(f"[bold]{d['name']['value']}[/]  {view.concord_id}  tier {d['value_tier']}, "
-                  f"{d['lifecycle_stage']}")
+    console.print(
+        f"[bold]{d['name']['value']}[/]  {view.concord_id}  tier {d['value_tier']}, "
+        f"{d['lifecycle_stage']}"
+    )
     golden = Table("field", "value", "from", title="Golden record", title_justify="left")
     for fname in ("name", "email", "phone", "address", "tax_id"):
         sv = d.get(fname)
@@ -60,20 +77,50 @@ def render_customer(console: Console, view: CustomerView) -> None:
                 value = ", ".join(str(v) for v in value.values() if v)
             golden.add_row(fname, str(value), sv["source"])
     console.print(golden)
-    links = Table("source record", "linked by", "score", "matched to", title="Sources",
-                  title_justify="left")
+    links = Table(
+        "source record", "linked by", "score", "matched to", title="Sources", title_justify="left"
+    )
     for link in view.links:
-        links.add_row(f"{link['source']}:{link['source_id']}", link["rule"],
-                      f"{link['score']:.2f}", link["matched_to"] or "-")
+        links.add_row(
+            f"{link['source']}:{link['source_id']}",
+            link["rule"],
+            f"{link['score']:.2f}",
+            link["matched_to"] or "-",
+        )
     console.print(links)
     metrics = Table("metric", "value", title="360 metrics", title_justify="left")
-    for key in ("orders_count", "lifetime_revenue", "revenue_12m", "average_order_value",
-                "first_order_at", "last_order_at", "days_since_last_order", "open_orders",
-                "shipments_in_transit", "shipments_late_90d", "invoiced_total", "paid_total",
-                "open_balance", "overdue_balance", "average_days_to_pay", "churn_risk"):
+    for key in (
+        "orders_count",
+        "lifetime_revenue",
+        "revenue_12m",
+        "average_order_value",
+        "first_order_at",
+        "last_order_at",
+        "days_since_last_order",
+        "open_orders",
+        "shipments_in_transit",
+        "shipments_late_90d",
+        "invoiced_total",
+        "paid_total",
+        "open_balance",
+        "overdue_balance",
+        "average_days_to_pay",
+        "churn_risk",
+    ):
         value = d.get(key)
-        if key in ("lifetime_revenue", "revenue_12m", "average_order_value", "invoiced_total",
-                   "paid_total", "open_balance", "overdue_balance") and value is not None:
+        if (
+            key
+            in (
+                "lifetime_revenue",
+                "revenue_12m",
+                "average_order_value",
+                "invoiced_total",
+                "paid_total",
+                "open_balance",
+                "overdue_balance",
+            )
+            and value is not None
+        ):
             value = money(value, cur)
         metrics.add_row(key, "-" if value is None else str(value))
     console.print(metrics)

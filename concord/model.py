@@ -8,7 +8,7 @@ checked against their fields on load, and ``concord schema`` exports their JSON 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("datetime must be timezone-aware")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -63,7 +63,9 @@ class Customer(CanonicalModel):
     currency: CurrencyCode | None = None
     crossrefs: list[str] = Field(
         default_factory=list,
-        description="Keys 'system:entity:id' of records in other systems known to be this customer.",
+        description=(
+            "Keys 'system:entity:id' of records in other systems known to be this customer."
+        ),
     )
     is_person: bool = False
     created_at: UtcDatetime | None = None

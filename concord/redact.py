@@ -16,7 +16,10 @@ _secrets: set[str] = set()
 MASK = "***"
 
 _PATTERNS = [
-    (re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer|basic|token)?\s*[^\s,;'\"]+"), r"\1\2 " + MASK),
+    (
+        re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer|basic|token)?\s*[^\s,;'\"]+"),
+        r"\1\2 " + MASK,
+    ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
     (re.compile(r"(?i)(://[^/\s:@]+:)[^@/\s]+@"), r"\1" + MASK + "@"),
     (
@@ -27,7 +30,9 @@ _PATTERNS = [
         r"\1" + MASK,
     ),
     (
-        re.compile(r"(?i)(['\"]?(?:password|client_secret|access_token|refresh_token|api_key)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"),
+        re.compile(
+            r"(?i)(['\"]?(?:password|client_secret|access_token|refresh_token|api_key)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"
+        ),
         r"\1" + MASK,
     ),
 ]

@@ -77,8 +77,13 @@ def _airflow_connection(conn_id: str) -> dict[str, object] | None:
         conn = BaseHook.get_connection(conn_id)
     except Exception:  # Airflow raises its own not-found type; treat as unset
         return None
-    return {"password": conn.password, "login": conn.login, "host": conn.host,
-            "token": conn.password, "extra": conn.extra_dejson}
+    return {
+        "password": conn.password,
+        "login": conn.login,
+        "host": conn.host,
+        "token": conn.password,
+        "extra": conn.extra_dejson,
+    }
 
 
 def _env_connection(conn_id: str) -> dict[str, object] | None:
@@ -87,10 +92,19 @@ def _env_connection(conn_id: str) -> dict[str, object] | None:
         return None
     if raw.lstrip().startswith("{"):
         data = json.loads(raw)
-        return {"password": data.get("password"), "login": data.get("login"),
-                "host": data.get("host"), "token": data.get("password"),
-                "extra": data.get("extra") or {}}
+        return {
+            "password": data.get("password"),
+            "login": data.get("login"),
+            "host": data.get("host"),
+            "token": data.get("password"),
+            "extra": data.get("extra") or {},
+        }
     parts = urlsplit(raw)
     password = unquote(parts.password) if parts.password else None
-    return {"password": password, "login": unquote(parts.username) if parts.username else None,
-            "host": parts.hostname, "token": password, "extra": {}}
+    return {
+        "password": password,
+        "login": unquote(parts.username) if parts.username else None,
+        "host": parts.hostname,
+        "token": password,
+        "extra": {},
+    }

@@ -32,8 +32,9 @@ class LoadedYaml:
         return self.marks.get((), None)
 
 
-def _walk(node: yaml.Node, loc: tuple[str | int, ...],
-          marks: dict[tuple[str | int, ...], tuple[int, int]]) -> None:
+def _walk(
+    node: yaml.Node, loc: tuple[str | int, ...], marks: dict[tuple[str | int, ...], tuple[int, int]]
+) -> None:
     marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:

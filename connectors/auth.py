@@ -98,8 +98,9 @@ class _QueryAuth(AuthBase):
 
 
 class _OAuth2Token(AuthBase):
-    def __init__(self, cfg: OAuth2ClientCredentials, session: requests.Session,
-                 timeout: float) -> None:
+    def __init__(
+        self, cfg: OAuth2ClientCredentials, session: requests.Session, timeout: float
+    ) -> None:
         self.cfg, self.session, self.timeout = cfg, session, timeout
         self._token: str | None = None
         self._expires_at = 0.0
@@ -116,15 +117,21 @@ class _OAuth2Token(AuthBase):
         from concord.errors import SourceError
         from concord.redact import register_secret
 
-        data: dict[str, Any] = {"grant_type": "client_credentials",
-                                "client_id": self.cfg.client_id,
-                                "client_secret": self.cfg.client_secret.resolve()}
+        data: dict[str, Any] = {
+            "grant_type": "client_credentials",
+            "client_id": self.cfg.client_id,
+            "client_secret": self.cfg.client_secret.resolve(),
+        }
         if self.cfg.scope:
             data["scope"] = self.cfg.scope
         resp = self.session.post(self.cfg.token_url, data=data, timeout=self.timeout)
         if resp.status_code != 200:
-            raise SourceError("OAuth2 token request refused", source="oauth2",
-                              url=self.cfg.token_url, status=resp.status_code)
+            raise SourceError(
+                "OAuth2 token request refused",
+                source="oauth2",
+                url=self.cfg.token_url,
+                status=resp.status_code,
+            )
         body = resp.json()
         self._token = str(body["access_token"])
         register_secret(self._token)

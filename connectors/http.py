@@ -1,10 +1,10 @@
 """One HTTP client for every REST connector: timeouts, retries, rate limit, size cap, same origin.
 
 Failures are grouped by what to do about them: connection errors, timeouts, 5xx, 429 and
-truncated or unparseable bodies are retried with exponential backoff and full jitter (``Retry-After``
-wins when the server sends it); other 4xx stop at once. Credentials are attached only to requests
-for the configured origin: a URL on another host (a foreign next-link) is refused before anything is
-sent. Errors name the connector, the URL without secrets, the status and the attempt; they never
+truncated or unparseable bodies are retried with exponential backoff and full jitter
+(``Retry-After`` wins when the server sends it); other 4xx stop at once. Credentials are attached
+only to requests for the configured origin: a URL on another host (a foreign next-link) is refused
+before anything is sent. Errors name the connector, the URL without secrets, the status and the attempt; they never
 include headers or whole bodies.
 """
 
@@ -94,8 +94,16 @@ ErrorFactory = Callable[..., ConcordError]
 class HttpClient:
     """A requests session bound to one base URL, with concord's retry and safety rules."""
 
-    def __init__(self, name: str, base_url: str, *, auth: Any, settings: HttpSettings,
-                 error: ErrorFactory, user_agent: str = "concord/0.1") -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        auth: Any,
+        settings: HttpSettings,
+        error: ErrorFactory,
+        user_agent: str = "concord/0.1",
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/") + "/"
         self.settings = settings
@@ -106,13 +114,17 @@ class HttpClient:
         self.session.headers["Accept"] = "application/json"
         self.session.verify = settings.verify_tls
         self.auth: AuthBase | None = (
-            auth.build(self.session, settings.timeout) if auth is not None else None)
+            auth.build(self.session, settings.timeout) if auth is not None else None
+        )
         self.limiter = RateLimiter(settings.requests_per_second)
         self.sleep: Callable[[float], None] = time.sleep
 
     def url(self, path_or_url: str) -> str:
-        return urljoin(self.base_url, path_or_url.lstrip("/")) if "://" not in path_or_url \
+        return (
+            urljoin(self.base_url, path_or_url.lstrip("/"))
+            if "://" not in path_or_url
             else path_or_url
+        )
 
     def same_origin(self, url: str) -> bool:
         return origin(url) == origin(self.base_url)
@@ -120,15 +132,26 @@ class HttpClient:
     def close(self) -> None:
         self.session.close()
 
-    def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
-                json: Any = None, headers: dict[str, str] | None = None,
-                parse_json: bool = True, ok_status: frozenset[int] | None = None) -> HttpResponse:
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        parse_json: bool = True,
+        ok_status: frozenset[int] | None = None,
+    ) -> HttpResponse:
         """Send with retries; return the response (JSON parsed if asked) or raise ``error``."""
         url = self.url(path_or_url)
         if not self.same_origin(url):
             raise self.error(
                 f"refusing to send credentials to another host: {safe_url(url)} is not "
-                f"on {safe_url(self.base_url)}", url=safe_url(url), retriable=False)
+                f"on {safe_url(self.base_url)}",
+                url=safe_url(url),
+                retriable=False,
+            )
         shown = safe_url(url + ("?" + urlencode(params, doseq=True) if params else ""))
         body = orjson.dumps(json) if json is not None else None
         send_headers = dict(headers or {})
@@ -143,8 +166,16 @@ class HttpClient:
             status: int | None = None
             try:
                 resp = self.session.request(
-                    method, url, params=params, data=body, headers=send_headers, auth=self.auth,
-                    timeout=self.settings.timeout, stream=True, allow_redirects=False)
+                    method,
+                    url,
+                    params=params,
+                    data=body,
+                    headers=send_headers,
+                    auth=self.auth,
+                    timeout=self.settings.timeout,
+                    stream=True,
+                    allow_redirects=False,
+                )
             except requests.Timeout:
                 problem = f"timed out after {self.settings.timeout:g}s"
             except requests.ConnectionError as exc:
@@ -170,20 +201,37 @@ class HttpClient:
                         problem = _describe(raw)
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
                     else:
-                        raise self.error(_describe(raw), url=shown, status=status,
-                                         attempt=attempt, retriable=False,
-                                         body=_parse_or_none(raw))
+                        raise self.error(
+                            _describe(raw),
+                            url=shown,
+                            status=status,
+                            attempt=attempt,
+                            retriable=False,
+                            body=_parse_or_none(raw),
+                        )
             if attempt >= self.settings.max_attempts:
-                raise self.error(f"{problem}; gave up after {attempt} attempts", url=shown,
-                                 status=status, attempt=attempt, retriable=True)
+                raise self.error(
+                    f"{problem}; gave up after {attempt} attempts",
+                    url=shown,
+                    status=status,
+                    attempt=attempt,
+                    retriable=True,
+                )
             if retry_after is not None:
                 if retry_after > self.settings.retry_after_max:
-                    raise self.error(f"{problem}; server asks to retry after {retry_after:g}s, "
-                                     f"more than retry_after_max", url=shown, status=status,
-                                     attempt=attempt, retriable=True)
+                    raise self.error(
+                        f"{problem}; server asks to retry after {retry_after:g}s, "
+                        f"more than retry_after_max",
+                        url=shown,
+                        status=status,
+                        attempt=attempt,
+                        retriable=True,
+                    )
                 delay = retry_after
             else:
-                cap = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
+                cap = min(
+                    self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1)
+                )
                 delay = random.uniform(0, cap)  # full jitter
             self.sleep(delay)
 
@@ -192,17 +240,26 @@ class HttpClient:
         declared = resp.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             resp.close()
-            raise self.error(f"response of {declared} bytes exceeds max_response_bytes={limit}",
-                             url=shown, status=resp.status_code, attempt=attempt,
-                             retriable=False)
+            raise self.error(
+                f"response of {declared} bytes exceeds max_response_bytes={limit}",
+                url=shown,
+                status=resp.status_code,
+                attempt=attempt,
+                retriable=False,
+            )
         chunks: list[bytes] = []
         size = 0
         for chunk in resp.iter_content(chunk_size=256 * 1024):
             size += len(chunk)
             if size > limit:
                 resp.close()
-                raise self.error(f"response exceeds max_response_bytes={limit}", url=shown,
-                                 status=resp.status_code, attempt=attempt, retriable=False)
+                raise self.error(
+                    f"response exceeds max_response_bytes={limit}",
+                    url=shown,
+                    status=resp.status_code,
+                    attempt=attempt,
+                    retriable=False,
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 

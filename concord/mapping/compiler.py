@@ -465,9 +465,12 @@ class Compiler:
             self.emit(indent + 1, f"{v} = _to_str({v})")
         elif conv == "decimal":
             self.emit(indent, f"if {v}.__class__ is str:")
-            self.emit(indent + 1, f"{v} = _D({v})")
+            self.emit(indent + 1, "try:")
+            self.emit(indent + 2, f"{v} = _D({v})")
+            self.emit(indent + 1, "except _DecErr:")
+            self.emit(indent + 2, f"raise _fail({v}, 'decimal') from None")
             self.emit(indent + 1, f"if not {v}.is_finite():")
-            self.emit(indent + 2, f"raise _fail({v}, 'decimal')")
+            self.emit(indent + 2, f"raise _fail(str({v}), 'decimal')")
             self.emit(indent, "else:")
             self.emit(indent + 1, f"{v} = _to_decimal({v})")
         elif conv == "datetime" and expr.format is None:

@@ -9,14 +9,14 @@ fast paths (a string to ``Decimal``, an ISO timestamp to ``datetime``) and falls
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from concord.mapping.codes import COUNTRY_CODES, CURRENCY_CODES
 
-UTC = timezone.utc
+UTC = UTC
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
 EPOCH_FORMATS = ("epoch", "epoch_ms")
@@ -212,7 +212,7 @@ def date_parser(fmt: str | None, tz: tzinfo | None) -> Callable[[Any], date]:
                 value = value.astimezone(tz)
             return value.date()
         if isinstance(value, date):
-            return value
+            return date(value.year, value.month, value.day)
         if not isinstance(value, str):
             raise fail(value, "date")
         text = value.strip()
@@ -242,6 +242,8 @@ def rounder(places: int) -> Callable[[Any], Any]:
             return round(value, places)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, str):
+            return to_decimal(value).quantize(exponent, rounding=ROUND_HALF_UP)
         raise ConversionError(f"cannot round {show(value)}")
 
     return apply
@@ -251,12 +253,6 @@ def negate(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ConversionError(f"cannot negate {show(value)}: not a number")
     return -value
-
-
-def transform(name: str) -> Callable[[str], str]:
-    """The string function behind a ``transform:`` name."""
-    return {"trim": str.strip, "upper": str.upper, "lower": str.lower,
-            "title": str.title}[name]
 
 
 def stringify(value: Any) -> str:

@@ -182,7 +182,7 @@ class Parser:
             if direction == "inbound":
                 self.fail("'stringify' applies to outbound mappings only", head["stringify"][0])
             stringify = self.boolean(head["stringify"][1], "stringify", None)
-        key = None
+        key: str | None = None
         if "key" in head:
             if direction == "inbound":
                 self.fail("'key' applies to outbound mappings only", head["key"][0])
@@ -282,8 +282,8 @@ class Parser:
                 if idx is None:
                     self.fail(f"invalid path '{text}': list steps are [0], [-1] or [*]", mark,
                               field)
-                token = idx.group(1)
-                steps.append(WILDCARD if token == "*" else int(token))
+                index = idx.group(1)
+                steps.append(WILDCARD if index == "*" else int(index))
                 pos = idx.end()
             if pos < len(rest):
                 if rest[pos] != "." or pos + 1 == len(rest):
@@ -447,10 +447,10 @@ class Parser:
                 self.fail("'split' needs a non-empty separator", node("split"), field)
         if "transform" in keys:
             tnode = node("transform")
-            names = ([tnode] if isinstance(tnode, ScalarNode)
-                     else self.sequence(tnode, "transform", field))
+            transform_nodes = ([tnode] if isinstance(tnode, ScalarNode)
+                               else self.sequence(tnode, "transform", field))
             expr.transforms = tuple(self.choice(n, "transform", TRANSFORMS, field)
-                                    for n in names)
+                                    for n in transform_nodes)
         if "map" in keys and "lookup" in keys:
             self.fail("use either 'map' or 'lookup', not both", keys["lookup"][0], field)
         if "map" in keys:

@@ -8,8 +8,9 @@ source text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,7 +101,7 @@ class Expr:
 
     field: str
     mark: Mark
-    marks: dict[str, Mark] = field(default_factory=dict)
+    marks: dict[str, Mark] = dataclasses.field(default_factory=dict)
     # sources
     path: SourcePath | None = None
     has_const: bool = False
@@ -167,5 +168,5 @@ class MappingSpec:
     stringify: bool = False
     key: str | None = None
     on_missing: Literal["default", "reject"] = "default"
-    tables: dict[str, Table] = field(default_factory=dict)
+    tables: dict[str, Table] = dataclasses.field(default_factory=dict)
     description: str | None = None

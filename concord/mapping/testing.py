@@ -4,7 +4,8 @@ A tests file is a list of cases ``{name, input, expected}`` (``expected`` may be
 the keys it lists are compared, at every level) or ``{name, input, reject: <output field>}``
 (optionally ``reason: <text the reason must contain>``). Inbound outputs are also validated with
 the canonical model, so a case fails if the mapping produces something the pipeline would
-reject. Timestamps in the tests file stay strings, as they arrive in JSON.
+reject; outbound inputs are validated as ``Customer360`` and dumped as the pipeline does.
+Timestamps in the tests file stay strings, as they arrive in JSON.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from yaml.nodes import MappingNode, SequenceNode
 
 from concord.errors import MappingError, RecordRejected
 from concord.mapping.loader import Mapping, load_mapping
-from concord.model import ENTITY_MODELS
+from concord.model import ENTITY_MODELS, Customer360
 
 CASE_KEYS = frozenset({"name", "input", "expected", "reject", "reason", "description"})
 
@@ -52,7 +53,7 @@ class CaseResult:
         return f"{self.mapping.name} case '{self.name}' (line {self.line}): {status}"
 
 
-def tests_path(mapping_path: Path) -> Path:
+def cases_path(mapping_path: Path) -> Path:
     """The tests file that belongs to a mapping file."""
     return mapping_path.with_name(mapping_path.stem + ".tests.yaml")
 
@@ -94,7 +95,7 @@ def run_mapping_tests(path: Path) -> list[CaseResult]:
     if path.name.endswith(".tests.yaml"):
         path = path.with_name(path.name.removesuffix(".tests.yaml") + ".yaml")
     mapping = load_mapping(path)
-    cases_file = tests_path(path)
+    cases_file = cases_path(path)
     if not cases_file.exists():
         return []
     return [run_case(mapping, line, case) for line, case in load_cases(cases_file)]
@@ -106,8 +107,15 @@ def run_case(mapping: Mapping, line: int, case: dict[str, Any]) -> CaseResult:
     def result(passed: bool, message: str = "") -> CaseResult:
         return CaseResult(mapping.path, name, line, passed, message)
 
+    record = case["input"]
+    if mapping.direction == "outbound":
+        try:
+            record = Customer360.model_validate(record).model_dump(mode="python")
+        except ValidationError as exc:
+            return result(False, "input is not a valid Customer360: "
+                                 + re.sub(r"\s+", " ", str(exc)))
     try:
-        output = mapping.apply(case["input"])
+        output = mapping.apply(record)
     except RecordRejected as exc:
         if "reject" not in case:
             return result(False, f"rejected unexpectedly: {exc}")
@@ -166,7 +174,7 @@ def differences(expected: Any, actual: Any, where: str) -> list[str]:
 def same(expected: Any, actual: Any) -> bool:
     """Scalar equality across YAML and Python types ("119.00" == Decimal('119.00'))."""
     if isinstance(actual, bool) or isinstance(expected, bool) or expected is None:
-        return expected is actual or expected == actual and type(expected) is type(actual)
+        return expected is actual or (expected == actual and type(expected) is type(actual))
     if isinstance(actual, Decimal):
         try:
             return Decimal(str(expected)) == actual and not isinstance(expected, bool)

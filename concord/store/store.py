@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class Store:
         return store
 
     def migrate(self) -> None:
-        """Run Alembic migrations up to head (idempotent)."""
+        """Run Alembic migrations up to every head (idempotent; branches from parallel work merge)."""
         from alembic import command
         from alembic.config import Config
 
@@ -105,7 +105,7 @@ class Store:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["concord_engine"] = self.engine
         try:
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
         except OperationalError as exc:
             raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from exc
 
@@ -127,8 +127,9 @@ class Store:
 
     # -- generic upsert ---------------------------------------------------------------------
 
-    def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
-               keys: Sequence[str]) -> None:
+    def upsert(
+        self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> None:
         """Insert rows, replacing non-key columns where the key already exists (executemany)."""
         if not rows:
             return
@@ -137,24 +138,44 @@ class Store:
         cols = [c for c in rows[0] if c not in keys]
         if cols:
             stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
+                index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols}
+            )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
         conn.execute(stmt, list(rows))
 
     # -- runs and the run lock --------------------------------------------------------------
 
-    def start_run(self, run_id: str, *, trigger: str, window_start: datetime | None,
-                  window_end: datetime | None) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        trigger: str,
+        window_start: datetime | None,
+        window_end: datetime | None,
+    ) -> None:
         with self.begin() as conn:
-            self.upsert(conn, t.runs, [{
-                "run_id": run_id, "started_at": utcnow(), "finished_at": None,
-                "status": "running", "trigger": trigger, "window_start": window_start,
-                "window_end": window_end, "report": {},
-            }], ["run_id"])
+            self.upsert(
+                conn,
+                t.runs,
+                [
+                    {
+                        "run_id": run_id,
+                        "started_at": utcnow(),
+                        "finished_at": None,
+                        "status": "running",
+                        "trigger": trigger,
+                        "window_start": window_start,
+                        "window_end": window_end,
+                        "report": {},
+                    }
+                ],
+                ["run_id"],
+            )
 
-    def save_run_report(self, run_id: str, report: dict[str, Any], *,
-                        status: str | None = None) -> None:
+    def save_run_report(
+        self, run_id: str, report: dict[str, Any], *, status: str | None = None
+    ) -> None:
         values: dict[str, Any] = {"report": report}
         if status is not None:
             values["status"] = status
@@ -171,7 +192,8 @@ class Store:
     def last_runs(self, limit: int = 10) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.runs).order_by(t.runs.c.started_at.desc()).limit(limit)).mappings()
+                select(t.runs).order_by(t.runs.c.started_at.desc()).limit(limit)
+            ).mappings()
             return [dict(r) for r in rows]
 
     def acquire_lock(self, name: str, run_id: str, *, stale_after: timedelta) -> None:
@@ -179,22 +201,36 @@ class Store:
         owner = f"{socket.gethostname()}:{os.getpid()}"
         now = utcnow()
         with self.begin() as conn:
-            conn.execute(delete(t.locks).where(
-                t.locks.c.name == name, t.locks.c.heartbeat_at < now - stale_after))
+            conn.execute(
+                delete(t.locks).where(
+                    t.locks.c.name == name, t.locks.c.heartbeat_at < now - stale_after
+                )
+            )
         try:
             with self.begin() as conn:
-                conn.execute(t.locks.insert().values(
-                    name=name, owner=owner, run_id=run_id, acquired_at=now, heartbeat_at=now))
+                conn.execute(
+                    t.locks.insert().values(
+                        name=name, owner=owner, run_id=run_id, acquired_at=now, heartbeat_at=now
+                    )
+                )
         except IntegrityError:
             with self.engine.connect() as conn:
                 row = conn.execute(select(t.locks).where(t.locks.c.name == name)).mappings().first()
-            held = f"{row['owner']} (run {row['run_id']}, since {row['acquired_at']:%Y-%m-%d %H:%M:%S}Z)" if row else "another run"
+            held = (
+                f"{row['owner']} (run {row['run_id']}, "
+                f"since {row['acquired_at']:%Y-%m-%d %H:%M:%S}Z)"
+                if row
+                else "another run"
+            )
             raise StoreError(f"another sync holds the '{name}' lock: {held}") from None
 
     def heartbeat_lock(self, name: str, run_id: str) -> None:
         with self.begin() as conn:
-            conn.execute(update(t.locks).where(t.locks.c.name == name, t.locks.c.run_id == run_id)
-                         .values(heartbeat_at=utcnow()))
+            conn.execute(
+                update(t.locks)
+                .where(t.locks.c.name == name, t.locks.c.run_id == run_id)
+                .values(heartbeat_at=utcnow())
+            )
 
     def release_lock(self, name: str, run_id: str) -> None:
         with self.begin() as conn:
@@ -204,20 +240,47 @@ class Store:
 
     def watermark(self, source: str, entity: str) -> WatermarkState:
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.watermarks).where(
-                t.watermarks.c.source == source, t.watermarks.c.entity == entity)).mappings().first()
+            row = (
+                conn.execute(
+                    select(t.watermarks).where(
+                        t.watermarks.c.source == source, t.watermarks.c.entity == entity
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             return WatermarkState(None, None, None)
         return WatermarkState(row["cursor"], row["checkpoint"], row["checkpoint_cursor"])
 
-    def save_checkpoint(self, conn: Connection, source: str, entity: str, *, cursor: str | None,
-                        checkpoint: str | None, checkpoint_cursor: str | None,
-                        run_id: str) -> None:
+    def save_checkpoint(
+        self,
+        conn: Connection,
+        source: str,
+        entity: str,
+        *,
+        cursor: str | None,
+        checkpoint: str | None,
+        checkpoint_cursor: str | None,
+        run_id: str,
+    ) -> None:
         """Record progress inside an extract; call in the transaction that staged the page."""
-        self.upsert(conn, t.watermarks, [{
-            "source": source, "entity": entity, "cursor": cursor, "checkpoint": checkpoint,
-            "checkpoint_cursor": checkpoint_cursor, "run_id": run_id, "updated_at": utcnow(),
-        }], ["source", "entity"])
+        self.upsert(
+            conn,
+            t.watermarks,
+            [
+                {
+                    "source": source,
+                    "entity": entity,
+                    "cursor": cursor,
+                    "checkpoint": checkpoint,
+                    "checkpoint_cursor": checkpoint_cursor,
+                    "run_id": run_id,
+                    "updated_at": utcnow(),
+                }
+            ],
+            ["source", "entity"],
+        )
 
     def reset_watermark(self, source: str, entity: str | None = None) -> None:
         with self.begin() as conn:
@@ -228,8 +291,9 @@ class Store:
 
     # -- raw staging ----------------------------------------------------------------------------
 
-    def stage(self, conn: Connection, source: str, entity: str, rows: Sequence[StagedRow],
-              run_id: str) -> StageCounts:
+    def stage(
+        self, conn: Connection, source: str, entity: str, rows: Sequence[StagedRow], run_id: str
+    ) -> StageCounts:
         """Upsert raw records; only new or changed payloads are written and marked pending."""
         if not rows:
             return StageCounts(0, 0, 0)
@@ -238,38 +302,64 @@ class Store:
         known: dict[str, str] = {}
         ids = list(latest)
         for i in range(0, len(ids), 900):
-            known.update(conn.execute(select(raw.c.source_id, raw.c.hash).where(
-                raw.c.source == source, raw.c.entity == entity,
-                raw.c.source_id.in_(ids[i:i + 900]))).all())
+            known.update(
+                conn.execute(
+                    select(raw.c.source_id, raw.c.hash).where(
+                        raw.c.source == source,
+                        raw.c.entity == entity,
+                        raw.c.source_id.in_(ids[i : i + 900]),
+                    )
+                ).all()
+            )
         now = utcnow()
-        writes = [{
-            "source": source, "entity": entity, "source_id": r.source_id, "payload": r.payload,
-            "hash": r.hash, "cursor": r.cursor, "pending": True, "run_id": run_id,
-            "extracted_at": now,
-        } for r in latest.values() if known.get(r.source_id) != r.hash]
+        writes = [
+            {
+                "source": source,
+                "entity": entity,
+                "source_id": r.source_id,
+                "payload": r.payload,
+                "hash": r.hash,
+                "cursor": r.cursor,
+                "pending": True,
+                "run_id": run_id,
+                "extracted_at": now,
+            }
+            for r in latest.values()
+            if known.get(r.source_id) != r.hash
+        ]
         self.upsert(conn, raw, writes, ["source", "entity", "source_id"])
         new = sum(1 for sid in latest if sid not in known)
         return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
 
-    def pending_batches(self, source: str, entity: str,
-                        batch_size: int) -> Iterator[list[tuple[str, bytes, str]]]:
+    def pending_batches(
+        self, source: str, entity: str, batch_size: int
+    ) -> Iterator[list[tuple[str, bytes, str]]]:
         """Yield (source_id, payload, hash) of unmapped raw records, keyset-paged by id."""
         raw = t.raw_records
         after = ""
         while True:
             with self.engine.connect() as conn:
-                batch = list(conn.execute(
-                    select(raw.c.source_id, raw.c.payload, raw.c.hash)
-                    .where(raw.c.source == source, raw.c.entity == entity,
-                           raw.c.pending.is_(True), raw.c.source_id > after)
-                    .order_by(raw.c.source_id).limit(batch_size)))
+                batch = list(
+                    conn.execute(
+                        select(raw.c.source_id, raw.c.payload, raw.c.hash)
+                        .where(
+                            raw.c.source == source,
+                            raw.c.entity == entity,
+                            raw.c.pending.is_(True),
+                            raw.c.source_id > after,
+                        )
+                        .order_by(raw.c.source_id)
+                        .limit(batch_size)
+                    )
+                )
             if not batch:
                 return
             yield batch
             after = batch[-1][0]
 
-    def mark_mapped(self, conn: Connection, source: str, entity: str,
-                    done: Iterable[tuple[str, str]]) -> None:
+    def mark_mapped(
+        self, conn: Connection, source: str, entity: str, done: Iterable[tuple[str, str]]
+    ) -> None:
         """Clear ``pending`` for (source_id, hash) pairs, unless the payload changed meanwhile."""
         raw = t.raw_records
         params = [{"sid": sid, "h": h} for sid, h in done]
@@ -278,18 +368,29 @@ class Store:
         from sqlalchemy import bindparam
 
         conn.execute(
-            update(raw).where(raw.c.source == source, raw.c.entity == entity,
-                              raw.c.source_id == bindparam("sid"), raw.c.hash == bindparam("h"))
-            .values(pending=False), params)
+            update(raw)
+            .where(
+                raw.c.source == source,
+                raw.c.entity == entity,
+                raw.c.source_id == bindparam("sid"),
+                raw.c.hash == bindparam("h"),
+            )
+            .values(pending=False),
+            params,
+        )
 
     def count_pending(self, source: str, entity: str) -> int:
         from sqlalchemy import func
 
         raw = t.raw_records
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(raw).where(
-                raw.c.source == source, raw.c.entity == entity,
-                raw.c.pending.is_(True))).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(raw)
+                    .where(raw.c.source == source, raw.c.entity == entity, raw.c.pending.is_(True))
+                ).scalar_one()
+            )
 
     # -- rejects ----------------------------------------------------------------------------------
 
@@ -298,20 +399,36 @@ class Store:
             now = utcnow()
             conn.execute(t.rejects.insert(), [{"created_at": now, **r} for r in rows])
 
-    def resolve_rejects(self, conn: Connection, *, stage: str, source: str, entity: str,
-                        source_ids: Sequence[str], run_id: str) -> None:
+    def resolve_rejects(
+        self,
+        conn: Connection,
+        *,
+        stage: str,
+        source: str,
+        entity: str,
+        source_ids: Sequence[str],
+        run_id: str,
+    ) -> None:
         """Close open rejects of records that have now gone through."""
         if not source_ids:
             return
         rj = t.rejects
         for i in range(0, len(source_ids), 900):
-            conn.execute(update(rj).where(
-                rj.c.stage == stage, rj.c.source == source, rj.c.entity == entity,
-                rj.c.resolved_run.is_(None), rj.c.source_id.in_(source_ids[i:i + 900]),
-            ).values(resolved_run=run_id))
+            conn.execute(
+                update(rj)
+                .where(
+                    rj.c.stage == stage,
+                    rj.c.source == source,
+                    rj.c.entity == entity,
+                    rj.c.resolved_run.is_(None),
+                    rj.c.source_id.in_(source_ids[i : i + 900]),
+                )
+                .values(resolved_run=run_id)
+            )
 
-    def rejects(self, *, run_id: str | None = None, open_only: bool = True,
-                limit: int = 100) -> list[dict[str, Any]]:
+    def rejects(
+        self, *, run_id: str | None = None, open_only: bool = True, limit: int = 100
+    ) -> list[dict[str, Any]]:
         rj = t.rejects
         stmt = select(rj).order_by(rj.c.id.desc()).limit(limit)
         if run_id:

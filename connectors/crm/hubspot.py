@@ -37,8 +37,9 @@ class HubSpotTarget:
     def __init__(self, name: str, settings: HubSpotSettings) -> None:
         self.name = name
         self.settings = settings
-        self.client = HttpClient(name, settings.base_url, auth=settings.auth,
-                                 settings=settings.http, error=self._error)
+        self.client = HttpClient(
+            name, settings.base_url, auth=settings.auth, settings=settings.http, error=self._error
+        )
 
     @classmethod
     def from_config(cls, config: TargetConfig) -> HubSpotTarget:
@@ -46,12 +47,20 @@ class HubSpotTarget:
             return cls(config.name, HubSpotSettings.model_validate(config.settings))
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ConfigError(err["msg"], key=".".join(
-                ["targets", config.name, *map(str, err["loc"])])) from None
+            raise ConfigError(
+                err["msg"], key=".".join(["targets", config.name, *map(str, err["loc"])])
+            ) from None
 
-    def _error(self, message: str, *, url: str | None = None, status: int | None = None,
-               attempt: int | None = None, retriable: bool = False,
-               body: Any = None) -> ConcordError:
+    def _error(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        attempt: int | None = None,
+        retriable: bool = False,
+        body: Any = None,
+    ) -> ConcordError:
         err = PushError(message, target=self.name, url=url, status=status, retriable=retriable)
         err.body = body  # type: ignore[attr-defined]
         return err
@@ -65,12 +74,16 @@ class HubSpotTarget:
         if len(records) > self.max_batch:
             out: list[PushOutcome] = []
             for i in range(0, len(records), self.max_batch):
-                out.extend(self.push(records[i:i + self.max_batch]))
+                out.extend(self.push(records[i : i + self.max_batch]))
             return out
         path = f"/crm/v3/objects/{self.settings.object_type}/batch/upsert"
         idp = self.settings.id_property
-        body = {"inputs": [{"id": r.key, "idProperty": idp,
-                            "properties": {**r.properties, idp: r.key}} for r in records]}
+        body = {
+            "inputs": [
+                {"id": r.key, "idProperty": idp, "properties": {**r.properties, idp: r.key}}
+                for r in records
+            ]
+        }
         try:
             resp = self.client.request("POST", path, json=body)
         except PushError as exc:
@@ -86,9 +99,12 @@ class HubSpotTarget:
             key = (res.get("properties") or {}).get(idp)
             if key is not None:
                 by_key[str(key)] = PushOutcome(str(key), ok=True, remote_id=str(res.get("id")))
-        for err in (resp.data.get("errors", []) if isinstance(resp.data, dict) else []):
+        for err in resp.data.get("errors", []) if isinstance(resp.data, dict) else []:
             for key in (err.get("context") or {}).get("ids", []) or []:
-                by_key[str(key)] = PushOutcome(str(key), ok=False,
-                                               error=str(err.get("message", "rejected")))
-        return [by_key.get(r.key) or PushOutcome(r.key, ok=False, error="missing in response")
-                for r in records]
+                by_key[str(key)] = PushOutcome(
+                    str(key), ok=False, error=str(err.get("message", "rejected"))
+                )
+        return [
+            by_key.get(r.key) or PushOutcome(r.key, ok=False, error="missing in response")
+            for r in records
+        ]

@@ -51,8 +51,9 @@ class SinglePage(_Pager):
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
         return req
 
-    def next(self, req: PageRequest, body: Any, headers: Any, count: int,
-             page_size: int) -> PageRequest | None:
+    def next(
+        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+    ) -> PageRequest | None:
         return None
 
 
@@ -65,11 +66,13 @@ class OffsetPaginator(_Pager):
     total_path: str | None = None
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
-        return PageRequest(req.url, {**req.params, self.offset_param: 0,
-                                     self.limit_param: page_size})
+        return PageRequest(
+            req.url, {**req.params, self.offset_param: 0, self.limit_param: page_size}
+        )
 
-    def next(self, req: PageRequest, body: Any, headers: Any, count: int,
-             page_size: int) -> PageRequest | None:
+    def next(
+        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+    ) -> PageRequest | None:
         if count < page_size:
             return None
         offset = int(req.params.get(self.offset_param, 0)) + count
@@ -86,11 +89,13 @@ class PageNumberPaginator(_Pager):
     first_page: int = 1
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
-        return PageRequest(req.url, {**req.params, self.page_param: self.first_page,
-                                     self.size_param: page_size})
+        return PageRequest(
+            req.url, {**req.params, self.page_param: self.first_page, self.size_param: page_size}
+        )
 
-    def next(self, req: PageRequest, body: Any, headers: Any, count: int,
-             page_size: int) -> PageRequest | None:
+    def next(
+        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+    ) -> PageRequest | None:
         if count < page_size:
             return None
         page = int(req.params.get(self.page_param, self.first_page)) + 1
@@ -111,8 +116,9 @@ class CursorPaginator(_Pager):
             params[self.limit_param] = page_size
         return PageRequest(req.url, params)
 
-    def next(self, req: PageRequest, body: Any, headers: Any, count: int,
-             page_size: int) -> PageRequest | None:
+    def next(
+        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+    ) -> PageRequest | None:
         token = json_path(body, self.cursor_path)
         if token in (None, "") or count == 0:
             return None
@@ -131,8 +137,9 @@ class NextLinkPaginator(_Pager):
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
         return req
 
-    def next(self, req: PageRequest, body: Any, headers: Any, count: int,
-             page_size: int) -> PageRequest | None:
+    def next(
+        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+    ) -> PageRequest | None:
         if self.next_path is not None:
             link = json_path(body, self.next_path)
         else:

@@ -9,7 +9,7 @@ flat), each with the request that fetches the next page as its checkpoint.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -33,7 +33,7 @@ class IncrementalSettings(BaseModel):
     format: Literal["iso", "iso_z", "epoch", "date"] = "iso_z"
 
     def encode(self, value: datetime) -> str:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         if self.format == "epoch":
             return str(int(value.timestamp()))
         if self.format == "date":
@@ -70,31 +70,44 @@ class RestSourceSettings(BaseModel):
 class RestSource:
     """A ``Source`` over a REST API configured in YAML."""
 
-    def __init__(self, name: str, settings: RestSourceSettings,
-                 entities: dict[str, RestEntitySettings]) -> None:
+    def __init__(
+        self, name: str, settings: RestSourceSettings, entities: dict[str, RestEntitySettings]
+    ) -> None:
         self.name = name
         self.settings = settings
         self.entities = entities
-        self.client = HttpClient(name, settings.base_url, auth=settings.auth,
-                                 settings=settings.http, error=self._error)
+        self.client = HttpClient(
+            name, settings.base_url, auth=settings.auth, settings=settings.http, error=self._error
+        )
 
     @classmethod
     def from_config(cls, config: SourceConfig) -> RestSource:
         try:
             settings = RestSourceSettings.model_validate(config.settings)
-            entities = {name: RestEntitySettings.model_validate(ec.settings)
-                        for name, ec in config.entities.items()}
+            entities = {
+                name: RestEntitySettings.model_validate(ec.settings)
+                for name, ec in config.entities.items()
+            }
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ConfigError(err["msg"], key=".".join(
-                ["sources", config.name, *map(str, err["loc"])])) from None
+            raise ConfigError(
+                err["msg"], key=".".join(["sources", config.name, *map(str, err["loc"])])
+            ) from None
         return cls(config.name, settings, entities)
 
-    def _error(self, message: str, *, url: str | None = None, status: int | None = None,
-               attempt: int | None = None, retriable: bool = False,
-               body: Any = None) -> ConcordError:
-        return SourceError(message, source=self.name, url=url, status=status, attempt=attempt,
-                           retriable=retriable)
+    def _error(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        attempt: int | None = None,
+        retriable: bool = False,
+        body: Any = None,
+    ) -> ConcordError:
+        return SourceError(
+            message, source=self.name, url=url, status=status, attempt=attempt, retriable=retriable
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -109,8 +122,9 @@ class RestSource:
             if window.end is not None and inc.end_param:
                 params[inc.end_param] = inc.encode(window.end)
         paginator = ent.paginator or self.settings.paginator
-        return paginator.first(PageRequest(ent.path, params), ent.page_size or
-                               self.settings.page_size)
+        return paginator.first(
+            PageRequest(ent.path, params), ent.page_size or self.settings.page_size
+        )
 
     def extract(self, entity: str, window: Window, resume: str | None) -> Iterator[Page]:
         if entity not in self.entities:
@@ -118,17 +132,23 @@ class RestSource:
         ent = self.entities[entity]
         paginator = ent.paginator or self.settings.paginator
         page_size = ent.page_size or self.settings.page_size
-        records_path = ent.records_path if ent.records_path is not None else \
-            self.settings.records_path
+        records_path = (
+            ent.records_path if ent.records_path is not None else self.settings.records_path
+        )
         request: PageRequest | None = (
-            PageRequest.from_json(orjson.loads(resume)) if resume
-            else self.first_request(entity, window))
+            PageRequest.from_json(orjson.loads(resume))
+            if resume
+            else self.first_request(entity, window)
+        )
         seen: set[bytes] = set()
         while request is not None:
             key = orjson.dumps(request.to_json(), option=orjson.OPT_SORT_KEYS)
             if key in seen:
-                raise SourceError("paginator asked for the same page twice; stopping",
-                                  source=self.name, url=self.client.url(request.url))
+                raise SourceError(
+                    "paginator asked for the same page twice; stopping",
+                    source=self.name,
+                    url=self.client.url(request.url),
+                )
             seen.add(key)
             resp = self.client.request("GET", request.url, params=request.params or None)
             records = json_path(resp.data, records_path)
@@ -136,8 +156,10 @@ class RestSource:
                 records = []
             if not isinstance(records, list):
                 raise SourceError(
-                    f"expected a list of records at '{records_path}', got "
-                    f"{type(records).__name__}", source=self.name, url=self.client.url(request.url))
+                    f"expected a list of records at '{records_path}', got {type(records).__name__}",
+                    source=self.name,
+                    url=self.client.url(request.url),
+                )
             nxt = paginator.next(request, resp.data, resp.headers, len(records), page_size)
             token = orjson.dumps(nxt.to_json()).decode() if nxt is not None else None
             yield Page(records=records, checkpoint=token)

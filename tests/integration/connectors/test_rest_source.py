@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,26 @@ def make_source(url: str, **overrides: Any) -> RestSource:
         "http": {"backoff_base": 0.01, "max_attempts": 6},
         **overrides,
     }
-    config = SourceConfig.model_validate({
-        "type": "rest", **settings,
-        "entities": {"orders": EntityConfig(mapping=Path("x.yaml"), path="/api/v1/orders"),
-                     "customers": EntityConfig(mapping=Path("x.yaml"),
-                                               path="/api/v1/customers")}})
+    config = SourceConfig.model_validate(
+        {
+            "type": "rest",
+            **settings,
+            "entities": {
+                "orders": EntityConfig(mapping=Path("x.yaml"), path="/api/v1/orders"),
+                "customers": EntityConfig(mapping=Path("x.yaml"), path="/api/v1/customers"),
+            },
+        }
+    )
     config.name = "erp"
     return RestSource.from_config(config)
 
 
-def pull(source: RestSource, entity: str = "orders", window: Window | None = None,
-         resume: str | None = None) -> list[dict[str, Any]]:
+def pull(
+    source: RestSource,
+    entity: str = "orders",
+    window: Window | None = None,
+    resume: str | None = None,
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for page in source.extract(entity, window or Window(None, None), resume):
         out.extend(page.records)
@@ -107,7 +116,7 @@ def test_persistent_failure_names_source_url_status_and_attempt(erp: RestErpServ
 def test_unauthorised_is_not_retried(erp: RestErpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_ERP_TOKEN", "wrong-token-value")
     source = make_source(erp.url)
-    with pytest.raises(SourceError, match="HTTP 401.*attempt 1"):
+    with pytest.raises(SourceError, match=r"HTTP 401.*attempt 1"):
         pull(source)
     assert len(erp.requests) == 1
 
@@ -137,5 +146,5 @@ def test_records_path_that_is_not_a_list_is_a_clear_error(erp: RestErpServer) ->
 
 def test_datetime_window_is_sent_as_iso_utc(erp: RestErpServer) -> None:
     source = make_source(erp.url)
-    pull(source, window=Window(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), None))
+    pull(source, window=Window(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), None))
     assert any("updated_since=2026-01-02T03%3A04%3A05.000000Z" in p for _m, p in erp.requests)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -34,8 +34,9 @@ def test_stage_writes_only_new_or_changed_payloads(store_url: str) -> None:
     with store.begin() as conn:
         first = store.stage(conn, "erp", "orders", [_row("1", "a"), _row("2", "b")], "r1")
     with store.begin() as conn:
-        second = store.stage(conn, "erp", "orders", [_row("1", "a"), _row("2", "B"),
-                                                     _row("3", "c")], "r2")
+        second = store.stage(
+            conn, "erp", "orders", [_row("1", "a"), _row("2", "B"), _row("3", "c")], "r2"
+        )
     assert (first.new, first.changed, first.unchanged) == (2, 0, 0)
     assert (second.new, second.changed, second.unchanged) == (1, 1, 1)
     assert store.count_pending("erp", "orders") == 3
@@ -55,11 +56,25 @@ def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str
 
 def test_money_sums_stay_exact(store_url: str) -> None:
     store = Store.open(store_url)
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    rows = [{"source": "erp", "source_id": str(i), "customer_id": "c", "number": str(i),
-             "ordered_at": now, "status": "confirmed", "currency": "EUR",
-             "net_total": Decimal("0.10"), "gross_total": Decimal("0.10"), "data": {},
-             "hash": "x", "updated_at": now, "run_id": "r"} for i in range(10)]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "source": "erp",
+            "source_id": str(i),
+            "customer_id": "c",
+            "number": str(i),
+            "ordered_at": now,
+            "status": "confirmed",
+            "currency": "EUR",
+            "net_total": Decimal("0.10"),
+            "gross_total": Decimal("0.10"),
+            "data": {},
+            "hash": "x",
+            "updated_at": now,
+            "run_id": "r",
+        }
+        for i in range(10)
+    ]
     with store.begin() as conn:
         store.upsert(conn, t.orders, rows, ["source", "source_id"])
         total = conn.execute(select(func.sum(t.orders.c.gross_total))).scalar()
@@ -71,11 +86,12 @@ def test_money_sums_stay_exact(store_url: str) -> None:
 def test_datetimes_come_back_timezone_aware_utc(store_url: str) -> None:
     store = Store.open(store_url)
     berlin = timezone(timedelta(hours=1))
-    store.start_run("r1", trigger="test", window_start=datetime(2026, 1, 1, 1, tzinfo=berlin),
-                    window_end=None)
+    store.start_run(
+        "r1", trigger="test", window_start=datetime(2026, 1, 1, 1, tzinfo=berlin), window_end=None
+    )
     run = store.run("r1")
     assert run is not None
-    assert run["window_start"] == datetime(2026, 1, 1, 0, tzinfo=timezone.utc)
+    assert run["window_start"] == datetime(2026, 1, 1, 0, tzinfo=UTC)
     assert run["window_start"].tzinfo is not None
 
 
@@ -99,9 +115,15 @@ def test_stale_lock_is_broken(store_url: str) -> None:
 def test_checkpoint_and_watermark_round_trip(store_url: str) -> None:
     store = Store.open(store_url)
     with store.begin() as conn:
-        store.save_checkpoint(conn, "erp", "orders", cursor="2026-01-01T00:00:00Z",
-                              checkpoint='{"url": "/x"}', checkpoint_cursor="2026-02-01T00:00:00Z",
-                              run_id="r1")
+        store.save_checkpoint(
+            conn,
+            "erp",
+            "orders",
+            cursor="2026-01-01T00:00:00Z",
+            checkpoint='{"url": "/x"}',
+            checkpoint_cursor="2026-02-01T00:00:00Z",
+            run_id="r1",
+        )
     state = store.watermark("erp", "orders")
     assert state.cursor == "2026-01-01T00:00:00Z"
     assert state.checkpoint == '{"url": "/x"}'

@@ -68,7 +68,8 @@ def test_unset_environment_variable_without_default_is_named(tmp_path: Path) -> 
 
 
 def test_secret_reference_resolves_from_env_and_is_redacted(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from concord.redact import redact
 
     monkeypatch.setenv("MY_TOKEN", "s3cr3t-value-123")
