@@ -66,6 +66,20 @@ class StageCounts:
     unchanged: int
 
 
+def _owner_is_dead(owner: str) -> bool:
+    """True when a lock owner 'host:pid' ran on this host and that process no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -97,7 +111,7 @@ class Store:
         return store
 
     def migrate(self) -> None:
-        """Run Alembic migrations up to every head (idempotent; branches from parallel work merge)."""
+        """Run Alembic migrations up to every head (idempotent; parallel branches merge)."""
         from alembic import command
         from alembic.config import Config
 
@@ -197,7 +211,11 @@ class Store:
             return [dict(r) for r in rows]
 
     def acquire_lock(self, name: str, run_id: str, *, stale_after: timedelta) -> None:
-        """Take the named lock or raise StoreError naming who holds it; stale locks are broken."""
+        """Take the named lock or raise StoreError naming who holds it.
+
+        A lock is broken when its heartbeat is older than ``stale_after``, or at once when its
+        owner ran on this host and that process is gone (a sync killed with kill -9).
+        """
         owner = f"{socket.gethostname()}:{os.getpid()}"
         now = utcnow()
         with self.begin() as conn:
@@ -206,6 +224,9 @@ class Store:
                     t.locks.c.name == name, t.locks.c.heartbeat_at < now - stale_after
                 )
             )
+            held = conn.execute(select(t.locks.c.owner).where(t.locks.c.name == name)).scalar()
+            if held is not None and _owner_is_dead(held):
+                conn.execute(delete(t.locks).where(t.locks.c.name == name))
         try:
             with self.begin() as conn:
                 conn.execute(
@@ -216,13 +237,13 @@ class Store:
         except IntegrityError:
             with self.engine.connect() as conn:
                 row = conn.execute(select(t.locks).where(t.locks.c.name == name)).mappings().first()
-            held = (
+            holder = (
                 f"{row['owner']} (run {row['run_id']}, "
                 f"since {row['acquired_at']:%Y-%m-%d %H:%M:%S}Z)"
                 if row
                 else "another run"
             )
-            raise StoreError(f"another sync holds the '{name}' lock: {held}") from None
+            raise StoreError(f"another sync holds the '{name}' lock: {holder}") from None
 
     def heartbeat_lock(self, name: str, run_id: str) -> None:
         with self.begin() as conn:

@@ -128,3 +128,26 @@ def test_checkpoint_and_watermark_round_trip(store_url: str) -> None:
     assert state.cursor == "2026-01-01T00:00:00Z"
     assert state.checkpoint == '{"url": "/x"}'
     assert store.watermark("erp", "customers").cursor is None
+
+
+def test_lock_of_a_killed_process_on_this_host_is_broken(store_url: str) -> None:
+    import socket
+    import subprocess
+
+    store = Store.open(store_url)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    now = datetime.now(UTC)
+    with store.begin() as conn:
+        conn.execute(
+            t.locks.insert().values(
+                name="sync",
+                owner=f"{socket.gethostname()}:{dead.pid}",
+                run_id="killed",
+                acquired_at=now,
+                heartbeat_at=now,
+            )
+        )
+    store.acquire_lock("sync", "next", stale_after=timedelta(hours=1))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(t.locks.c.run_id)).scalar() == "next"
