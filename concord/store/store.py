@@ -375,7 +375,7 @@ class Store:
                 )
             if not batch:
                 return
-            yield batch
+            yield [(str(sid), bytes(payload), str(h)) for sid, payload, h in batch]
             after = batch[-1][0]
 
     def mark_mapped(

@@ -68,6 +68,24 @@ watermarks = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# One row per shard of a sharded extract (Airflow splits a large entity by time window): the
+# shard's own checkpoint, so a retried shard resumes alone; the entity's row in ``watermarks``
+# advances only once every shard of the run is ``done``.
+shard_watermarks = Table(
+    "shard_watermarks",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("shard", String(32), primary_key=True),  # "<index>/<count>", e.g. "2/4"
+    Column("run_id", String(64), nullable=False),
+    Column("window_start", UtcDateTime),
+    Column("window_end", UtcDateTime),
+    Column("status", String(16), nullable=False),  # running | done
+    Column("checkpoint", Text),  # resume token inside the shard, else NULL
+    Column("high_cursor", String(100)),  # highest cursor committed by the shard
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 raw_records = Table(
     "raw_records",
     metadata,
@@ -231,6 +249,8 @@ push_state = Table(
     Column("accepted_hash", String(32)),  # hash of what the target last accepted
     Column("attempted_hash", String(32)),
     Column("remote_id", String(100)),
+    Column("accepted_properties", JSON),  # what the target last accepted: old values in a plan
+    Column("object_type", String(40)),  # where the record lives in the target (companies, ...)
     Column("error", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("run_id", String(64), nullable=False),

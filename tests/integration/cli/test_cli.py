@@ -1,0 +1,101 @@
+"""The CLI as a user runs it: sync, runs, rejects, customers show, schema, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from concord.cli import app
+from sandbox.crm import CrmServer
+from sandbox.erp_data import ErpDataset
+from sandbox.rest_erp import RestErpServer
+from tests.e2e.conftest import write_config
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def synced(tmp_path: Path) -> Iterator[Path]:
+    with RestErpServer(ErpDataset.generate(seed=7, customers=20)) as erp, CrmServer() as crm:
+        cfg = write_config(
+            tmp_path / "c.yaml",
+            store_url=f"sqlite:///{tmp_path / 's.db'}",
+            erp_url=erp.url,
+            crm_url=crm.url,
+        )
+        result = runner.invoke(app, ["sync", "-c", str(cfg), "--until", "2026-11-02T00:00:00Z"])
+        assert result.exit_code == 0, result.output
+        yield cfg
+
+
+def test_sync_prints_counts_per_source_entity(tmp_path: Path) -> None:
+    with RestErpServer(ErpDataset.generate(seed=7, customers=20)) as erp, CrmServer() as crm:
+        cfg = write_config(
+            tmp_path / "c.yaml",
+            store_url=f"sqlite:///{tmp_path / 's.db'}",
+            erp_url=erp.url,
+            crm_url=crm.url,
+        )
+        result = runner.invoke(app, ["sync", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "sandbox_erp/orders" in result.output
+    assert "push → sandbox_crm" in result.output
+
+
+def test_runs_last_shows_the_summary(synced: Path) -> None:
+    result = runner.invoke(app, ["runs", "-c", str(synced), "--last"])
+    assert result.exit_code == 0
+    assert "sandbox_erp/customers" in result.output
+
+
+def test_runs_lists_status(synced: Path) -> None:
+    result = runner.invoke(app, ["runs", "-c", str(synced)])
+    assert "succeeded" in result.output
+
+
+def test_rejects_lists_reason_field_and_payload(synced: Path) -> None:
+    result = runner.invoke(app, ["rejects", "-c", str(synced), "--payload"])
+    assert result.exit_code == 0
+    assert "sandbox_erp/customers" in result.output
+    assert "name" in result.output
+    assert '"id":"C-00001"' in result.output.replace(" ", "")
+
+
+def test_customers_show_finds_by_source_key(synced: Path) -> None:
+    result = runner.invoke(app, ["customers", "show", "sandbox_erp:C-00004", "-c", str(synced)])
+    assert result.exit_code == 0, result.output
+    assert "Golden record" in result.output and "360 metrics" in result.output
+    assert "sandbox_erp:C-00004" in result.output
+
+
+def test_customers_show_unknown_exits_non_zero(synced: Path) -> None:
+    result = runner.invoke(app, ["customers", "show", "no-such-customer-xyz", "-c", str(synced)])
+    assert result.exit_code == 1
+
+
+def test_schema_exports_every_canonical_model() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    defs = json.loads(result.output)["$defs"]
+    assert {
+        "Customer",
+        "Order",
+        "OrderLine",
+        "Shipment",
+        "Invoice",
+        "Payment",
+        "Customer360",
+    } <= set(defs)
+
+
+def test_broken_config_prints_one_line_with_file_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sources:\n  erp:\n    type: rest\n    entities: 12\n")
+    result = runner.invoke(app, ["sync", "-c", str(cfg)])
+    assert result.exit_code == 1
+    assert "bad.yaml:4" in result.output and "sources.erp.entities" in result.output
+    assert "Traceback" not in result.output
