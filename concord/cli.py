@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from concord.config import load_config, parse_time
 from concord.console import console, customers_table, err_console, run_summary
 from concord.errors import ConcordError
+from concord.mapping_cli import mappings_app
 
 app = typer.Typer(
     help="concord: one customer across ERPs and CRMs.",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 customers_app = typer.Typer(help="Look up golden customers.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
+app.add_typer(mappings_app, name="mappings")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Pipeline config file.", envvar="CONCORD_CONFIG")

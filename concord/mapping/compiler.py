@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from concord.errors import MappingError, RecordRejected
 from concord.mapping import functions as fn
+from concord.mapping.codes import COUNTRY_CODES, CURRENCY_CODES
 from concord.mapping.spec import (
     WILDCARD,
     AllOf,
@@ -42,7 +43,7 @@ _FAST_TYPES = ("str", "decimal", "datetime", "enum")
 
 @dataclass
 class Compiled:
-    """The compiled function, its source (for ``concord mapping show``) and what it reads."""
+    """The compiled function, its generated source (for debugging) and the paths it reads."""
 
     apply: Apply
     source: str
@@ -220,7 +221,7 @@ class Compiler:
         self.label = self.spec.file.name
         self.namespace.update({
             "_D": Decimal, "_DecErr": InvalidOperation, "_fromiso": datetime.fromisoformat,
-            "_UTC": fn.UTC, "_Conv": fn.ConversionError, "_fail": fn.fail,
+            "_UTC": UTC, "_Conv": fn.ConversionError, "_fail": fn.fail,
             "_to_decimal": fn.to_decimal, "_to_str": fn.to_str, "_reject": reject,
             "_missing": missing, "_walk": _walk, "_concat": _concat, "_join": _join,
             "_as_list": _as_list, "_negate": fn.negate, "_stringify": fn.stringify,
@@ -329,7 +330,8 @@ class Compiler:
         listy = bool(expr.split) or (expr.path is not None and WILDCARD in expr.path.steps) or (
             target is not None and target.kind == "list" and not expr.as_list)
         if listy:
-            self.emit(indent, f"if {v} is not None:")
+            if expr.extract is not None or expr.split is not None:
+                self.emit(indent, f"if {v} is not None:")
             if expr.extract is not None:
                 self.emit(indent + 1, f"{v} = {self.const(_extractor(expr.extract, expr.group))}"
                                       f"({v})")
@@ -433,15 +435,24 @@ class Compiler:
             method = {"trim": "strip", "upper": "upper", "lower": "lower",
                       "title": "title"}[name]
             pre.append(f"{v} = {v}.{method}() if isinstance({v}, str) else {v}")
+        conv = self.conversion(expr, target)
+        self.check_constants(expr, conv, target)
         if expr.map is not None:
-            mapper = _mapper(expr.map, expr.has_otherwise, expr.otherwise, expr.lookup)
-            pre.append(f"{v} = {self.const(mapper)}({v})")
+            # map values and ``otherwise`` are converted once here, so a mapped value needs no
+            # conversion per record
+            table = {k: self.converted_constant(val, conv, target, expr, "map")
+                     for k, val in expr.map.items()}
+            otherwise = self.converted_constant(expr.otherwise, conv, target, expr, "otherwise")
+            mapper = self.const(_mapper(table, expr.has_otherwise, otherwise, expr.lookup))
+            found = self.var("t")
+            pre.append(f"{found} = {self.const(table)}.get({v}, _M) if {v}.__class__ is str "
+                       "else _M")
+            pre.append(f"{v} = {mapper}({v}) if {found} is _M else {found}")
+            conv = None
         if pre:
             self.emit(indent, f"if {v} is not None:")
             for line in pre:
                 self.emit(indent + 1, line)
-        conv = self.conversion(expr, target)
-        self.check_constants(expr, conv, target)
         steps = bool(conv) or expr.round is not None or expr.negate_if is not None
         if steps:
             self.emit(indent, f"if {v} is not None:")
@@ -487,6 +498,10 @@ class Compiler:
             self.emit(indent + 2, f"{v} = {v}.astimezone(_UTC)")
             self.emit(indent, "else:")
             self.emit(indent + 1, f"{v} = {slow}({v})")
+        elif conv in ("currency", "country"):
+            codes = self.const(CURRENCY_CODES if conv == "currency" else COUNTRY_CODES)
+            self.emit(indent, f"if {v}.__class__ is not str or {v} not in {codes}:")
+            self.emit(indent + 1, f"{v} = {self.const(fn.converter(conv))}({v})")
         elif conv == "enum":
             item = target.item if target is not None and target.kind == "list" else target
             assert item is not None
@@ -520,16 +535,11 @@ class Compiler:
             raise self.fail(f"{key}: {exc}", mark, expr.field) from None
 
     def check_constants(self, expr: Expr, conv: str | None, target: Target | None) -> None:
-        """Map values, ``otherwise`` and ``const`` must survive the field's conversion."""
+        """A ``const`` must survive the field's conversion (map values are checked in place)."""
         if conv is None:
             return
         if expr.has_const and not expr.transforms and expr.map is None and not expr.split:
             self.converted_constant(expr.const, conv, target, expr, "const")
-        if expr.map is not None:
-            for value in expr.map.values():
-                self.converted_constant(value, conv, target, expr, "map")
-        if expr.has_otherwise:
-            self.converted_constant(expr.otherwise, conv, target, expr, "otherwise")
 
     def condition(self, cond: Condition, scope: _Scope, indent: int) -> str:
         """Emit code for a condition; returns the variable holding True or False."""

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from concord.mapping.codes import COUNTRY_CODES, CURRENCY_CODES
 
-UTC = UTC
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
 EPOCH_FORMATS = ("epoch", "epoch_ms")
@@ -208,9 +207,10 @@ def date_parser(fmt: str | None, tz: tzinfo | None) -> Callable[[Any], date]:
         if isinstance(value, dict):
             value = _tryton(value)
         if isinstance(value, datetime):
-            if tz is not None and value.tzinfo is not None:
-                value = value.astimezone(tz)
-            return value.date()
+            moment: datetime = value
+            if tz is not None and moment.tzinfo is not None:
+                moment = moment.astimezone(tz)
+            return moment.date()
         if isinstance(value, date):
             return date(value.year, value.month, value.day)
         if not isinstance(value, str):

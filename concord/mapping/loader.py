@@ -41,6 +41,7 @@ class Mapping:
         self.python_source = python_source
         self._value_paths = value_paths
         self.read_paths: frozenset[str] = value_paths | container_paths
+        self._shapes: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
 
     def __repr__(self) -> str:
         return f"Mapping({str(self.path)!r}, {self.direction}, {self.entity!r})"
@@ -52,10 +53,15 @@ class Mapping:
         return found
 
     def _unmapped(self, value: dict[str, Any], prefix: str, found: set[str]) -> None:
-        for key, item in value.items():
-            path = prefix + str(key)
-            if path in self._value_paths:
-                continue
+        shape = (prefix, tuple(value))
+        unread = self._shapes.get(shape)
+        if unread is None:
+            unread = tuple((key, prefix + str(key)) for key in value
+                           if prefix + str(key) not in self._value_paths)
+            if len(self._shapes) < 4096:
+                self._shapes[shape] = unread
+        for key, path in unread:
+            item = value[key]
             if isinstance(item, dict) and item:
                 self._unmapped(item, path + ".", found)
             elif isinstance(item, list) and any(isinstance(i, dict) for i in item):

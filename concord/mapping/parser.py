@@ -182,20 +182,21 @@ class Parser:
             if direction == "inbound":
                 self.fail("'stringify' applies to outbound mappings only", head["stringify"][0])
             stringify = self.boolean(head["stringify"][1], "stringify", None)
-        key: str | None = None
+        key_field: str | None = None
         if "key" in head:
             if direction == "inbound":
                 self.fail("'key' applies to outbound mappings only", head["key"][0])
-            key = self.string(head["key"][1], "key", None)
-            if key not in fields:
-                self.fail(f"key '{key}' is not one of the mapped fields", head["key"][1], key)
+            key_field = self.string(head["key"][1], "key", None)
+            if key_field not in fields:
+                self.fail(f"key '{key_field}' is not one of the mapped fields", head["key"][1],
+                          key_field)
         description = None
         if "description" in head:
             description = self.string(head["description"][1], "description", None)
         return MappingSpec(
             file=self.file, direction="inbound" if direction == "inbound" else "outbound",
             entity=entity, source=source, id=id_expr, fields=fields, marks=marks,
-            stringify=stringify, key=key,
+            stringify=stringify, key=key_field,
             on_missing="reject" if on_missing == "reject" else "default",
             tables=tables, description=description,
         )

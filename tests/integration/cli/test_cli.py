@@ -99,3 +99,57 @@ def test_broken_config_prints_one_line_with_file_and_line(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert "bad.yaml:4" in result.output and "sources.erp.entities" in result.output
     assert "Traceback" not in result.output
+
+
+def test_mappings_validate_and_test_pass_for_the_repo() -> None:
+    from tests.e2e.conftest import REPO
+
+    validate = runner.invoke(app, ["mappings", "validate", str(REPO / "mappings" / "sandbox_erp")])
+    assert validate.exit_code == 0, validate.output
+    assert "0 invalid" in validate.output
+    cases = runner.invoke(app, ["mappings", "test", str(REPO / "mappings" / "sandbox_erp")])
+    assert cases.exit_code == 0, cases.output
+    assert " 0 failed" in cases.output
+
+
+def test_mappings_validate_names_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "orders.yaml"
+    bad.write_text("direction: inbound\nentity: orders\nid: id\nfields:\n  nummber: number\n")
+    result = runner.invoke(app, ["mappings", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert "orders.yaml:5" in result.output and "nummber" in result.output
+
+
+def test_mappings_preview_shows_live_input_and_output(tmp_path: Path) -> None:
+    with RestErpServer(ErpDataset.generate(seed=7, customers=20)) as erp, CrmServer() as crm:
+        cfg = write_config(
+            tmp_path / "c.yaml",
+            store_url=f"sqlite:///{tmp_path / 's.db'}",
+            erp_url=erp.url,
+            crm_url=crm.url,
+        )
+        result = runner.invoke(
+            app, ["mappings", "preview", "sandbox_erp", "orders", "-c", str(cfg), "--limit", "3"]
+        )
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"amount_total"') == 3
+    assert '"gross_total"' in result.output
+
+
+def test_mappings_infer_drafts_a_mapping(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.json"
+    sample.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "7",
+                    "company": "Acme",
+                    "email": "a@acme.test",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                }
+            ]
+        )
+    )
+    result = runner.invoke(app, ["mappings", "infer", str(sample), "--entity", "customers"])
+    assert result.exit_code == 0, result.output
+    assert "direction: inbound" in result.output and "company" in result.output

@@ -1,0 +1,54 @@
+"""The canonical model refuses what would make totals or times ambiguous."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from concord.model import ENTITY_MODELS, Order, SourceRef
+
+REF = SourceRef(system="erp", entity="orders", id="1")
+
+
+def order(**kw: object) -> Order:
+    base: dict[str, object] = {
+        "ref": REF,
+        "number": "SO-1",
+        "customer_id": "C-1",
+        "ordered_at": "2026-01-02T03:04:05+01:00",
+        "status": "confirmed",
+        "currency": "EUR",
+        "net_total": "100.00",
+        "gross_total": "119.00",
+    }
+    return Order.model_validate({**base, **kw})
+
+
+def test_times_are_converted_to_utc() -> None:
+    assert order().ordered_at == datetime.fromisoformat("2026-01-02T02:04:05+00:00")
+
+
+def test_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        order(ordered_at="2026-01-02T03:04:05")
+
+
+def test_amounts_stay_exact_decimals() -> None:
+    assert order().gross_total == Decimal("119.00")
+
+
+def test_currency_must_be_iso_code() -> None:
+    with pytest.raises(ValidationError):
+        order(currency="euro")
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        order(colour="red")
+
+
+def test_public_entities_are_pinned() -> None:
+    assert list(ENTITY_MODELS) == ["customers", "orders", "shipments", "invoices", "payments"]
