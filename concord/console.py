@@ -32,7 +32,9 @@ def run_summary(report: dict[str, Any]) -> Table:
     for scope in scopes:
         ex = stages.get("extract", {}).get(scope, {})
         mp = stages.get("map", {}).get(scope, {})
-        drift = mp.get("unmapped_fields") or {}
+        drift = [f"+{k}" for k in sorted(mp.get("unmapped_fields") or {})] + [
+            f"-{k}" for k in sorted(mp.get("missing_fields") or {})
+        ]
         table.add_row(
             scope,
             str(ex.get("records", "-")),
@@ -53,6 +55,14 @@ def run_summary(report: dict[str, Any]) -> Table:
             f"{body.get('unchanged', 0)} unchanged",
         )
     return table
+
+
+def _drift(paths: list[str]) -> str:
+    """'+field' appeared in the source unmapped, '-field' is mapped but absent."""
+    if not paths:
+        return "-"
+    shown = ", ".join(paths[:4])
+    return shown + (f" (+{len(paths) - 4} more)" if len(paths) > 4 else "")
 
 
 def _warn(n: Any) -> str:

@@ -70,6 +70,7 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> dict[str, Any]
         "canonical_entity": mapping.entity,
     }
     drift: Counter[str] = Counter()
+    missing: Counter[str] = Counter()
     for batch in ctx.store.pending_batches(source_name, entity, ctx.config.batch_size):
         rows: list[dict[str, Any]] = []
         rejects: list[dict[str, Any]] = []
@@ -77,6 +78,21 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> dict[str, Any]
         for sid, payload, _h in batch:
             report["records"] += 1
             record = orjson.loads(payload)
+            if not isinstance(record, dict):
+                rejects.append(
+                    _reject(
+                        ctx,
+                        source_name,
+                        entity,
+                        sid,
+                        None,
+                        "payload is not a JSON object",
+                        mapping,
+                        payload,
+                    )
+                )
+                continue
+            missing.update(mapping.missing_paths(record))
             try:
                 out = mapping.apply(record)
                 out.pop("id", None)
@@ -87,8 +103,12 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> dict[str, Any]
                     _reject(ctx, source_name, entity, sid, exc.field, exc.reason, mapping, payload)
                 )
                 continue
-            except ValidationError as exc:
-                fld, reason = _describe_validation(exc)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # pydantic's ValidationError is a ValueError: the model refused the output.
+                if isinstance(exc, ValidationError):
+                    fld, reason = _describe_validation(exc)
+                else:
+                    fld, reason = None, f"unexpected payload shape: {type(exc).__name__}: {exc}"
                 rejects.append(
                     _reject(ctx, source_name, entity, sid, fld, reason, mapping, payload)
                 )
@@ -112,6 +132,7 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> dict[str, Any]
         report["rejected"] += len(rejects)
         ctx.emit("mapped", source=source_name, entity=entity, records=len(batch))
     report["unmapped_fields"] = dict(drift.most_common(20))
+    report["missing_fields"] = dict(missing.most_common(20))
     record_stage(ctx, "map", f"{source_name}/{entity}", started, report)
     return report
 

@@ -42,6 +42,9 @@ class Mapping:
         self._value_paths = value_paths
         self.read_paths: frozenset[str] = value_paths | container_paths
         self._shapes: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
+        self._missing: dict[tuple[str, ...], frozenset[str]] = {}
+        self._top_paths = tuple(p for p in self.read_paths if "." not in p)
+        self._nested_paths = tuple(p for p in self.read_paths if "." in p)
 
     def __repr__(self) -> str:
         return f"Mapping({str(self.path)!r}, {self.direction}, {self.entity!r})"
@@ -51,6 +54,20 @@ class Mapping:
         found: set[str] = set()
         self._unmapped(record, "", found)
         return found
+
+    def missing_paths(self, record: dict[str, Any]) -> set[str]:
+        """Mapped source paths absent from ``record`` (schema drift: a field disappeared).
+
+        A key present with a null value is not missing. Inside lists the first element stands
+        for the rest. Results are cached per top-level key shape, so the cost stays small.
+        """
+        shape = tuple(record)
+        top = self._missing.get(shape)
+        if top is None:
+            top = frozenset(p for p in self._top_paths if p not in record)
+            if len(self._missing) < 4096:
+                self._missing[shape] = top
+        return set(top) | {p for p in self._nested_paths if not _has_path(record, p.split("."))}
 
     def _unmapped(self, value: dict[str, Any], prefix: str, found: set[str]) -> None:
         shape = (prefix, tuple(value))
@@ -70,6 +87,19 @@ class Mapping:
                         self._unmapped(element, path + ".", found)
             elif path not in self.read_paths:
                 found.add(path)
+
+
+def _has_path(value: Any, parts: list[str]) -> bool:
+    for i, part in enumerate(parts):
+        if isinstance(value, list):
+            first = next((v for v in value if isinstance(v, dict)), None)
+            if first is None:
+                return True  # an empty list has no elements to lack the key
+            return _has_path(first, parts[i:])
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
 
 
 _cache: dict[Path, tuple[tuple[int, int], Mapping]] = {}

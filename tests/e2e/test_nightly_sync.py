@@ -138,3 +138,37 @@ def test_unreachable_source_fails_without_advancing_the_watermark(
     with pytest.raises(SourceError, match="connection failed"):
         sync(cfg)
     assert Store(sqlite_url).watermark("sandbox_erp", "customers").cursor is None
+
+
+def test_schema_drift_is_reported_in_the_run(
+    tmp_path: Path, sqlite_url: str, dataset: ErpDataset, erp: RestErpServer, crm: CrmServer
+) -> None:
+    cfg = write_config(tmp_path / "c.yaml", store_url=sqlite_url, erp_url=erp.url, crm_url=crm.url)
+    sync(cfg)
+    customer = dataset.get("customers", "C-00010")
+    assert customer is not None
+    changed = {k: v for k, v in customer.items() if k != "phone"}
+    changed["fax"] = "+49 30 999"
+    dataset._table("customers").remove("C-00010")  # the sandbox has no key-removing update
+    dataset.add("customers", {**changed, "updated_at": "2026-11-01T12:00:00Z"})
+    report = sync(cfg)["stages"]["map"]["sandbox_erp/customers"]
+    assert report["unmapped_fields"] == {"fax": 1}
+    assert report["missing_fields"] == {"phone": 1}
+
+
+def test_payload_that_is_not_an_object_is_rejected_not_lost(
+    tmp_path: Path, sqlite_url: str, erp: RestErpServer, crm: CrmServer
+) -> None:
+    from concord.store import StagedRow
+
+    cfg = write_config(tmp_path / "c.yaml", store_url=sqlite_url, erp_url=erp.url, crm_url=crm.url)
+    sync(cfg)
+    store = Store(sqlite_url)
+    with store.begin() as conn:
+        store.stage(
+            conn, "sandbox_erp", "orders", [StagedRow("X-1", b"[1, 2]", "h", None)], "manual"
+        )
+    sync(cfg)
+    rejects = [r for r in store.rejects(limit=500) if r["source_id"] == "X-1"]
+    assert rejects and rejects[0]["reason"] == "payload is not a JSON object"
+    assert rejects[0]["payload"] == b"[1, 2]"
