@@ -1,5 +1,5 @@
 # concord: `make demo` runs the nightly sync against the bundled sandbox; `make test` runs the tests.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -161,7 +161,13 @@ def test_payload_that_is_not_an_object_is_rejected_not_lost(
 ) -> None:
     from concord.store import StagedRow
 
-    cfg = write_config(tmp_path / "c.yaml", store_url=sqlite_url, erp_url=erp.url, crm_url=crm.url)
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        store_url=sqlite_url,
+        erp_url=erp.url,
+        crm_url=crm.url,
+        reject_ratio=1.0,
+    )
     sync(cfg)
     store = Store(sqlite_url)
     with store.begin() as conn:

@@ -52,3 +52,25 @@ def test_unknown_fields_are_refused() -> None:
 
 def test_public_entities_are_pinned() -> None:
     assert list(ENTITY_MODELS) == ["customers", "orders", "shipments", "invoices", "payments"]
+
+
+def test_public_api_of_the_pipeline_is_pinned() -> None:
+    import concord.mapping
+    import concord.pipeline
+
+    assert sorted(concord.pipeline.__all__) == [
+        "RunContext",
+        "RunOptions",
+        "build_360",
+        "extract",
+        "load_mappings",
+        "map_entity",
+        "new_run_id",
+        "open_context",
+        "plan_push",
+        "push",
+        "reconcile",
+        "resolve",
+        "run_sync",
+    ]
+    assert sorted(concord.mapping.__all__) == ["Mapping", "load_mapping", "mapping_from_text"]
