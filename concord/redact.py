@@ -31,7 +31,8 @@ _PATTERNS = [
     ),
     (
         re.compile(
-            r"(?i)(['\"]?(?:password|client_secret|access_token|refresh_token|api_key)['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"
+            r"(?i)(['\"]?(?:password|client_secret|access_token|refresh_token|api_key)['\"]?"
+            r"\s*[:=]\s*['\"]?)[^'\"\s,}&]+"
         ),
         r"\1" + MASK,
     ),
@@ -43,6 +44,12 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 4:
         with _lock:
             _secrets.add(value)
+
+
+def forget_secrets() -> None:
+    """Drop every registered secret (tests isolate themselves with this)."""
+    with _lock:
+        _secrets.clear()
 
 
 def redact(text: str) -> str:

@@ -2,19 +2,24 @@
 
 Each style is a small ``requests.auth.AuthBase`` that adds credentials to a request. The HTTP
 client applies it only to requests for the configured origin, so a next-link or redirect to
-another host never receives credentials.
+another host never receives credentials. The OAuth2 client-credentials style caches its token,
+refreshes it ``refresh_margin_seconds`` before it expires (at most half its lifetime early) and
+can be told to drop it when the API answers 401.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from concord.errors import SourceError
+from concord.redact import register_secret
 from concord.secrets import SecretRef
 
 
@@ -98,25 +103,39 @@ class _QueryAuth(AuthBase):
 
 
 class _OAuth2Token(AuthBase):
+    """Fetches and caches a client-credentials token; thread-safe, refreshed before expiry."""
+
     def __init__(
         self, cfg: OAuth2ClientCredentials, session: requests.Session, timeout: float
     ) -> None:
         self.cfg, self.session, self.timeout = cfg, session, timeout
+        self.owner = "oauth2"  # the connector's name, set by the HTTP client, for errors
+        self.clock: Callable[[], float] = time.monotonic
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
 
     def token(self) -> str:
         with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at:
+            if self._token is None or self.clock() >= self._expires_at:
                 self._fetch()
             assert self._token is not None
             return self._token
 
-    def _fetch(self) -> None:
-        from concord.errors import SourceError
-        from concord.redact import register_secret
+    def invalidate(self) -> None:
+        """Forget the token (the API said 401): the next request fetches a new one."""
+        with self._lock:
+            self._token = None
 
+    def _fail(self, message: str, status: int | None = None) -> SourceError:
+        return SourceError(
+            f"OAuth2 token request failed: {message}",
+            source=self.owner,
+            url=safe_token_url(self.cfg.token_url),
+            status=status,
+        )
+
+    def _fetch(self) -> None:
         data: dict[str, Any] = {
             "grant_type": "client_credentials",
             "client_id": self.cfg.client_id,
@@ -124,20 +143,39 @@ class _OAuth2Token(AuthBase):
         }
         if self.cfg.scope:
             data["scope"] = self.cfg.scope
-        resp = self.session.post(self.cfg.token_url, data=data, timeout=self.timeout)
-        if resp.status_code != 200:
-            raise SourceError(
-                "OAuth2 token request refused",
-                source="oauth2",
-                url=self.cfg.token_url,
-                status=resp.status_code,
+        try:
+            resp = self.session.post(
+                self.cfg.token_url, data=data, timeout=self.timeout, allow_redirects=False
             )
-        body = resp.json()
-        self._token = str(body["access_token"])
+        except requests.RequestException as exc:
+            raise self._fail(f"connection failed ({type(exc).__name__})") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code != 200:
+            reason = body.get("error") if isinstance(body, dict) else None
+            raise self._fail(
+                f"refused ({reason})" if isinstance(reason, str) else "refused", resp.status_code
+            )
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            raise self._fail("the response has no access_token", resp.status_code)
+        self._token = body["access_token"]
         register_secret(self._token)
-        lifetime = float(body.get("expires_in", 3600))
-        self._expires_at = time.monotonic() + max(lifetime - self.cfg.refresh_margin_seconds, 1.0)
+        try:
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        margin = min(self.cfg.refresh_margin_seconds, lifetime / 2)
+        self._expires_at = self.clock() + max(lifetime - margin, 1.0)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         r.headers["Authorization"] = f"Bearer {self.token()}"
         return r
+
+
+def safe_token_url(url: str) -> str:
+    """The token URL for messages (no userinfo, secret-looking query values masked)."""
+    from connectors.http import safe_url
+
+    return safe_url(url)

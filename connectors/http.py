@@ -4,8 +4,11 @@ Failures are grouped by what to do about them: connection errors, timeouts, 5xx,
 truncated or unparseable bodies are retried with exponential backoff and full jitter
 (``Retry-After`` wins when the server sends it); other 4xx stop at once. Credentials are attached
 only to requests for the configured origin: a URL on another host (a foreign next-link) is refused
-before anything is sent. Errors name the connector, the URL without secrets, the status and the attempt; they never
-include headers or whole bodies.
+before anything is sent. A 401 with a cached OAuth2 token drops the token and tries once more
+with a fresh one. Responses larger than ``max_response_bytes`` are refused. Errors name the
+connector, the URL without secrets, the status and the attempt; they never include headers or
+whole bodies. Only 2xx bodies are parsed as JSON; another status listed in ``ok_status`` (such as
+416 ending a ``Range`` pagination) is returned raw.
 """
 
 from __future__ import annotations
@@ -48,20 +51,43 @@ class HttpSettings(BaseModel):
 class RateLimiter:
     """Token bucket shared by every thread using one connector (a per-source request limit)."""
 
-    def __init__(self, per_second: float | None) -> None:
+    def __init__(
+        self,
+        per_second: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_second = per_second
         self.interval = 1.0 / per_second if per_second else 0.0
+        self.clock, self.sleep = clock, sleep
         self._next = 0.0
         self._lock = threading.Lock()
 
+    @classmethod
+    def shared(cls, name: str, per_second: float | None) -> RateLimiter:
+        """The process-wide limiter of connector ``name``: every client of one source (one per
+        entity, on any thread) draws from the same budget."""
+        with _SHARED_LOCK:
+            limiter = _SHARED.get(name)
+            if limiter is None or limiter.per_second != per_second:
+                limiter = _SHARED[name] = cls(per_second)
+            return limiter
+
     def acquire(self) -> None:
+        """Wait for this caller's slot: requests are spaced ``1/per_second`` apart overall."""
         if not self.interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             wait = self._next - now
             self._next = max(now, self._next) + self.interval
         if wait > 0:
-            time.sleep(wait)
+            self.sleep(wait)
+
+
+_SHARED: dict[str, RateLimiter] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +142,9 @@ class HttpClient:
         self.auth: AuthBase | None = (
             auth.build(self.session, settings.timeout) if auth is not None else None
         )
-        self.limiter = RateLimiter(settings.requests_per_second)
+        if self.auth is not None and hasattr(self.auth, "owner"):
+            self.auth.owner = name  # errors from the token endpoint name the connector
+        self.limiter = RateLimiter.shared(name, settings.requests_per_second)
         self.sleep: Callable[[float], None] = time.sleep
 
     def url(self, path_or_url: str) -> str:
@@ -142,8 +170,12 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         parse_json: bool = True,
         ok_status: frozenset[int] | None = None,
+        body_hook: Callable[[bytes], bytes] | None = None,
     ) -> HttpResponse:
-        """Send with retries; return the response (JSON parsed if asked) or raise ``error``."""
+        """Send with retries; return the response (JSON parsed if asked) or raise ``error``.
+
+        ``body_hook`` rewrites a 2xx body before it is parsed (a source's fast decoding step).
+        """
         url = self.url(path_or_url)
         if not self.same_origin(url):
             raise self.error(
@@ -158,6 +190,7 @@ class HttpClient:
         if body is not None:
             send_headers["Content-Type"] = "application/json"
         attempt = 0
+        reauthenticated = False
         while True:
             attempt += 1
             self.limiter.acquire()
@@ -188,8 +221,14 @@ class HttpClient:
                     problem = f"connection dropped while reading the body ({type(exc).__name__})"
                 else:
                     ok = ok_status or frozenset(range(200, 300))
+                    if status == 401 and not reauthenticated and _invalidate(self.auth):
+                        reauthenticated = True  # an OAuth2 token revoked early: fetch a new one
+                        attempt -= 1
+                        continue
                     if status in ok:
-                        if not parse_json or not raw:
+                        if body_hook is not None and 200 <= status < 300:
+                            raw = body_hook(raw)
+                        if not parse_json or not raw or not 200 <= status < 300:
                             return HttpResponse(status, resp.headers, raw, resp.url)
                         try:
                             data = orjson.loads(raw)
@@ -262,6 +301,15 @@ class HttpClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _invalidate(auth: AuthBase | None) -> bool:
+    """Drop a cached token so the next request fetches a new one; False if there is none."""
+    invalidate = getattr(auth, "invalidate", None)
+    if invalidate is None:
+        return False
+    invalidate()
+    return True
 
 
 def _parse_or_none(raw: bytes) -> Any:

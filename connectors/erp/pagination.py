@@ -1,11 +1,16 @@
 """Paginators for REST sources: each, given the last request and response, returns the next
 request or None (stop). They are stateless; the source keeps the loop guard and stores the next
 request as the checkpoint, so a crash resumes on the page after the last committed one.
+
+Stop conditions are explicit per style: a short or empty page (offset, page number, range), a
+missing or empty token (cursor), a missing link (next link), a reported total reached (offset's
+``total_path``, range's ``Content-Range``) or an "empty range" status (HTTP 416 for ``Range``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -14,23 +19,36 @@ from pydantic import BaseModel, ConfigDict, Field
 
 @dataclass(frozen=True)
 class PageRequest:
-    """What to fetch: a path or absolute URL and its query parameters."""
+    """What to fetch: a path or absolute URL, its query parameters and extra headers."""
 
     url: str
     params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "params": self.params}
+        data: dict[str, Any] = {"url": self.url, "params": self.params}
+        if self.headers:
+            data["headers"] = self.headers
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PageRequest:
-        return cls(url=str(data["url"]), params=dict(data.get("params") or {}))
+        return cls(
+            url=str(data["url"]),
+            params=dict(data.get("params") or {}),
+            headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
+        )
 
 
 def json_path(data: Any, path: str | None) -> Any:
-    """Follow a dotted path ("data.items", "paging.next.after") into parsed JSON; "" is the root."""
+    """Follow a dotted path ("data.items", "paging.next.after") into parsed JSON; "" is the root.
+
+    A key that itself contains dots (OData's "@odata.nextLink") is matched whole first.
+    """
     if not path:
         return data
+    if isinstance(data, dict) and path in data:
+        return data[path]
     for part in path.split("."):
         if isinstance(data, dict):
             data = data.get(part)
@@ -41,18 +59,26 @@ def json_path(data: Any, path: str | None) -> Any:
     return data
 
 
+Headers = Mapping[str, str] | None
+
+
 class _Pager(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: statuses that mean "no more records" rather than an error (HTTP 416 for Range paging)
+    end_status: frozenset[int] = frozenset()
+
 
 class SinglePage(_Pager):
+    """The whole result comes in one response."""
+
     type: Literal["single"] = "single"
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
         return req
 
     def next(
-        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+        self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
         return None
 
@@ -67,11 +93,13 @@ class OffsetPaginator(_Pager):
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
         return PageRequest(
-            req.url, {**req.params, self.offset_param: 0, self.limit_param: page_size}
+            req.url,
+            {**req.params, self.offset_param: 0, self.limit_param: page_size},
+            req.headers,
         )
 
     def next(
-        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+        self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
         if count < page_size:
             return None
@@ -79,27 +107,35 @@ class OffsetPaginator(_Pager):
         total = json_path(body, self.total_path) if self.total_path else None
         if isinstance(total, int) and offset >= total:
             return None
-        return PageRequest(req.url, {**req.params, self.offset_param: offset})
+        return PageRequest(req.url, {**req.params, self.offset_param: offset}, req.headers)
 
 
 class PageNumberPaginator(_Pager):
+    """``page``/``per_page``; stops on a short page or when ``total_pages`` is reached."""
+
     type: Literal["page_number"]
     page_param: str = "page"
     size_param: str = "per_page"
     first_page: int = 1
+    total_pages_path: str | None = None
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
         return PageRequest(
-            req.url, {**req.params, self.page_param: self.first_page, self.size_param: page_size}
+            req.url,
+            {**req.params, self.page_param: self.first_page, self.size_param: page_size},
+            req.headers,
         )
 
     def next(
-        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+        self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
         if count < page_size:
             return None
-        page = int(req.params.get(self.page_param, self.first_page)) + 1
-        return PageRequest(req.url, {**req.params, self.page_param: page})
+        page = int(req.params.get(self.page_param, self.first_page))
+        pages = json_path(body, self.total_pages_path) if self.total_pages_path else None
+        if isinstance(pages, int) and page - self.first_page + 1 >= pages:
+            return None
+        return PageRequest(req.url, {**req.params, self.page_param: page + 1}, req.headers)
 
 
 class CursorPaginator(_Pager):
@@ -114,31 +150,40 @@ class CursorPaginator(_Pager):
         params = dict(req.params)
         if self.limit_param:
             params[self.limit_param] = page_size
-        return PageRequest(req.url, params)
+        return PageRequest(req.url, params, req.headers)
 
     def next(
-        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+        self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
         token = json_path(body, self.cursor_path)
         if token in (None, "") or count == 0:
             return None
-        return PageRequest(req.url, {**req.params, self.cursor_param: str(token)})
+        return PageRequest(req.url, {**req.params, self.cursor_param: str(token)}, req.headers)
 
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 
 class NextLinkPaginator(_Pager):
-    """Absolute or relative next URL from the body (``next_path``) or the ``Link`` header."""
+    """Absolute or relative next URL from the body (``next_path``) or the ``Link`` header.
+
+    The link is followed only on the source's own origin: the HTTP client refuses any other host
+    before sending anything, so credentials never leave.
+    """
 
     type: Literal["next_link"]
     next_path: str | None = None  # None: use the Link header
+    page_size_header: str | None = None  # e.g. "Prefer" (OData server-driven paging)
+    page_size_format: str = "{page_size}"  # e.g. "odata.maxpagesize={page_size}"
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
-        return req
+        if self.page_size_header is None:
+            return req
+        value = self.page_size_format.format(page_size=page_size)
+        return PageRequest(req.url, req.params, {**req.headers, self.page_size_header: value})
 
     def next(
-        self, req: PageRequest, body: Any, headers: Any, count: int, page_size: int
+        self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
         if self.next_path is not None:
             link = json_path(body, self.next_path)
@@ -147,10 +192,53 @@ class NextLinkPaginator(_Pager):
             link = match.group(1) if match else None
         if not link or count == 0:
             return None
-        return PageRequest(str(link), {})  # the link carries its own query
+        return PageRequest(str(link), {}, req.headers)  # the link carries its own query
+
+
+_CONTENT_RANGE = re.compile(r"^\s*(\w+)\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+class RangePaginator(_Pager):
+    """HTTP ``Range: <unit>=<start>-<end>`` paging (Tryton: ``records=0-100``, end exclusive).
+
+    Stops on a short page, when ``Content-Range: <unit> a-b/<total>`` says the total is reached,
+    or when the server answers 416 (range not satisfiable: past the last record).
+    """
+
+    type: Literal["range"]
+    unit: str = "records"
+    end_inclusive: bool = False
+    end_status: frozenset[int] = frozenset({416})
+
+    def _header(self, start: int, page_size: int) -> str:
+        end = start + page_size - (1 if self.end_inclusive else 0)
+        return f"{self.unit}={start}-{end}"
+
+    def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        return PageRequest(
+            req.url, req.params, {**req.headers, "Range": self._header(0, page_size)}
+        )
+
+    def next(
+        self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
+    ) -> PageRequest | None:
+        if count < page_size:
+            return None
+        start = int(req.headers.get("Range", "=0-").split("=", 1)[1].split("-", 1)[0]) + count
+        match = _CONTENT_RANGE.match(headers.get("Content-Range", "") if headers else "")
+        if match and match.group(4) != "*" and start >= int(match.group(4)):
+            return None
+        return PageRequest(
+            req.url, req.params, {**req.headers, "Range": self._header(start, page_size)}
+        )
 
 
 PaginatorConfig = Annotated[
-    SinglePage | OffsetPaginator | PageNumberPaginator | CursorPaginator | NextLinkPaginator,
+    SinglePage
+    | OffsetPaginator
+    | PageNumberPaginator
+    | CursorPaginator
+    | NextLinkPaginator
+    | RangePaginator,
     Field(discriminator="type"),
 ]

@@ -1,15 +1,17 @@
 """Declarative REST source: an ERP's REST API described in YAML, pulled page by page.
 
 The source section of ``concord.yaml`` gives the base URL, auth style, paginator, where records
-sit in a response and how the incremental window is sent; each entity gives its path and may
-override any of these. Pages are parsed with orjson and handed on one at a time (memory stays
-flat), each with the request that fetches the next page as its checkpoint.
+sit in a response, how the incremental window is sent and how values are decoded; each entity
+gives its path and may override any of these. A ``profile`` (``connectors/erp/profiles/``) gives
+the defaults for a known ERP (Tryton, Business Central), so the user's section holds only the
+URL, the secret reference and the entities. Pages are parsed with orjson and handed on one at a
+time (memory stays flat), each with the request that fetches the next page as its checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -19,42 +21,51 @@ from concord.config import SourceConfig
 from concord.contracts import Page, Window
 from concord.errors import ConcordError, ConfigError, SourceError
 from connectors.auth import AuthConfig, NoAuth
+from connectors.erp import tryton
+from connectors.erp.incremental import IncrementalConfig
 from connectors.erp.pagination import PageRequest, PaginatorConfig, SinglePage, json_path
+from connectors.erp.profile import apply_profile
 from connectors.http import HttpClient, HttpSettings
 
+Decoder = Callable[[Any], Any]
+BodyHook = Callable[[bytes], bytes]
 
-class IncrementalSettings(BaseModel):
-    """How the window is sent: query parameters for its start and (optional) end."""
 
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True)
+class Decoding:
+    """A source dialect: a fast rewrite of the raw body, then a per-record decoder applied
+    only to pages whose rewritten body still contains ``marker``."""
 
-    start_param: str
-    end_param: str | None = None
-    format: Literal["iso", "iso_z", "epoch", "date"] = "iso_z"
+    body_hook: BodyHook
+    record: Decoder
+    marker: bytes
 
-    def encode(self, value: datetime) -> str:
-        value = value.astimezone(UTC)
-        if self.format == "epoch":
-            return str(int(value.timestamp()))
-        if self.format == "date":
-            return value.date().isoformat()
-        if self.format == "iso_z":
-            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return value.isoformat()
+
+DECODERS: dict[str, Decoding] = {
+    "tryton": Decoding(tryton.rewrite_tags, tryton.decode_record, tryton.TAG),
+}
 
 
 class RestEntitySettings(BaseModel):
+    """Per-entity keys; anything left out comes from the source section."""
+
     model_config = ConfigDict(extra="forbid")
 
     path: str
     params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
     records_path: str | None = None
     paginator: PaginatorConfig | None = None
     page_size: int | None = Field(default=None, ge=1, le=100_000)
-    incremental: IncrementalSettings | None = None
+    incremental: IncrementalConfig | None = None
+    full_refresh_only: bool = Field(
+        default=False, description="the API cannot filter this entity by time: send no window"
+    )
 
 
 class RestSourceSettings(BaseModel):
+    """The source section (after its profile, if any, was merged underneath)."""
+
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(pattern=r"^https?://")
@@ -64,7 +75,12 @@ class RestSourceSettings(BaseModel):
     page_size: int = Field(default=100, ge=1, le=100_000)
     records_path: str | None = "data"
     params: dict[str, Any] = Field(default_factory=dict)
-    incremental: IncrementalSettings | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    incremental: IncrementalConfig | None = None
+    decode: Literal["none", "tryton"] = "none"
+    max_pages: int | None = Field(
+        default=None, ge=1, description="runaway guard: fail after this many pages of one entity"
+    )
 
 
 class RestSource:
@@ -76,23 +92,29 @@ class RestSource:
         self.name = name
         self.settings = settings
         self.entities = entities
+        self.decoding: Decoding | None = DECODERS.get(settings.decode)
         self.client = HttpClient(
             name, settings.base_url, auth=settings.auth, settings=settings.http, error=self._error
         )
 
     @classmethod
     def from_config(cls, config: SourceConfig) -> RestSource:
+        """Build from the config section, merging its profile first; errors name the key."""
+        raw, raw_entities = apply_profile(
+            config.name,
+            config.settings,
+            {name: ec.settings for name, ec in config.entities.items()},
+        )
         try:
-            settings = RestSourceSettings.model_validate(config.settings)
-            entities = {
-                name: RestEntitySettings.model_validate(ec.settings)
-                for name, ec in config.entities.items()
-            }
+            settings = RestSourceSettings.model_validate(raw)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(
-                err["msg"], key=".".join(["sources", config.name, *map(str, err["loc"])])
-            ) from None
+            raise _config_error(exc, ("sources", config.name)) from None
+        entities: dict[str, RestEntitySettings] = {}
+        for name, ent in raw_entities.items():
+            try:
+                entities[name] = RestEntitySettings.model_validate(ent)
+            except ValidationError as exc:
+                raise _config_error(exc, ("sources", config.name, "entities", name)) from None
         return cls(config.name, settings, entities)
 
     def _error(
@@ -112,29 +134,35 @@ class RestSource:
     def close(self) -> None:
         self.client.close()
 
+    def _paginator(self, entity: str) -> PaginatorConfig:
+        return self.entities[entity].paginator or self.settings.paginator
+
+    def _page_size(self, entity: str) -> int:
+        return self.entities[entity].page_size or self.settings.page_size
+
     def first_request(self, entity: str, window: Window) -> PageRequest:
+        """The request for the first page of ``entity`` in ``window`` (with its sort order)."""
         ent = self.entities[entity]
         inc = ent.incremental or self.settings.incremental
         params: dict[str, Any] = {**self.settings.params, **ent.params}
         if inc is not None:
-            if window.start is not None:
-                params[inc.start_param] = inc.encode(window.start)
-            if window.end is not None and inc.end_param:
-                params[inc.end_param] = inc.encode(window.end)
-        paginator = ent.paginator or self.settings.paginator
-        return paginator.first(
-            PageRequest(ent.path, params), ent.page_size or self.settings.page_size
+            params = inc.apply(params, Window(None, None) if ent.full_refresh_only else window)
+        headers = {**self.settings.headers, **ent.headers}
+        return self._paginator(entity).first(
+            PageRequest(ent.path, params, headers), self._page_size(entity)
         )
 
     def extract(self, entity: str, window: Window, resume: str | None) -> Iterator[Page]:
+        """Yield pages of ``entity`` in ``window`` from ``resume`` (a checkpoint) or the start."""
         if entity not in self.entities:
             raise SourceError(f"entity '{entity}' is not configured", source=self.name)
         ent = self.entities[entity]
-        paginator = ent.paginator or self.settings.paginator
-        page_size = ent.page_size or self.settings.page_size
+        paginator = self._paginator(entity)
+        page_size = self._page_size(entity)
         records_path = (
             ent.records_path if ent.records_path is not None else self.settings.records_path
         )
+        ok_status = frozenset(range(200, 300)) | paginator.end_status
         request: PageRequest | None = (
             PageRequest.from_json(orjson.loads(resume))
             if resume
@@ -150,7 +178,22 @@ class RestSource:
                     url=self.client.url(request.url),
                 )
             seen.add(key)
-            resp = self.client.request("GET", request.url, params=request.params or None)
+            if self.settings.max_pages is not None and len(seen) > self.settings.max_pages:
+                raise SourceError(
+                    f"more than max_pages={self.settings.max_pages} pages; stopping",
+                    source=self.name,
+                    url=self.client.url(request.url),
+                )
+            resp = self.client.request(
+                "GET",
+                request.url,
+                params=request.params or None,
+                headers=request.headers or None,
+                ok_status=ok_status,
+                body_hook=self.decoding.body_hook if self.decoding else None,
+            )
+            if resp.status in paginator.end_status:
+                return
             records = json_path(resp.data, records_path)
             if records is None:
                 records = []
@@ -161,6 +204,13 @@ class RestSource:
                     url=self.client.url(request.url),
                 )
             nxt = paginator.next(request, resp.data, resp.headers, len(records), page_size)
+            if self.decoding is not None and self.decoding.marker in resp.body:
+                records = [self.decoding.record(r) for r in records]
             token = orjson.dumps(nxt.to_json()).decode() if nxt is not None else None
             yield Page(records=records, checkpoint=token)
             request = nxt
+
+
+def _config_error(exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
+    err = exc.errors()[0]
+    return ConfigError(err["msg"], key=".".join([*prefix, *map(str, err["loc"])]))

@@ -24,6 +24,12 @@ def erp() -> Iterator[RestErpServer]:
         yield server
 
 
+def order_count(erp: RestErpServer) -> int:
+    dataset = erp.dataset
+    assert isinstance(dataset, ErpDataset)
+    return dataset.count("orders")
+
+
 def make_source(url: str, **overrides: Any) -> RestSource:
     settings: dict[str, Any] = {
         "base_url": url,
@@ -63,7 +69,7 @@ def pull(
 def test_cursor_paging_returns_every_record_once(erp: RestErpServer) -> None:
     records = pull(make_source(erp.url))
     ids = [r["id"] for r in records]
-    assert len(ids) == len(set(ids)) == erp.dataset.count("orders")
+    assert len(ids) == len(set(ids)) == order_count(erp)
 
 
 def test_window_start_limits_to_changed_records(erp: RestErpServer) -> None:
@@ -89,7 +95,7 @@ def test_server_errors_are_retried_until_success(erp: RestErpServer) -> None:
     erp.faults.append(Fault(status=500, times=2))
     erp.faults.append(Fault(kind="reset", times=1))
     erp.faults.append(Fault(kind="truncate", times=1))
-    assert len(pull(make_source(erp.url))) == erp.dataset.count("orders")
+    assert len(pull(make_source(erp.url))) == order_count(erp)
 
 
 def test_retry_after_is_honoured(erp: RestErpServer) -> None:
@@ -132,7 +138,7 @@ def test_next_link_to_another_host_gets_no_credentials(erp: RestErpServer) -> No
         object.__setattr__(resp, "data", {**resp.data, "next": foreign})
         return resp
 
-    source.client.request = fake_first_page  # type: ignore[method-assign]
+    source.client.request = fake_first_page  # type: ignore[method-assign,assignment]
     with pytest.raises(SourceError, match="refusing to send credentials to another host"):
         pull(source)
     assert all(not path.startswith("/steal") for _m, path in erp.requests)
@@ -148,3 +154,104 @@ def test_datetime_window_is_sent_as_iso_utc(erp: RestErpServer) -> None:
     source = make_source(erp.url)
     pull(source, window=Window(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), None))
     assert any("updated_since=2026-01-02T03%3A04%3A05.000000Z" in p for _m, p in erp.requests)
+
+
+def test_a_dropped_connection_after_the_server_answered_loses_no_records(
+    erp: RestErpServer,
+) -> None:
+    erp.faults.append(Fault(kind="reset", handled=True, times=2))
+    source = make_source(erp.url)
+    source.client.sleep = lambda _s: None
+    ids = [r["id"] for r in pull(source)]
+    assert len(ids) == len(set(ids)) == order_count(erp)
+
+
+def test_truncated_json_every_time_gives_up_naming_the_problem(erp: RestErpServer) -> None:
+    erp.faults.append(Fault(kind="truncate", times=10))
+    source = make_source(erp.url, http={"max_attempts": 3})
+    source.client.sleep = lambda _s: None
+    with pytest.raises(SourceError, match=r"attempt 3: .*gave up after 3 attempts") as info:
+        pull(source)
+    assert "connection dropped" in str(info.value) or "not valid JSON" in str(info.value)
+
+
+def test_backoff_grows_exponentially_with_jitter(erp: RestErpServer) -> None:
+    erp.faults.append(Fault(status=502, times=4))
+    source = make_source(erp.url, http={"backoff_base": 1.0, "backoff_max": 5.0})
+    slept: list[float] = []
+    source.client.sleep = slept.append
+    pull(source)
+    assert len(slept) == 4
+    for attempt, delay in enumerate(slept, start=1):
+        assert 0 <= delay <= min(5.0, 2 ** (attempt - 1))
+
+
+def test_retry_after_beyond_the_limit_fails_at_once(erp: RestErpServer) -> None:
+    erp.faults.append(Fault(status=429, retry_after=3600, times=1))
+    source = make_source(erp.url, http={"retry_after_max": 60})
+    with pytest.raises(SourceError, match=r"HTTP 429.*retry after 3600s"):
+        pull(source)
+
+
+def test_a_response_over_the_size_limit_is_refused_not_retried(erp: RestErpServer) -> None:
+    source = make_source(erp.url, page_size=200, http={"max_response_bytes": 2048})
+    with pytest.raises(SourceError, match=r"exceeds max_response_bytes=2048.*|.*max_response"):
+        pull(source)
+    assert erp.request_count("/api/v1/orders") == 1
+
+
+def test_a_silent_server_times_out_with_a_clear_error() -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # never answers
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        source = make_source(url, http={"timeout": 0.2, "max_attempts": 2})
+        source.client.sleep = lambda _s: None
+        with pytest.raises(SourceError, match=r"attempt 2: timed out after 0.2s; gave up"):
+            pull(source)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_paginator_asking_for_the_same_page_twice_is_stopped(erp: RestErpServer) -> None:
+    source = make_source(erp.url)
+    original = source.client.request
+
+    first_token: list[str] = []
+
+    def same_cursor(method: str, url: str, **kw: Any) -> Any:
+        resp = original(method, url, **kw)
+        first_token.append(first_token[0] if first_token else resp.data["next_cursor"])
+        object.__setattr__(resp, "data", {**resp.data, "next_cursor": first_token[0]})
+        return resp
+
+    source.client.request = same_cursor  # type: ignore[method-assign,assignment]
+    with pytest.raises(SourceError, match="same page twice"):
+        pull(source)
+
+
+def test_max_pages_guards_against_a_runaway_paginator(erp: RestErpServer) -> None:
+    source = make_source(erp.url, max_pages=2)
+    with pytest.raises(SourceError, match="more than max_pages=2"):
+        pull(source)

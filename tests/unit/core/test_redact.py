@@ -29,3 +29,8 @@ def test_errors_are_redacted_when_built() -> None:
     register_secret("another-secret-42")
     err = SourceError("token another-secret-42 refused", source="erp")
     assert "another-secret-42" not in str(err)
+
+
+def test_masking_a_query_secret_keeps_the_parameters_after_it() -> None:
+    out = redact("GET /api?api_key=K123456&page=2")
+    assert "K123456" not in out and "page=2" in out

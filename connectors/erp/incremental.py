@@ -1,0 +1,133 @@
+"""How a REST source asks for one incremental window, one small class per style.
+
+The run gives a window (start inclusive, end exclusive, either may be open); the style turns it
+into what the API understands, together with an order by cursor then id so pages stay stable:
+
+- ``params``: start/end as query parameters (``updated_since=...``), optional order parameters;
+- ``tryton_domain``: clauses on ``last_modified_at`` appended to the entity's static domain and
+  sent as Tryton's base64 JSON ``d=``, with ``o=`` ordering by cursor then id;
+- ``odata_filter``: ``$filter=lastModifiedDateTime ge ...`` (and ``lt`` the end) joined with
+  the entity's static filter, plus ``$orderby`` (Business Central API v2.0 and other OData APIs).
+
+The start is inclusive, so records at the previous watermark are pulled again: staging stores
+them only when their content hash changed, which de-duplicates the overlap. A full refresh is
+simply an open window.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from concord.contracts import Window
+from connectors.erp import tryton
+
+TimeFormat = Literal["iso", "iso_z", "epoch", "date"]
+
+
+def format_time(value: datetime, fmt: TimeFormat) -> str:
+    value = value.astimezone(UTC)
+    if fmt == "epoch":
+        return str(int(value.timestamp()))
+    if fmt == "date":
+        return value.date().isoformat()
+    if fmt == "iso_z":
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.isoformat()
+
+
+class _Style(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParamsWindow(_Style):
+    """Window bounds as query parameters; ``order`` adds fixed parameters for the sort."""
+
+    style: Literal["params"] = "params"
+    start_param: str
+    end_param: str | None = None
+    format: TimeFormat = "iso_z"
+    order: dict[str, str] = Field(default_factory=dict)
+
+    def encode(self, value: datetime) -> str:
+        return format_time(value, self.format)
+
+    def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+        out = {**params, **self.order}
+        if window.start is not None:
+            out[self.start_param] = self.encode(window.start)
+        if window.end is not None and self.end_param:
+            out[self.end_param] = self.encode(window.end)
+        return out
+
+
+class TrytonDomainWindow(_Style):
+    """Tryton REST: ``d=`` base64 JSON domain, ``o=`` base64 JSON order.
+
+    A static domain may be given in the entity's params under ``param`` as a JSON list (it is
+    encoded here); the window adds ``[cursor_field, ">=", start]`` and ``[cursor_field, "<",
+    end]``.
+    """
+
+    style: Literal["tryton_domain"]
+    cursor_field: str = "last_modified_at"
+    param: str = "d"
+    order_param: str | None = "o"
+
+    def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+        out = dict(params)
+        static = out.pop(self.param, None)
+        if isinstance(static, str):  # already encoded by hand
+            static = tryton.decode_param(static)
+        domain: list[Any] = list(static or [])
+        if window.start is not None:
+            domain.append([self.cursor_field, ">=", tryton.encode_datetime(window.start)])
+        if window.end is not None:
+            domain.append([self.cursor_field, "<", tryton.encode_datetime(window.end)])
+        if domain:
+            out[self.param] = tryton.encode_param(domain)
+        if self.order_param:
+            out[self.order_param] = tryton.encode_param([[self.cursor_field, "ASC"], ["id", "ASC"]])
+        return out
+
+
+class ODataFilterWindow(_Style):
+    """OData ``$filter`` on a DateTimeOffset field, joined with ``and`` to a static filter."""
+
+    style: Literal["odata_filter"]
+    cursor_field: str = "lastModifiedDateTime"
+    param: str = "$filter"
+    start_operator: Literal["ge", "gt"] = "ge"
+    order_param: str | None = "$orderby"
+    id_field: str = "id"
+
+    def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+        out = dict(params)
+        clauses = [f"({out[self.param]})"] if out.get(self.param) else []
+        if window.start is not None:
+            start = window.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            clauses.append(f"{self.cursor_field} {self.start_operator} {start}")
+        if window.end is not None:
+            end = window.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            clauses.append(f"{self.cursor_field} lt {end}")
+        if clauses:
+            out[self.param] = " and ".join(clauses)
+        if self.order_param:
+            out[self.order_param] = f"{self.cursor_field} asc,{self.id_field} asc"
+        return out
+
+
+def _style_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("style", "params"))
+    return str(getattr(value, "style", "params"))
+
+
+IncrementalConfig = Annotated[
+    Annotated[ParamsWindow, Tag("params")]
+    | Annotated[TrytonDomainWindow, Tag("tryton_domain")]
+    | Annotated[ODataFilterWindow, Tag("odata_filter")],
+    Discriminator(_style_of),
+]
