@@ -250,7 +250,8 @@ push_state = Table(
     Column("attempted_hash", String(32)),
     Column("remote_id", String(100)),
     Column("accepted_properties", JSON),  # what the target last accepted: old values in a plan
-    Column("object_type", String(40)),  # where the record lives in the target (companies, ...)
+    Column("object_type", String(40)),  # company | person: which object it is in the target
+    Column("source_hash", String(32)),  # 360 row + mapping it was accepted from: skip re-mapping
     Column("error", Text),
     Column("attempts", Integer, nullable=False, default=0),
     Column("run_id", String(64), nullable=False),
