@@ -113,6 +113,30 @@ def sync(
     guarded(body)
 
 
+@app.command("push")
+def push_command(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the field-level plan; send nothing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Rows shown per section of the plan.")] = 50,
+) -> None:
+    """Push changed customers to the CRM targets, or show what would change (--dry-run)."""
+    from concord.push_cli import run_push
+
+    guarded(
+        lambda: run_push(
+            config, target, dry_run=dry_run, as_json=as_json, limit=limit, progress=progress_events
+        )
+    )
+
+
 @app.command()
 def demo(
     config: ConfigOpt = Path("concord.yaml"),

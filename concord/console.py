@@ -25,7 +25,7 @@ def run_summary(report: dict[str, Any]) -> Table:
         "changed",
         "mapped",
         "rejected",
-        "unmapped fields",
+        "schema drift",
     ):
         table.add_column(col, justify="left" if col.endswith(("entity", "fields")) else "right")
     scopes = list(dict.fromkeys([*stages.get("extract", {}), *stages.get("map", {})]))

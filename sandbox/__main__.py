@@ -1,8 +1,9 @@
 """Command line for running one sandbox server in the foreground (docker compose, crash tests):
 `python -m sandbox erp --port 8701 --token-env SANDBOX_ERP_TOKEN --seed 7 --customers 60` or
-`python -m sandbox crm --port 8702 --token-env SANDBOX_CRM_TOKEN`; the token is read from the named
-environment variable (the server's default token when unset), "listening on <url>" is printed once
-the port is bound, and SIGTERM or SIGINT stops the server cleanly with exit status 0."""
+`python -m sandbox crm --port 8702 --token-env SANDBOX_CRM_TOKEN` or
+`python -m sandbox nav --port 8703 --password-env SANDBOX_NAV_PASSWORD`; secrets are read from the
+named environment variables (the server's defaults when unset), "listening on <url>" is printed
+once the port is bound, and SIGTERM or SIGINT stops the server cleanly with exit status 0."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from sandbox import crm, rest_erp
+from sandbox import crm, rest_erp, soap_erp
 from sandbox.crm import CrmServer
 from sandbox.erp_data import ErpDataset
+from sandbox.nav_data import NavDataset
 from sandbox.rest_erp import RestErpServer
 from sandbox.server import LoopbackServer
+from sandbox.soap_erp import SoapErpServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,10 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     crm_cmd.add_argument("--port", type=int, default=8702)
     crm_cmd.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     crm_cmd.add_argument("--token-env", default="SANDBOX_CRM_TOKEN")
+    nav = commands.add_parser("nav", help="SOAP ERP sandbox (NAV page services)")
+    nav.add_argument("--port", type=int, default=8703)
+    nav.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
+    nav.add_argument("--user-env", default="SANDBOX_NAV_USER")
+    nav.add_argument("--password-env", default="SANDBOX_NAV_PASSWORD")
+    nav.add_argument("--seed", type=int, default=7)
+    nav.add_argument("--customers", type=int, default=60)
     return parser
 
 
-def _start(args: argparse.Namespace) -> LoopbackServer:
+def _start(args: argparse.Namespace) -> LoopbackServer | SoapErpServer:
+    if args.command == "nav":
+        return SoapErpServer(
+            NavDataset.generate(seed=args.seed, customers=args.customers),
+            username=os.environ.get(args.user_env) or soap_erp.DEFAULT_USER,
+            password=os.environ.get(args.password_env) or soap_erp.DEFAULT_PASSWORD,
+            port=args.port,
+            host=args.host,
+        )
     if args.command == "erp":
         token = os.environ.get(args.token_env) or rest_erp.DEFAULT_TOKEN
         dataset = ErpDataset.generate(seed=args.seed, customers=args.customers)

@@ -1,16 +1,21 @@
 """A loopback CRM imitating HubSpot CRM v3 for companies and contacts: `POST
 /crm/v3/objects/{type}/batch/upsert` upserts by the idProperty value (at most 100 inputs, every
 property value a string, idProperty required; violations give 400 VALIDATION_ERROR and change
-nothing), `GET /crm/v3/objects/{type}` lists objects with `limit`/`after` paging, `GET
-/crm/v3/objects/{type}/{id}` reads one (by internal id, or by idProperty value with `?idProperty=`),
-and `POST /crm/v3/objects/{type}/merge` merges two objects (the merged one disappears and later
-upserts of its idProperty value land on the primary). State is kept in memory (`objects`, `batches`,
-`merged`) for tests to inspect; errors use HubSpot's JSON shape."""
+nothing). Record-level problems (a property the portal does not have, an invalid contact e-mail, or
+a rule a test adds to `validators`) refuse the whole batch with 400, unless every input carries an
+`objectWriteTraceId`: then the valid inputs are written and the answer is 207 Multi-Status with one
+error per bad input (`context.objectWriteTraceId`). `GET /crm/v3/objects/{type}` lists objects with
+`limit`/`after` paging, `GET /crm/v3/objects/{type}/{id}` reads one (by internal id, or by
+idProperty value with `?idProperty=`), and `POST /crm/v3/objects/{type}/merge` merges two objects
+(the merged one disappears and later upserts of its idProperty value land on the primary). State is
+kept in memory (`objects`, `batches`, `merged`) for tests to inspect; errors use HubSpot's JSON
+shape."""
 
 from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +44,10 @@ def _validation(message: str, **extra: Any) -> ApiError:
     return ApiError(400, message, category="VALIDATION_ERROR", **extra)
 
 
+Validator = Callable[[str, dict[str, Any]], str | None]
+"""(object type, input properties) -> an error message for that input, or None when valid."""
+
+
 class CrmServer(LoopbackServer):
     """HubSpot-like CRM sandbox. `objects[type][id_value]` holds {"id", "properties", "createdAt",
     "updatedAt"}; `batches` every accepted upsert body; `merged` merged internal id -> primary."""
@@ -49,6 +58,8 @@ class CrmServer(LoopbackServer):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
         self.batches: list[dict[str, Any]] = []
         self.merged: dict[str, str] = {}
+        self.validators: list[Validator] = []
+        self.known_properties: dict[str, set[str]] | None = None
         self._aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
         self._ids = itertools.count(1001)
         self._state = threading.Lock()
@@ -88,14 +99,63 @@ class CrmServer(LoopbackServer):
 
     # -- operations ----------------------------------------------------------------------------
 
+    def _record_errors(self, object_type: str, inputs: list[dict[str, Any]]) -> dict[int, str]:
+        """Input index -> why HubSpot would refuse that input (unknown property, bad value)."""
+        found: dict[int, str] = {}
+        known = (self.known_properties or {}).get(object_type)
+        for index, item in enumerate(inputs):
+            props: dict[str, Any] = item["properties"]
+            problems = []
+            if known is not None:
+                problems += [
+                    f'Property "{name}" does not exist' for name in props if name not in known
+                ]
+            email = props.get("email")
+            if object_type == "contacts" and email and "@" not in email:
+                problems.append(f"Email address {email} is invalid")
+            for validator in self.validators:
+                message = validator(object_type, props)
+                if message:
+                    problems.append(message)
+            if problems:
+                found[index] = "; ".join(problems)
+        return found
+
     def _upsert(self, object_type: str, body: Any) -> Response:
         started = _now()
         inputs = self._validate_upsert(body)
+        bad = self._record_errors(object_type, inputs)
+        traced = all(isinstance(i.get("objectWriteTraceId"), str) for i in inputs)
+        if bad and not traced:
+            index, message = min(bad.items())
+            raise _validation(
+                f"Property values were not valid: inputs[{index}]: {message}",
+                errors=[
+                    {
+                        "message": m,
+                        "code": "INVALID_PROPERTY_VALUE",
+                        "context": {"input": [str(i)]},
+                    }
+                    for i, m in sorted(bad.items())
+                ],
+            )
         results = []
+        errors = [
+            {
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": "Property values were not valid",
+                "context": {"objectWriteTraceId": [inputs[i]["objectWriteTraceId"]]},
+                "errors": [{"message": m, "code": "INVALID_PROPERTY_VALUE"}],
+            }
+            for i, m in sorted(bad.items())
+        ]
         with self._state:
             store = self.objects[object_type]
             aliases = self._aliases[object_type]
-            for item in inputs:
+            for index, item in enumerate(inputs):
+                if index in bad:
+                    continue
                 id_property, id_value = item["idProperty"], item["id"]
                 id_value = aliases.get(id_value, id_value)
                 now = _now()
@@ -114,12 +174,22 @@ class CrmServer(LoopbackServer):
                 existing["properties"].update(item["properties"])
                 existing["properties"].setdefault(id_property, id_value)
                 existing["updatedAt"] = now
-                results.append({**self._public(existing), "new": new})
+                result = {**self._public(existing), "new": new}
+                if "objectWriteTraceId" in item:
+                    result["objectWriteTraceId"] = item["objectWriteTraceId"]
+                results.append(result)
             self.batches.append(body)
-        return Response(
-            200,
-            {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": _now()},
-        )
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": _now(),
+        }
+        if errors:
+            answer["numErrors"] = len(errors)
+            answer["errors"] = errors
+            return Response(207, answer)
+        return Response(200, answer)
 
     @staticmethod
     def _validate_upsert(body: Any) -> list[dict[str, Any]]:
@@ -202,6 +272,8 @@ class CrmServer(LoopbackServer):
             if primary is None or merged is None:
                 missing = primary_id if primary is None else merged_id
                 raise ApiError(404, f"Object {missing} not found", category="OBJECT_NOT_FOUND")
+            if primary is merged:
+                raise _validation(f"Object {merged_id} was already merged into {primary_id}")
             primary_key = next(k for k, o in store.items() if o is primary)
             merged_key = next(k for k, o in store.items() if o is merged)
             for name, value in merged["properties"].items():

@@ -1,8 +1,13 @@
-"""HubSpot CRM v3 target: batch upsert of companies or contacts by a unique property.
+"""HubSpot CRM v3 target: batch upsert of companies (and contacts for persons) by a unique property.
 
-At most 100 inputs a call, every property value a string (HubSpot's rules). A batch rejected as a
-whole with a 400 is split in halves until the bad records are found, so one bad record costs its
-own push, not its 99 neighbours'. 429 and ``Retry-After`` are honoured by the shared HTTP client.
+At most 100 inputs a call and every property value a string (HubSpot's rules; the outbound mapping
+stringifies). Each input carries an ``objectWriteTraceId`` (the concord id) so HubSpot can answer
+207 Multi-Status with per-input errors instead of refusing the whole batch; a batch refused whole
+(400 VALIDATION_ERROR) is split in halves until the bad inputs stand alone. Customers merged by
+identity resolution are merged in HubSpot too (``POST /crm/v3/objects/{type}/merge``), so the
+absorbed record disappears into the survivor instead of staying as a duplicate. 429 and
+``Retry-After`` are honoured by the shared HTTP client, under ``http.requests_per_second``.
+Auth: a private-app token (``bearer``) or the OAuth2 refresh-token grant.
 """
 
 from __future__ import annotations
@@ -10,101 +15,198 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from concord.config import TargetConfig
 from concord.contracts import PushOutcome, PushRecord
-from concord.errors import ConcordError, ConfigError, PushError
-from connectors.auth import AuthConfig, NoAuth
-from connectors.http import HttpClient, HttpSettings
+from concord.errors import PushError
+from concord.push import Supersession
+from connectors.auth import NoAuth
+from connectors.crm.base import (
+    CrmAuth,
+    CrmClient,
+    bisect,
+    chunks,
+    error_body,
+    object_kind,
+    parse_settings,
+)
+from connectors.crm.oauth import TokenRefused
+from connectors.http import HttpSettings
+
+ObjectType = Literal["companies", "contacts"]
 
 
 class HubSpotSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://")
-    auth: AuthConfig = Field(default_factory=NoAuth)
+    auth: CrmAuth = Field(default_factory=NoAuth)
     http: HttpSettings = Field(default_factory=HttpSettings)
-    object_type: Literal["companies", "contacts"] = "companies"
+    object_type: ObjectType = "companies"
     id_property: str = "concord_id"
+    person_object_type: ObjectType = "contacts"
+    person_id_property: str | None = None
+    person_mapping: str | None = Field(
+        default=None, description="outbound mapping for customers that are persons (contacts)"
+    )
+    multi_status: bool = Field(
+        default=True, description="send objectWriteTraceId so partial failures come back as 207"
+    )
 
 
 class HubSpotTarget:
-    """A ``Target`` writing to HubSpot's batch upsert endpoint."""
+    """A ``Target`` writing to HubSpot's batch upsert and merge endpoints."""
 
     max_batch = 100
 
     def __init__(self, name: str, settings: HubSpotSettings) -> None:
         self.name = name
         self.settings = settings
-        self.client = HttpClient(
-            name, settings.base_url, auth=settings.auth, settings=settings.http, error=self._error
-        )
+        self.client = CrmClient(name, settings.base_url, settings.auth, settings.http)
 
     @classmethod
     def from_config(cls, config: TargetConfig) -> HubSpotTarget:
-        try:
-            return cls(config.name, HubSpotSettings.model_validate(config.settings))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(
-                err["msg"], key=".".join(["targets", config.name, *map(str, err["loc"])])
-            ) from None
+        return cls(config.name, parse_settings(HubSpotSettings, config))
 
-    def _error(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        attempt: int | None = None,
-        retriable: bool = False,
-        body: Any = None,
-    ) -> ConcordError:
-        err = PushError(message, target=self.name, url=url, status=status, retriable=retriable)
-        err.body = body  # type: ignore[attr-defined]
-        return err
+    @classmethod
+    def merge_action(cls, config: TargetConfig) -> str:
+        return "merge"
+
+    @classmethod
+    def merge_calls(cls, config: TargetConfig, merges: int) -> int:
+        """One merge call per absorbed record."""
+        return merges
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls
 
     def close(self) -> None:
         self.client.close()
 
+    def _object(self, kind: str) -> tuple[str, str]:
+        s = self.settings
+        if kind == "person":
+            return s.person_object_type, s.person_id_property or s.id_property
+        return s.object_type, s.id_property
+
     def push(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
-        if not records:
-            return []
-        if len(records) > self.max_batch:
-            out: list[PushOutcome] = []
-            for i in range(0, len(records), self.max_batch):
-                out.extend(self.push(records[i : i + self.max_batch]))
-            return out
-        path = f"/crm/v3/objects/{self.settings.object_type}/batch/upsert"
-        idp = self.settings.id_property
-        body = {
-            "inputs": [
-                {"id": r.key, "idProperty": idp, "properties": {**r.properties, idp: r.key}}
-                for r in records
-            ]
-        }
-        try:
-            resp = self.client.request("POST", path, json=body)
-        except PushError as exc:
-            if exc.status == 400 and len(records) > 1:
-                mid = len(records) // 2
-                return self.push(records[:mid]) + self.push(records[mid:])
-            if exc.status == 400:
-                return [PushOutcome(records[0].key, ok=False, error=exc.message)]
-            raise
-        results = resp.data.get("results", []) if isinstance(resp.data, dict) else []
-        by_key: dict[str, PushOutcome] = {}
-        for res in results:
-            key = (res.get("properties") or {}).get(idp)
-            if key is not None:
-                by_key[str(key)] = PushOutcome(str(key), ok=True, remote_id=str(res.get("id")))
-        for err in resp.data.get("errors", []) if isinstance(resp.data, dict) else []:
-            for key in (err.get("context") or {}).get("ids", []) or []:
-                by_key[str(key)] = PushOutcome(
-                    str(key), ok=False, error=str(err.get("message", "rejected"))
-                )
+        by_kind: dict[str, list[PushRecord]] = {}
+        for r in records:
+            by_kind.setdefault(object_kind(r), []).append(r)
+        out: dict[str, PushOutcome] = {}
+        for kind, group in by_kind.items():
+            object_type, idp = self._object(kind)
+
+            def send(
+                batch: Sequence[PushRecord], o: str = object_type, p: str = idp
+            ) -> list[PushOutcome]:
+                return self._upsert(o, p, batch)
+
+            for chunk in chunks(group, self.max_batch):
+                for outcome in bisect(chunk, send, _describe):
+                    out[outcome.key] = outcome
         return [
-            by_key.get(r.key) or PushOutcome(r.key, ok=False, error="missing in response")
+            out.get(r.key) or PushOutcome(r.key, ok=False, error="missing in HubSpot's response")
             for r in records
         ]
+
+    def _upsert(
+        self, object_type: str, idp: str, records: Sequence[PushRecord]
+    ) -> list[PushOutcome]:
+        inputs: list[dict[str, Any]] = []
+        for r in records:
+            item: dict[str, Any] = {
+                "id": r.key,
+                "idProperty": idp,
+                "properties": {**r.properties, idp: r.key},
+            }
+            if self.settings.multi_status:
+                item["objectWriteTraceId"] = r.key
+            inputs.append(item)
+        resp = self.client.request(
+            "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
+        )
+        data = resp.data if isinstance(resp.data, dict) else {}
+        by_key: dict[str, PushOutcome] = {}
+        for res in data.get("results") or []:
+            key = (res.get("properties") or {}).get(idp) or res.get("objectWriteTraceId")
+            if key is not None:
+                by_key[str(key)] = PushOutcome(str(key), ok=True, remote_id=str(res.get("id")))
+        for err in data.get("errors") or []:
+            context = err.get("context") or {}
+            keys = [*(context.get("objectWriteTraceId") or []), *(context.get("ids") or [])]
+            message = _message(err)
+            for key in keys:
+                by_key[str(key)] = PushOutcome(str(key), ok=False, error=message)
+        return [
+            by_key.get(r.key) or PushOutcome(r.key, ok=False, error="missing in HubSpot's response")
+            for r in records
+        ]
+
+    def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
+        """Merge each absorbed record into its survivor; an already merged pair counts as done."""
+        out: list[PushOutcome] = []
+        for s in items:
+            if s.survivor_remote_id is None or s.absorbed_remote_id is None:
+                out.append(
+                    PushOutcome(s.absorbed, ok=False, error="no HubSpot id to merge (not pushed)")
+                )
+                continue
+            object_type, _ = self._object(s.object_type)
+            if s.survivor_object_type and s.survivor_object_type != s.object_type:
+                out.append(
+                    PushOutcome(
+                        s.absorbed,
+                        ok=False,
+                        error=f"cannot merge a {s.object_type} into a {s.survivor_object_type} "
+                        "in HubSpot (different object types)",
+                    )
+                )
+                continue
+            body = {
+                "primaryObjectId": s.survivor_remote_id,
+                "objectIdToMerge": s.absorbed_remote_id,
+            }
+            try:
+                self.client.request("POST", f"/crm/v3/objects/{object_type}/merge", json=body)
+            except PushError as exc:
+                if exc.retriable or exc.status in (401, 403) or isinstance(exc, TokenRefused):
+                    raise
+                if self._already_merged(object_type, s):
+                    out.append(PushOutcome(s.absorbed, ok=True, remote_id=s.survivor_remote_id))
+                else:
+                    out.append(PushOutcome(s.absorbed, ok=False, error=_describe(exc)))
+                continue
+            out.append(PushOutcome(s.absorbed, ok=True, remote_id=s.survivor_remote_id))
+        return out
+
+    def _already_merged(self, object_type: str, s: Supersession) -> bool:
+        """HubSpot resolves a merged-away id to the record it went into."""
+        try:
+            resp = self.client.request(
+                "GET", f"/crm/v3/objects/{object_type}/{s.absorbed_remote_id}"
+            )
+        except PushError:
+            return False
+        data = resp.data if isinstance(resp.data, dict) else {}
+        return str(data.get("id")) == str(s.survivor_remote_id)
+
+
+def _message(err: dict[str, Any]) -> str:
+    """HubSpot's error message with the per-property details it gives."""
+    parts = [str(err.get("message") or err.get("category") or "rejected")]
+    for detail in err.get("errors") or []:
+        if isinstance(detail, dict) and detail.get("message"):
+            parts.append(str(detail["message"]))
+    category = err.get("category")
+    text = "; ".join(dict.fromkeys(parts))
+    return f"{category}: {text}" if category else text
+
+
+def _describe(exc: PushError) -> str:
+    body = error_body(exc)
+    if isinstance(body, dict):
+        return f"HTTP {exc.status} {_message(body)}"
+    return exc.message

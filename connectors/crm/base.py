@@ -1,0 +1,134 @@
+"""What every CRM target shares: auth styles, settings parsing, error factory, batch bisection.
+
+A batch the CRM refuses as a whole (400/413/422: one bad record poisons the call) is split in
+halves until each bad record stands alone, so one bad record costs its own push, not its
+neighbours'. A refused single record becomes a rejected outcome carrying the CRM's own message.
+``CrmClient`` counts the API calls a target makes (splits included, HTTP retries not) so the push
+report can be compared with the plan's estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from concord.config import TargetConfig
+from concord.contracts import PushOutcome, PushRecord
+from concord.errors import ConcordError, ConfigError, PushError
+from concord.redact import redact
+from connectors.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2ClientCredentials
+from connectors.crm.oauth import OAuth2RefreshToken, TokenRefused
+from connectors.crm.salesforce_auth import SalesforceClientCredentials, SalesforceJwtBearer
+from connectors.http import HttpClient, HttpResponse, HttpSettings
+
+CrmAuth = Annotated[
+    NoAuth
+    | BearerAuth
+    | BasicAuth
+    | ApiKeyAuth
+    | OAuth2ClientCredentials
+    | OAuth2RefreshToken
+    | SalesforceClientCredentials
+    | SalesforceJwtBearer,
+    Field(discriminator="type"),
+]
+WHOLE_BATCH_REFUSED = frozenset({400, 413, 422})
+S = TypeVar("S", bound=BaseModel)
+
+
+def parse_settings(model: type[S], config: TargetConfig) -> S:
+    """Validate a target's settings; the error names ``targets.<name>.<key>``."""
+    try:
+        return model.model_validate(config.settings)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(
+            err["msg"], key=".".join(["targets", config.name, *map(str, err["loc"])])
+        ) from None
+
+
+class CrmClient:
+    """The shared HTTP client of one target, raising ``PushError`` and counting calls."""
+
+    def __init__(self, name: str, base_url: str, auth: Any, http: HttpSettings) -> None:
+        self.name = name
+        self.calls = 0
+        self.http = HttpClient(name, base_url, auth=auth, settings=http, error=self._error)
+
+    def _error(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        attempt: int | None = None,
+        retriable: bool = False,
+        body: Any = None,
+    ) -> ConcordError:
+        err = PushError(message, target=self.name, url=url, status=status, retriable=retriable)
+        err.body = body  # type: ignore[attr-defined]
+        return err
+
+    def request(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
+        """One API call (the HTTP client renews a refreshable token once after a 401)."""
+        self.calls += 1
+        return self.http.request(method, path, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def error_body(exc: PushError) -> Any:
+    return getattr(exc, "body", None)
+
+
+def bisect(
+    records: Sequence[PushRecord],
+    send: Callable[[Sequence[PushRecord]], list[PushOutcome]],
+    describe: Callable[[PushError], str],
+) -> list[PushOutcome]:
+    """Send a batch; when the CRM refuses it whole, split it until the bad records are alone."""
+    if not records:
+        return []
+    try:
+        return send(records)
+    except PushError as exc:
+        if isinstance(exc, TokenRefused) or exc.status not in WHOLE_BATCH_REFUSED:
+            raise
+        if len(records) == 1:
+            return [PushOutcome(records[0].key, ok=False, error=redact(describe(exc)))]
+    mid = len(records) // 2
+    return bisect(records[:mid], send, describe) + bisect(records[mid:], send, describe)
+
+
+def chunks(records: Sequence[PushRecord], size: int) -> list[Sequence[PushRecord]]:
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+def object_kind(record: PushRecord) -> str:
+    """``company`` or ``person``: set by the push stage on the records it routes."""
+    return str(getattr(record, "object_type", "company") or "company")
+
+
+def jsonable(value: Any) -> Any:
+    """A mapped value as JSON: Decimals become numbers, dates ISO text, enums their value."""
+    if isinstance(value, Decimal):
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.as_tuple().exponent == 0
+            else float(value)
+        )
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,308 @@
+"""Deterministic data for the SOAP ERP sandbox, shaped like Dynamics NAV page services.
+
+`NavDataset.generate(seed, customers, nav_only)` takes the REST sandbox's customers
+(`ErpDataset.generate(seed=7, customers=60)`), re-enters a share of them NAV style — numeric "No"
+("10000", "10010", ...), names in other case or spelling, e-mails in upper case, VAT numbers with
+spaces and without the country prefix — so identity resolution can merge them with the REST ERP's
+records (`shared` maps NAV No -> REST customer id), and adds NAV-only customers. Each customer gets
+sales orders with lines (page SalesOrder) and customer ledger entries (page CustLedgerEntry:
+invoices, and payments applied to them). Records are plain dicts of strings (decimals as
+"123.45", dates as "YYYY-MM-DD"), kept per page in primary-key order with an opaque NAV-like "Key"
+that ReadMultiple's bookmarkKey refers to. Currency "" means the local currency (EUR), as in NAV.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from stdnum.iso7064 import mod_11_10
+
+from sandbox.erp_data import DEFAULT_NOW, ErpDataset
+
+Record = dict[str, Any]
+PAGES: tuple[str, ...] = ("Customer", "SalesOrder", "CustLedgerEntry")
+LOCAL_CURRENCY = "EUR"
+CENT = Decimal("0.01")
+
+_STEMS = (
+    "Nordlicht",
+    "Kranich",
+    "Elbufer",
+    "Sonnenhof",
+    "Brückner",
+    "Tannenberg",
+    "Seewind",
+    "Falkenstein",
+    "Lindenau",
+    "Rheinfeld",
+    "Mosel",
+    "Auerbach",
+)
+_TRADES = ("Maschinenbau", "Handel", "Logistik", "Elektro", "Bau", "Druck", "Metall", "Holz")
+_FORMS = ("GmbH", "AG", "KG", "GmbH & Co. KG", "e.K.")
+_CITIES = (
+    ("Hamburg", "20095"),
+    ("Bremen", "28195"),
+    ("Hannover", "30159"),
+    ("Leipzig", "04109"),
+    ("Dresden", "01067"),
+    ("Kassel", "34117"),
+)
+_ITEMS = (
+    ("1000", "Bicycle", Decimal("649.00")),
+    ("1100", "Front Wheel", Decimal("89.50")),
+    ("1200", "Back Wheel", Decimal("92.00")),
+    ("1300", "Chain Assy", Decimal("24.90")),
+    ("1400", "Mudguard front", Decimal("12.40")),
+    ("1500", "Lamp", Decimal("18.75")),
+    ("70000", "Side Panel", Decimal("310.00")),
+    ("70010", "Base", Decimal("145.00")),
+)
+_PAYMENT_METHODS = ("BANK", "CASH", "CHECK", "GIRO")
+
+
+def nav_key(page: str, number: str) -> str:
+    """An opaque NAV-style record key (NAV's keys are base64 blobs with a table prefix)."""
+    blob = base64.b64encode(f"{page}:{number}".encode()).decode()
+    return f"12;{blob};"
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def _spaced_vat(vat: str, country: str) -> str:
+    """NAV users type VAT numbers their way: without the country prefix, in groups of three."""
+    digits = vat[2:] if vat[:2].isalpha() else vat
+    if country == "DE":
+        return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
+    return digits
+
+
+def _respell(name: str, index: int) -> str:
+    """Another spelling of a company name, as a second ERP would hold it."""
+    if index % 3 == 0:
+        return name.upper()
+    if index % 3 == 1:
+        return (
+            name.replace("GmbH", "G.m.b.H.").replace("Ltd", "Limited").replace("SARL", "S.A.R.L.")
+        )
+    return name.lower().title()
+
+
+@dataclass
+class NavDataset:
+    """Records per NAV page in primary-key order; `shared` maps NAV customer No -> REST id."""
+
+    pages: dict[str, list[Record]] = field(default_factory=dict)
+    shared: dict[str, str] = field(default_factory=dict)
+    now: date = field(default_factory=lambda: DEFAULT_NOW.date())
+
+    @classmethod
+    def generate(
+        cls, seed: int = 7, customers: int = 60, nav_only: int = 20, orders_per_customer: int = 4
+    ) -> NavDataset:
+        """Build the dataset; the same arguments always give the same records."""
+        rng = random.Random(seed * 1000 + 44)
+        rest = ErpDataset.generate(seed=seed, customers=customers)
+        data = cls(pages={page: [] for page in PAGES})
+        rows: list[Record] = []
+        candidates = [
+            c
+            for c in rest.iter_all("customers")
+            if c.get("company") and c.get("type") == "company" and c["id"] not in rest.duplicate_of
+        ]
+        candidates.sort(key=lambda c: c["id"])
+        for index, source in enumerate(candidates[::3]):
+            number = str(10000 + 10 * len(rows))
+            vat = source.get("vat_id")
+            row = data._customer(
+                number,
+                name=_respell(source["company"], index),
+                street=source["billing_address"]["street"],
+                city=source["billing_address"]["city"],
+                postcode=source["billing_address"]["zip"],
+                country=source["country"],
+                phone=source.get("phone") or "",
+                # share the VAT id where there is one, else the e-mail (upper case, as typed)
+                email=source["email"].upper() if index % 2 or not vat else "",
+                vat=_spaced_vat(vat, source["country"]) if vat else "",
+                currency="" if source["currency"] == LOCAL_CURRENCY else source["currency"],
+                modified=rng.randint(5, 700),
+            )
+            data.shared[number] = source["id"]
+            rows.append(row)
+        for _ in range(nav_only):
+            number = str(10000 + 10 * len(rows))
+            stem = f"{rng.choice(_STEMS)} {rng.choice(_TRADES)}"
+            city, postcode = rng.choice(_CITIES)
+            body = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(7))
+            slug = stem.lower().replace(" ", "-").replace("ü", "ue")
+            rows.append(
+                data._customer(
+                    number,
+                    name=f"{stem} {rng.choice(_FORMS)} {number[:-1]}",
+                    street=f"Industriestr. {rng.randint(1, 90)}",
+                    city=city,
+                    postcode=postcode,
+                    country="DE",
+                    phone=f"+49 {rng.randint(30, 899)} {rng.randint(100000, 999999)}",
+                    email=f"einkauf@{slug}-{number}.de",
+                    vat=f"DE{body}{mod_11_10.calc_check_digit(body)}",
+                    currency="",
+                    modified=rng.randint(5, 700),
+                )
+            )
+        data.pages["Customer"] = rows
+        data._orders_and_ledger(rng, orders_per_customer)
+        return data
+
+    def _customer(
+        self,
+        number: str,
+        *,
+        name: str,
+        street: str,
+        city: str,
+        postcode: str,
+        country: str,
+        phone: str,
+        email: str,
+        vat: str,
+        currency: str,
+        modified: int,
+    ) -> Record:
+        return {
+            "Key": nav_key("Customer", number),
+            "No": number,
+            "Name": name,
+            "Address": street,
+            "City": city,
+            "Post_Code": postcode,
+            "Country_Region_Code": country,
+            "Phone_No": phone,
+            "E_Mail": email,
+            "VAT_Registration_No": vat,
+            "Currency_Code": currency,
+            "Blocked": "_blank_",
+            "Credit_Limit_LCY": "0.00",
+            "Balance_LCY": "0.00",
+            "Last_Date_Modified": (self.now - timedelta(days=modified)).isoformat(),
+        }
+
+    def _orders_and_ledger(self, rng: random.Random, per_customer: int) -> None:
+        orders: list[Record] = []
+        entries: list[Record] = []
+        for customer in self.pages["Customer"]:
+            for _ in range(rng.randint(0, per_customer * 2)):
+                number = f"S-ORD{101001 + len(orders)}"
+                ordered = self.now - timedelta(days=rng.randint(1, 720))
+                lines: list[Record] = []
+                for n, (item, description, price) in enumerate(
+                    rng.sample(_ITEMS, rng.randint(1, 3)), start=1
+                ):
+                    qty = Decimal(rng.choice([1, 1, 2, 4, 10]))
+                    lines.append(
+                        {
+                            "Key": nav_key("SalesLine", f"{number}:{n * 10000}"),
+                            "Type": "Item",
+                            "No": item,
+                            "Description": description,
+                            "Quantity": str(qty),
+                            "Unit_Price": _money(price),
+                            "Line_Amount": _money(price * qty),
+                        }
+                    )
+                net = sum((Decimal(line["Line_Amount"]) for line in lines), Decimal(0))
+                gross = (net * Decimal("1.19")).quantize(CENT, rounding=ROUND_HALF_UP)
+                age = (self.now - ordered).days
+                status = "Released" if age > 14 else rng.choice(["Open", "Released"])
+                modified = min(self.now, ordered + timedelta(days=rng.randint(0, 10)))
+                orders.append(
+                    {
+                        "Key": nav_key("SalesOrder", number),
+                        "No": number,
+                        "Sell_to_Customer_No": customer["No"],
+                        "Sell_to_Customer_Name": customer["Name"],
+                        "Order_Date": ordered.isoformat(),
+                        "Posting_Date": ordered.isoformat(),
+                        "Status": status,
+                        "Currency_Code": customer["Currency_Code"],
+                        "Amount": _money(net),
+                        "Amount_Including_VAT": _money(gross),
+                        "SalesLines": {"Sales_Order_Line": lines},
+                        "Last_Date_Modified": modified.isoformat(),
+                    }
+                )
+                if age > 14:
+                    invoice = f"S-INV{102001 + len(entries)}"
+                    posted = ordered + timedelta(days=7)
+                    paid = age > 45 and rng.random() < 0.85
+                    entries.append(
+                        self._entry(
+                            len(entries),
+                            posted,
+                            "Invoice",
+                            invoice,
+                            customer,
+                            gross,
+                            Decimal(0) if paid else gross,
+                            "",
+                            "",
+                        )
+                    )
+                    if paid:
+                        entries.append(
+                            self._entry(
+                                len(entries),
+                                posted + timedelta(days=rng.randint(5, 40)),
+                                "Payment",
+                                f"PMT{103001 + len(entries)}",
+                                customer,
+                                -gross,
+                                Decimal(0),
+                                invoice,
+                                rng.choice(_PAYMENT_METHODS),
+                            )
+                        )
+        orders.sort(key=lambda r: r["No"])
+        self.pages["SalesOrder"] = orders
+        self.pages["CustLedgerEntry"] = entries  # Entry_No order
+
+    def _entry(
+        self,
+        index: int,
+        posted: date,
+        doc_type: str,
+        doc_no: str,
+        customer: Record,
+        amount: Decimal,
+        remaining: Decimal,
+        applies_to: str,
+        method: str,
+    ) -> Record:
+        entry_no = index + 1
+        return {
+            "Key": nav_key("CustLedgerEntry", str(entry_no)),
+            "Entry_No": entry_no,
+            "Posting_Date": min(posted, self.now).isoformat(),
+            "Document_Type": doc_type,
+            "Document_No": doc_no,
+            "Customer_No": customer["No"],
+            "Description": f"{doc_type} {doc_no}",
+            "Currency_Code": customer["Currency_Code"],
+            "Amount": _money(amount),
+            "Remaining_Amount": _money(remaining),
+            "Open": remaining != 0,
+            "Applies_to_Doc_No": applies_to,
+            "Payment_Method_Code": method,
+            "Last_Date_Modified": min(posted, self.now).isoformat(),
+        }
+
+    def count(self, page: str) -> int:
+        return len(self.pages[page])
