@@ -47,9 +47,13 @@ class Checker:
         self.spec = spec
 
     def fail(self, message: str, mark: Mark | None, field: str | None) -> MappingError:
-        return MappingError(message, file=str(self.spec.file),
-                            line=mark.line if mark else None,
-                            column=mark.column if mark else None, field=field)
+        return MappingError(
+            message,
+            file=str(self.spec.file),
+            line=mark.line if mark else None,
+            column=mark.column if mark else None,
+            field=field,
+        )
 
     def run(self) -> dict[str, Target] | None:
         spec = self.spec
@@ -58,70 +62,118 @@ class Checker:
             return None
         model = ENTITY_MODELS.get(spec.entity)
         if model is None:
-            raise self.fail(f"unknown entity '{spec.entity}'; expected one of: "
-                            f"{', '.join(sorted(ENTITY_MODELS))}", spec.marks.get("entity"),
-                            None)
+            raise self.fail(
+                f"unknown entity '{spec.entity}'; expected one of: "
+                f"{', '.join(sorted(ENTITY_MODELS))}",
+                spec.marks.get("entity"),
+                None,
+            )
         targets = model_targets(model)
         targets.pop("ref", None)
         self.check_fields(spec.fields, targets, model.__name__, spec.marks.get("fields"), "")
         return targets
 
-    def check_fields(self, fields: dict[str, Expr], targets: dict[str, Target], model: str,
-                     mark: Mark | None, prefix: str) -> None:
+    def check_fields(
+        self,
+        fields: dict[str, Expr],
+        targets: dict[str, Target],
+        model: str,
+        mark: Mark | None,
+        prefix: str,
+    ) -> None:
         for name, expr in fields.items():
             target = targets.get(name)
             if target is None:
                 known = ", ".join(n for n in targets)
-                raise self.fail(f"{model} has no field '{name}'; its fields are: {known}",
-                                expr.marks.get("@key", expr.mark), expr.field)
+                raise self.fail(
+                    f"{model} has no field '{name}'; its fields are: {known}",
+                    expr.marks.get("@key", expr.mark),
+                    expr.field,
+                )
             self.check_expr(expr, target)
         for name, target in targets.items():
             if target.required and name not in fields:
-                raise self.fail(f"required field '{name}' of {model} is not mapped", mark,
-                                prefix + name)
+                raise self.fail(
+                    f"required field '{name}' of {model} is not mapped", mark, prefix + name
+                )
 
     def check_expr(self, expr: Expr, target: Target) -> None:
         item = target.item if target.kind == "list" and target.item is not None else None
         if expr.object is not None:
             shape = item if item is not None else target
             if shape.kind != "object":
-                raise self.fail(f"'object' builds an object but '{expr.field}' is a "
-                                f"{_describe(target)}", expr.marks.get("object"), expr.field)
+                raise self.fail(
+                    f"'object' builds an object but '{expr.field}' is a {_describe(target)}",
+                    expr.marks.get("object"),
+                    expr.field,
+                )
             if item is not None and not expr.as_list:
-                raise self.fail(f"'{expr.field}' is a list of {shape.model}: add 'as: list' to "
-                                "wrap the object, or use 'each' for a list of source objects",
-                                expr.marks.get("object"), expr.field)
-            self.check_fields(expr.object, shape.fields, shape.model,
-                              expr.marks.get("object"), expr.field + ".")
+                raise self.fail(
+                    f"'{expr.field}' is a list of {shape.model}: add 'as: list' to "
+                    "wrap the object, or use 'each' for a list of source objects",
+                    expr.marks.get("object"),
+                    expr.field,
+                )
+            self.check_fields(
+                expr.object, shape.fields, shape.model, expr.marks.get("object"), expr.field + "."
+            )
             return
         if expr.each is not None:
             if item is None or item.kind != "object":
-                raise self.fail(f"'each' builds a list of objects but '{expr.field}' is a "
-                                f"{_describe(target)}", expr.marks.get("each"), expr.field)
+                raise self.fail(
+                    f"'each' builds a list of objects but '{expr.field}' is a {_describe(target)}",
+                    expr.marks.get("each"),
+                    expr.field,
+                )
             assert expr.each_fields is not None
-            self.check_fields(expr.each_fields, item.fields, item.model,
-                              expr.marks.get("fields"), expr.field + ".")
+            self.check_fields(
+                expr.each_fields,
+                item.fields,
+                item.model,
+                expr.marks.get("fields"),
+                expr.field + ".",
+            )
             return
         if target.kind == "object" or (item is not None and item.kind == "object"):
-            raise self.fail(f"'{expr.field}' is {_describe(target)}: build it with 'object:' "
-                            "(or 'each:' for a list)", expr.mark, expr.field)
+            raise self.fail(
+                f"'{expr.field}' is {_describe(target)}: build it with 'object:' "
+                "(or 'each:' for a list)",
+                expr.mark,
+                expr.field,
+            )
         if expr.as_list and target.kind != "list":
-            raise self.fail(f"'as: list' but '{expr.field}' is {_describe(target)}, not a list",
-                            expr.marks.get("as"), expr.field)
+            raise self.fail(
+                f"'as: list' but '{expr.field}' is {_describe(target)}, not a list",
+                expr.marks.get("as"),
+                expr.field,
+            )
         if expr.join is not None and target.kind == "list":
-            raise self.fail(f"'join' makes text but '{expr.field}' is a list",
-                            expr.marks.get("join"), expr.field)
+            raise self.fail(
+                f"'join' makes text but '{expr.field}' is a list",
+                expr.marks.get("join"),
+                expr.field,
+            )
         value_target = item if item is not None else target
         if expr.type is not None and value_target.kind in ACCEPTS:
             if expr.type not in ACCEPTS[value_target.kind]:
                 hint = _HINTS.get((value_target.kind, expr.type), "")
-                raise self.fail(f"type: {expr.type} does not fit '{expr.field}', which is "
-                                f"{_describe(target)}{hint}", expr.marks.get("type"),
-                                expr.field)
-        if expr.negate_if is not None and value_target.kind not in ("decimal", "int", "float",
-                                                                     "any"):
-            raise self.fail(f"'negate_if' needs a number but '{expr.field}' is "
-                            f"{_describe(target)}", expr.marks.get("negate_if"), expr.field)
+                raise self.fail(
+                    f"type: {expr.type} does not fit '{expr.field}', which is "
+                    f"{_describe(target)}{hint}",
+                    expr.marks.get("type"),
+                    expr.field,
+                )
+        if expr.negate_if is not None and value_target.kind not in (
+            "decimal",
+            "int",
+            "float",
+            "any",
+        ):
+            raise self.fail(
+                f"'negate_if' needs a number but '{expr.field}' is {_describe(target)}",
+                expr.marks.get("negate_if"),
+                expr.field,
+            )
 
     # -- outbound -----------------------------------------------------------------------------
 
@@ -141,14 +193,18 @@ class Checker:
                 if current.kind != "object" or step not in current.fields:
                     where = ".".join(walked) or current.model
                     known = ", ".join(current.fields) if current.kind == "object" else "none"
-                    raise self.fail(f"path '{path.text}': {where} has no field '{step}' "
-                                    f"(fields: {known})", path.mark, field)
+                    raise self.fail(
+                        f"path '{path.text}': {where} has no field '{step}' (fields: {known})",
+                        path.mark,
+                        field,
+                    )
                 current = current.fields[step]
                 walked.append(step)
             else:
                 if current.kind != "list" or current.item is None:
-                    raise self.fail(f"path '{path.text}': '{'.'.join(walked)}' is not a list",
-                                    path.mark, field)
+                    raise self.fail(
+                        f"path '{path.text}': '{'.'.join(walked)}' is not a list", path.mark, field
+                    )
                 current = current.item
 
 
@@ -158,8 +214,12 @@ def _paths(expr: Expr, *, in_each: bool) -> Iterator[SourcePath]:
         yield expr.path
     if expr.each is not None and (expr.each.root or not in_each):
         yield expr.each
-    for sub in [*(expr.coalesce or []), *(expr.concat or []),
-                *(expr.object or {}).values(), *([expr.else_] if expr.else_ else [])]:
+    for sub in [
+        *(expr.coalesce or []),
+        *(expr.concat or []),
+        *(expr.object or {}).values(),
+        *([expr.else_] if expr.else_ else []),
+    ]:
         yield from _paths(sub, in_each=in_each)
     for case in expr.when or []:
         yield from _condition_paths(case.condition, in_each)

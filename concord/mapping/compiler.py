@@ -133,8 +133,9 @@ def _extractor(pattern: re.Pattern[str], group: int | str) -> Callable[[Any], st
     return extract
 
 
-def _mapper(table: dict[Any, Any], has_otherwise: bool, otherwise: Any,
-            name: str | None) -> Callable[[Any], Any]:
+def _mapper(
+    table: dict[Any, Any], has_otherwise: bool, otherwise: Any, name: str | None
+) -> Callable[[Any], Any]:
     what = f"lookup table '{name}'" if name else "the map"
 
     def apply_map(value: Any) -> Any:
@@ -170,8 +171,13 @@ def _comparer(compare: Compare) -> Callable[[Any], bool]:
             if isinstance(option, list | dict):
                 continue
             accepted.add(option)
-            accepted.add(("true" if option else "false") if isinstance(option, bool)
-                          else str(option) if option is not None else None)
+            accepted.add(
+                ("true" if option else "false")
+                if isinstance(option, bool)
+                else str(option)
+                if option is not None
+                else None
+            )
         positive = op in ("eq", "in")
 
         def member(v: Any) -> bool:
@@ -219,14 +225,29 @@ class Compiler:
 
     def __post_init__(self) -> None:
         self.label = self.spec.file.name
-        self.namespace.update({
-            "_D": Decimal, "_DecErr": InvalidOperation, "_fromiso": datetime.fromisoformat,
-            "_UTC": UTC, "_Conv": fn.ConversionError, "_fail": fn.fail,
-            "_to_decimal": fn.to_decimal, "_to_str": fn.to_str, "_reject": reject,
-            "_missing": missing, "_walk": _walk, "_concat": _concat, "_join": _join,
-            "_as_list": _as_list, "_negate": fn.negate, "_stringify": fn.stringify,
-            "_M": _MISSING, "_label": self.label, "_Rejected": RecordRejected,
-        })
+        self.namespace.update(
+            {
+                "_D": Decimal,
+                "_DecErr": InvalidOperation,
+                "_fromiso": datetime.fromisoformat,
+                "_UTC": UTC,
+                "_Conv": fn.ConversionError,
+                "_fail": fn.fail,
+                "_to_decimal": fn.to_decimal,
+                "_to_str": fn.to_str,
+                "_reject": reject,
+                "_missing": missing,
+                "_walk": _walk,
+                "_concat": _concat,
+                "_join": _join,
+                "_as_list": _as_list,
+                "_negate": fn.negate,
+                "_stringify": fn.stringify,
+                "_M": _MISSING,
+                "_label": self.label,
+                "_Rejected": RecordRejected,
+            }
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -252,8 +273,9 @@ class Compiler:
         self.lines.append("    " * indent + line)
 
     def fail(self, message: str, mark: Mark, field: str) -> MappingError:
-        return MappingError(message, file=str(self.spec.file), line=mark.line,
-                            column=mark.column, field=field)
+        return MappingError(
+            message, file=str(self.spec.file), line=mark.line, column=mark.column, field=field
+        )
 
     # -- whole function -----------------------------------------------------------------------
 
@@ -274,22 +296,24 @@ class Compiler:
         code = compile(source, f"<mapping {self.spec.file}>", "exec")
         exec(code, self.namespace)  # noqa: S102 - generated source, user values are constants
         apply: Apply = self.namespace["apply"]
-        return Compiled(apply, source, frozenset(self.value_paths),
-                        frozenset(self.container_paths))
+        return Compiled(apply, source, frozenset(self.value_paths), frozenset(self.container_paths))
 
-    def output_field(self, expr: Expr, name: str, target: Target | None, scope: _Scope,
-                     out: str, indent: int) -> None:
+    def output_field(
+        self, expr: Expr, name: str, target: Target | None, scope: _Scope, out: str, indent: int
+    ) -> None:
         """Code that computes one output field and stores it in the dict ``out``."""
         field_name = self.const(expr.field if name != "id" else "id")
         self.emit(indent, "try:")
         value = self.expr(expr, target, scope, indent + 1)
-        required = expr.required if expr.required is not None else bool(
-            target and target.required)
+        required = expr.required if expr.required is not None else bool(target and target.required)
         is_list = target is not None and target.kind == "list"
         if required:
             self.emit(indent + 1, f"if {value} is None{' or not ' + value if is_list else ''}:")
-            self.emit(indent + 2, f"raise _missing(_label, {field_name}, {scope.item}, "
-                                  f"{self.const(self.missing_reason(expr))})")
+            self.emit(
+                indent + 2,
+                f"raise _missing(_label, {field_name}, {scope.item}, "
+                f"{self.const(self.missing_reason(expr))})",
+            )
         if self.spec.stringify:
             self.emit(indent + 1, f"{out}[{self.const(name)}] = _stringify({value})")
         elif target is not None and target.omit_if_none:
@@ -327,14 +351,18 @@ class Compiler:
         if kind == "each":
             return self.each_source(expr, target, scope, indent, v)
         self.source(expr, scope, indent, v)
-        listy = bool(expr.split) or (expr.path is not None and WILDCARD in expr.path.steps) or (
-            target is not None and target.kind == "list" and not expr.as_list)
+        listy = (
+            bool(expr.split)
+            or (expr.path is not None and WILDCARD in expr.path.steps)
+            or (target is not None and target.kind == "list" and not expr.as_list)
+        )
         if listy:
             if expr.extract is not None or expr.split is not None:
                 self.emit(indent, f"if {v} is not None:")
             if expr.extract is not None:
-                self.emit(indent + 1, f"{v} = {self.const(_extractor(expr.extract, expr.group))}"
-                                      f"({v})")
+                self.emit(
+                    indent + 1, f"{v} = {self.const(_extractor(expr.extract, expr.group))}({v})"
+                )
             if expr.split is not None:
                 self.emit(indent + 1, f"{v} = {self.const(_splitter(expr.split))}({v})")
             self.emit(indent, f"if {v} is not None:")
@@ -391,8 +419,7 @@ class Compiler:
         else:
             self.emit(indent, f"{v} = None")
 
-    def read_path(self, path: SourcePath, expr: Expr, scope: _Scope, indent: int,
-                  v: str) -> None:
+    def read_path(self, path: SourcePath, expr: Expr, scope: _Scope, indent: int, v: str) -> None:
         base = "r" if path.root else scope.base
         prefix = "" if path.root else scope.prefix
         self.value_paths.add(prefix + path.dotted)
@@ -408,8 +435,10 @@ class Compiler:
             if isinstance(step, int):
                 bound = self.const(step if step >= 0 else -step)
                 test = f"len({v}) > {bound}" if step >= 0 else f"len({v}) >= {bound}"
-                self.emit(indent, f"{v} = {v}[{self.const(step)}] if isinstance({v}, list) "
-                                  f"and {test} else None")
+                self.emit(
+                    indent,
+                    f"{v} = {v}[{self.const(step)}] if isinstance({v}, list) and {test} else None",
+                )
             else:
                 default = ", _M" if strict else ""
                 self.emit(indent, f"if isinstance({v}, dict):")
@@ -417,36 +446,49 @@ class Compiler:
                 self.emit(indent, f"elif {v} is not _M:" if strict else "else:")
                 self.emit(indent + 1, f"{v} = None")
         if strict:
-            reason = self.const(f"source path '{path.text}' is missing from the record "
-                                "(schema drift)")
+            reason = self.const(
+                f"source path '{path.text}' is missing from the record (schema drift)"
+            )
             self.emit(indent, f"if {v} is _M:")
-            self.emit(indent + 1, f"raise _missing(_label, {self.const(expr.field)}, "
-                                  f"{scope.item}, {reason})")
+            self.emit(
+                indent + 1,
+                f"raise _missing(_label, {self.const(expr.field)}, {scope.item}, {reason})",
+            )
         self.emit(indent, f"if {v} == '':")
         self.emit(indent + 1, f"{v} = None")
 
-    def value_steps(self, expr: Expr, target: Target | None, scope: _Scope, indent: int,
-                    v: str, *, skip_extract: bool) -> None:
+    def value_steps(
+        self,
+        expr: Expr,
+        target: Target | None,
+        scope: _Scope,
+        indent: int,
+        v: str,
+        *,
+        skip_extract: bool,
+    ) -> None:
         """extract, split, transform, map, convert, round, negate, default - in that order."""
         pre: list[str] = []
         if expr.extract is not None and not skip_extract:
             pre.append(f"{v} = {self.const(_extractor(expr.extract, expr.group))}({v})")
         for name in expr.transforms:
-            method = {"trim": "strip", "upper": "upper", "lower": "lower",
-                      "title": "title"}[name]
+            method = {"trim": "strip", "upper": "upper", "lower": "lower", "title": "title"}[name]
             pre.append(f"{v} = {v}.{method}() if isinstance({v}, str) else {v}")
         conv = self.conversion(expr, target)
         self.check_constants(expr, conv, target)
         if expr.map is not None:
             # map values and ``otherwise`` are converted once here, so a mapped value needs no
             # conversion per record
-            table = {k: self.converted_constant(val, conv, target, expr, "map")
-                     for k, val in expr.map.items()}
+            table = {
+                k: self.converted_constant(val, conv, target, expr, "map")
+                for k, val in expr.map.items()
+            }
             otherwise = self.converted_constant(expr.otherwise, conv, target, expr, "otherwise")
             mapper = self.const(_mapper(table, expr.has_otherwise, otherwise, expr.lookup))
             found = self.var("t")
-            pre.append(f"{found} = {self.const(table)}.get({v}, _M) if {v}.__class__ is str "
-                       "else _M")
+            pre.append(
+                f"{found} = {self.const(table)}.get({v}, _M) if {v}.__class__ is str else _M"
+            )
             pre.append(f"{v} = {mapper}({v}) if {found} is _M else {found}")
             conv = None
         if pre:
@@ -469,8 +511,7 @@ class Compiler:
             self.emit(indent, f"if {v} is None:")
             self.emit(indent + 1, f"{v} = {self.const(default)}")
 
-    def convert(self, conv: str, expr: Expr, target: Target | None, indent: int,
-                v: str) -> None:
+    def convert(self, conv: str, expr: Expr, target: Target | None, indent: int, v: str) -> None:
         if conv == "str":
             self.emit(indent, f"if {v}.__class__ is not str:")
             self.emit(indent + 1, f"{v} = _to_str({v})")
@@ -512,11 +553,11 @@ class Compiler:
             self.emit(indent, f"if {v} not in {allowed}:")
             self.emit(indent + 1, f"raise _Conv(repr({v}) + ' ' + {reason})")
         else:
-            self.emit(indent, f"{v} = {self.const(fn.converter(conv, expr.format, expr.tz))}"
-                              f"({v})")
+            self.emit(indent, f"{v} = {self.const(fn.converter(conv, expr.format, expr.tz))}({v})")
 
-    def converted_constant(self, value: Any, conv: str | None, target: Target | None,
-                           expr: Expr, key: str) -> Any:
+    def converted_constant(
+        self, value: Any, conv: str | None, target: Target | None, expr: Expr, key: str
+    ) -> Any:
         """Convert a constant from the file at load time, so a bad one fails the load."""
         if value is None or conv is None:
             return value
@@ -528,7 +569,8 @@ class Compiler:
                 text = fn.to_str(value)
                 if text not in item.enum_values:
                     raise fn.ConversionError(
-                        f"{text!r} is not one of: {', '.join(item.enum_values)}")
+                        f"{text!r} is not one of: {', '.join(item.enum_values)}"
+                    )
                 return text
             return fn.converter(conv, expr.format, expr.tz)(value)
         except fn.ConversionError as exc:
@@ -557,11 +599,17 @@ class Compiler:
             self.emit(indent, f"{flag} = {combine}(({', '.join(flags)},))")
         return flag
 
-    def object_source(self, expr: Expr, target: Target | None, scope: _Scope, indent: int,
-                      v: str) -> str:
+    def object_source(
+        self, expr: Expr, target: Target | None, scope: _Scope, indent: int, v: str
+    ) -> str:
         assert expr.object is not None
-        fields = (target.item.fields if target is not None and target.kind == "list"
-                  and target.item is not None else target.fields if target is not None else {})
+        fields = (
+            target.item.fields
+            if target is not None and target.kind == "list" and target.item is not None
+            else target.fields
+            if target is not None
+            else {}
+        )
         obj = self.var("d")
         self.emit(indent, f"{obj} = {{}}")
         for name, sub in expr.object.items():
@@ -571,11 +619,11 @@ class Compiler:
             self.emit(indent, f"{v} = _as_list({v})")
         return v
 
-    def each_source(self, expr: Expr, target: Target | None, scope: _Scope, indent: int,
-                    v: str) -> str:
+    def each_source(
+        self, expr: Expr, target: Target | None, scope: _Scope, indent: int, v: str
+    ) -> str:
         assert expr.each is not None and expr.each_fields is not None
-        item_fields = (target.item.fields if target is not None and target.item is not None
-                       else {})
+        item_fields = target.item.fields if target is not None and target.item is not None else {}
         items = self.var("s")
         self.read_path(expr.each, expr, scope, indent, items)
         base_prefix = "" if expr.each.root else scope.prefix
@@ -586,12 +634,16 @@ class Compiler:
         self.emit(indent, f"{v} = []")
         self.emit(indent, f"if {items} is not None:")
         self.emit(indent + 1, f"if not isinstance({items}, list):")
-        self.emit(indent + 2, f"raise _Conv('expected a list at ' + "
-                              f"{self.const(repr(expr.each.text))})")
+        self.emit(
+            indent + 2, f"raise _Conv('expected a list at ' + {self.const(repr(expr.each.text))})"
+        )
         self.emit(indent + 1, f"for {index}, {item} in enumerate({items}):")
         self.emit(indent + 2, f"if not isinstance({item}, dict):")
-        self.emit(indent + 3, f"raise _Conv('item ' + str({index} + 1) + ' of ' + "
-                              f"{self.const(repr(expr.each.text))} + ' is not an object')")
+        self.emit(
+            indent + 3,
+            f"raise _Conv('item ' + str({index} + 1) + ' of ' + "
+            f"{self.const(repr(expr.each.text))} + ' is not an object')",
+        )
         inner = _Scope(item, container + ".", index)
         if expr.each_filter is not None:
             keep = self.condition(expr.each_filter, inner, indent + 2)
@@ -600,8 +652,9 @@ class Compiler:
         obj = self.var("d")
         self.emit(indent + 2, f"{obj} = {{}}")
         for name, sub in expr.each_fields.items():
-            self.output_field(sub, name, item_fields.get(name) if item_fields else None, inner,
-                              obj, indent + 2)
+            self.output_field(
+                sub, name, item_fields.get(name) if item_fields else None, inner, obj, indent + 2
+            )
         self.emit(indent + 2, f"{v}.append({obj})")
         return v
 

@@ -53,9 +53,15 @@ def _tryton(value: dict[str, Any]) -> Any:
     if cls == "date":
         return date(value["year"], value["month"], value["day"])
     if cls == "datetime":
-        return datetime(value["year"], value["month"], value["day"], value.get("hour", 0),
-                        value.get("minute", 0), value.get("second", 0),
-                        value.get("microsecond", 0))
+        return datetime(
+            value["year"],
+            value["month"],
+            value["day"],
+            value.get("hour", 0),
+            value.get("minute", 0),
+            value.get("second", 0),
+            value.get("microsecond", 0),
+        )
     return value
 
 
@@ -188,8 +194,7 @@ def datetime_parser(fmt: str | None, tz: tzinfo) -> Callable[[Any], datetime]:
             raise fail(value, "datetime")
         text = value.strip()
         try:
-            parsed = (datetime.fromisoformat(text) if fmt is None
-                      else datetime.strptime(text, fmt))
+            parsed = datetime.fromisoformat(text) if fmt is None else datetime.strptime(text, fmt)
         except ValueError:
             raise fail(value, "datetime") from None
         return finish(parsed)
@@ -277,7 +282,12 @@ def converter(kind: str, fmt: str | None = None, tz: str | None = None) -> Calla
     if kind == "date":
         return date_parser(fmt, zone(tz) if tz else None)
     simple: dict[str, Callable[[Any], Any]] = {
-        "decimal": to_decimal, "int": to_int, "float": to_float, "bool": to_bool,
-        "str": to_str, "currency": to_currency, "country": to_country,
+        "decimal": to_decimal,
+        "int": to_int,
+        "float": to_float,
+        "bool": to_bool,
+        "str": to_str,
+        "currency": to_currency,
+        "country": to_country,
     }
     return simple[kind]

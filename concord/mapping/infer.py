@@ -66,13 +66,33 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "updated_at": ("updated_at", "write_date", "last_modified_at", "modified_at", "updated"),
 }
 ENUM_ALIASES: dict[str, str] = {
-    "done": "closed", "cancel": "cancelled", "canceled": "cancelled", "complete": "completed",
-    "succeeded": "completed", "success": "completed", "sale": "confirmed", "sent": "open",
-    "quotation": "draft", "processing": "pending", "waiting": "pending", "assigned": "pending",
-    "in_transit": "shipped", "open": "posted", "validated": "posted", "error": "failed",
+    "done": "closed",
+    "cancel": "cancelled",
+    "canceled": "cancelled",
+    "complete": "completed",
+    "succeeded": "completed",
+    "success": "completed",
+    "sale": "confirmed",
+    "sent": "open",
+    "quotation": "draft",
+    "processing": "pending",
+    "waiting": "pending",
+    "assigned": "pending",
+    "in_transit": "shipped",
+    "open": "posted",
+    "validated": "posted",
+    "error": "failed",
 }
-DATE_FORMATS = ("%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S",
-                "%d/%m/%Y %H:%M", "%Y%m%d", "%Y/%m/%d")
+DATE_FORMATS = (
+    "%d.%m.%Y",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%Y%m%d",
+    "%Y/%m/%d",
+)
 _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\[\]$*-]*")
 _YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
 
@@ -107,8 +127,8 @@ class _Samples:
         """Direct child names under ``prefix`` ("" for the top level)."""
         names: list[str] = []
         for path in self.values:
-            if path.startswith(prefix) and "." not in path[len(prefix):]:
-                names.append(path[len(prefix):])
+            if path.startswith(prefix) and "." not in path[len(prefix) :]:
+                names.append(path[len(prefix) :])
         return names
 
     def seen(self, path: str) -> list[Any]:
@@ -135,12 +155,17 @@ class _Drafter:
     def fits(self, path: str, want: str) -> bool:
         values = self.samples.seen(path)
         if want == "objects":
-            return bool(values) and all(isinstance(v, list) for v in values) and any(
-                isinstance(i, dict) for v in values for i in v)
+            return (
+                bool(values)
+                and all(isinstance(v, list) for v in values)
+                and any(isinstance(i, dict) for v in values for i in v)
+            )
         if want == "object":
             return bool(values) and all(isinstance(v, dict) for v in values)
-        return not any(isinstance(v, dict) or (isinstance(v, list) and any(
-            isinstance(i, dict) for i in v)) for v in values)
+        return not any(
+            isinstance(v, dict) or (isinstance(v, list) and any(isinstance(i, dict) for i in v))
+            for v in values
+        )
 
     def emit(self, indent: int, text: str) -> None:
         self.lines.append("  " * indent + text)
@@ -169,8 +194,9 @@ class _Drafter:
                 self.emit(indent + 1, "as: list")
                 self.emit(indent + 1, "object:")
                 for sub, sub_target in item.fields.items():
-                    self.object_field(sub, sub_target, prefix + source + ".", indent + 2,
-                                      source + ".")
+                    self.object_field(
+                        sub, sub_target, prefix + source + ".", indent + 2, source + "."
+                    )
                 return
         elif target.kind == "object":
             return
@@ -184,15 +210,17 @@ class _Drafter:
             self.emit(indent, f"{name}:")
             self.emit(indent + 1, f"path: {_text(source)}")
             self.emit(indent + 1, "map:")
-            for value, (mapped, note) in _enum_map(self.samples.seen(prefix + source),
-                                                   target.enum_values).items():
+            for value, (mapped, note) in _enum_map(
+                self.samples.seen(prefix + source), target.enum_values
+            ).items():
                 comment = f"    # {note}" if note else ""
                 self.emit(indent + 2, f"{_text(value)}: {_text(mapped)}{comment}")
             return
         self.emit(indent, f"{name}: {self.expression(source, target, prefix + source)}")
 
-    def object_field(self, name: str, target: Target, prefix: str, indent: int,
-                     relative: str) -> None:
+    def object_field(
+        self, name: str, target: Target, prefix: str, indent: int, relative: str
+    ) -> None:
         source = self.match(name, prefix, "value")
         if source is None:
             return
@@ -207,10 +235,15 @@ class _Drafter:
             options.append("as: list")
         if kind == "bool" and values and not all(isinstance(v, bool) for v in values):
             seen = sorted({str(v) for v in values})
-            guesses = {v: v.lower() in ("person", "individual", "private", "true", "y", "yes")
-                       for v in seen}
-            options.append("map: {" + ", ".join(f"{_text(k)}: {str(g).lower()}"
-                                                for k, g in guesses.items()) + "}")
+            guesses = {
+                v: v.lower() in ("person", "individual", "private", "true", "y", "yes")
+                for v in seen
+            }
+            options.append(
+                "map: {"
+                + ", ".join(f"{_text(k)}: {str(g).lower()}" for k, g in guesses.items())
+                + "}"
+            )
         elif kind == "datetime":
             fmt = _date_format(values)
             if fmt:
@@ -256,12 +289,14 @@ def _date_format(values: list[Any]) -> str | None:
     return None
 
 
-def infer_mapping(sample: dict[str, Any] | list[dict[str, Any]], entity: str,
-                  source: str = "my_erp") -> str:
+def infer_mapping(
+    sample: dict[str, Any] | list[dict[str, Any]], entity: str, source: str = "my_erp"
+) -> str:
     """A draft inbound mapping (YAML text) for ``entity`` from one or more sample records."""
     if entity not in ENTITY_MODELS:
-        raise ValueError(f"unknown entity '{entity}'; expected one of: "
-                         f"{', '.join(sorted(ENTITY_MODELS))}")
+        raise ValueError(
+            f"unknown entity '{entity}'; expected one of: {', '.join(sorted(ENTITY_MODELS))}"
+        )
     records = [sample] if isinstance(sample, dict) else list(sample)
     samples = _Samples(records)
     drafter = _Drafter(samples)
@@ -275,8 +310,9 @@ def infer_mapping(sample: dict[str, Any] | list[dict[str, Any]], entity: str,
     drafter.emit(0, "")
     drafter.emit(0, "fields:")
     drafter.fields(model_targets(ENTITY_MODELS[entity]), "", 1)
-    unread = sorted(p for p in samples.values if not any(
-        p == u or p.startswith(u + ".") for u in drafter.used))
+    unread = sorted(
+        p for p in samples.values if not any(p == u or p.startswith(u + ".") for u in drafter.used)
+    )
     unread = [p for p in unread if not any(p.startswith(q + ".") for q in unread)]
     if unread:
         drafter.emit(0, "")

@@ -28,8 +28,15 @@ class Mapping:
 
     apply: Apply
 
-    def __init__(self, path: Path, spec: MappingSpec, apply: Apply, python_source: str,
-                 value_paths: frozenset[str], container_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        spec: MappingSpec,
+        apply: Apply,
+        python_source: str,
+        value_paths: frozenset[str],
+        container_paths: frozenset[str],
+    ) -> None:
         self.path = path
         self.spec = spec
         self.direction: Literal["inbound", "outbound"] = spec.direction
@@ -73,8 +80,11 @@ class Mapping:
         shape = (prefix, tuple(value))
         unread = self._shapes.get(shape)
         if unread is None:
-            unread = tuple((key, prefix + str(key)) for key in value
-                           if prefix + str(key) not in self._value_paths)
+            unread = tuple(
+                (key, prefix + str(key))
+                for key in value
+                if prefix + str(key) not in self._value_paths
+            )
             if len(self._shapes) < 4096:
                 self._shapes[shape] = unread
         for key, path in unread:
@@ -131,5 +141,6 @@ def mapping_from_text(path: Path, text: str) -> Mapping:
     spec = parse_mapping(path, text)
     targets = check_mapping(spec)
     compiled = compile_mapping(spec, targets)
-    return Mapping(path, spec, compiled.apply, compiled.source, compiled.value_paths,
-                   compiled.container_paths)
+    return Mapping(
+        path, spec, compiled.apply, compiled.source, compiled.value_paths, compiled.container_paths
+    )

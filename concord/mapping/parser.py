@@ -37,16 +37,48 @@ from concord.mapping.spec import (
     Table,
 )
 
-FILE_KEYS = frozenset({
-    "direction", "entity", "target", "source", "id", "fields", "stringify", "key", "on_missing",
-    "tables", "description",
-})
+FILE_KEYS = frozenset(
+    {
+        "direction",
+        "entity",
+        "target",
+        "source",
+        "id",
+        "fields",
+        "stringify",
+        "key",
+        "on_missing",
+        "tables",
+        "description",
+    }
+)
 SOURCE_KEYS = ("path", "const", "coalesce", "concat", "when", "object", "each")
-STEP_KEYS = frozenset({
-    "on_missing", "extract", "group", "split", "transform", "map", "lookup", "otherwise",
-    "default", "type", "format", "tz", "round", "negate_if", "join", "as", "required",
-    "description", "sep", "else", "fields", "filter",
-})
+STEP_KEYS = frozenset(
+    {
+        "on_missing",
+        "extract",
+        "group",
+        "split",
+        "transform",
+        "map",
+        "lookup",
+        "otherwise",
+        "default",
+        "type",
+        "format",
+        "tz",
+        "round",
+        "negate_if",
+        "join",
+        "as",
+        "required",
+        "description",
+        "sep",
+        "else",
+        "fields",
+        "filter",
+    }
+)
 EXPR_KEYS = frozenset(SOURCE_KEYS) | STEP_KEYS
 OUTPUT_ONLY_KEYS = frozenset({"required", "as"})
 ON_MISSING = ("default", "reject")
@@ -115,8 +147,9 @@ class Parser:
     def choice(self, node: Node, what: str, options: tuple[str, ...], field: str | None) -> str:
         value = self.string(node, what, field)
         if value not in options:
-            self.fail(f"unknown {what} '{value}'; expected one of: {', '.join(options)}", node,
-                      field)
+            self.fail(
+                f"unknown {what} '{value}'; expected one of: {', '.join(options)}", node, field
+            )
         return value
 
     def sequence(self, node: Node, what: str, field: str | None) -> list[Node]:
@@ -142,8 +175,11 @@ class Parser:
         head: dict[str, tuple[Node, Node]] = {}
         for key, key_node, value_node in self.pairs(root, "a mapping file", None):
             if key not in FILE_KEYS:
-                self.fail(f"unknown key '{key}' at file level; expected one of: "
-                          f"{', '.join(sorted(FILE_KEYS))}", key_node)
+                self.fail(
+                    f"unknown key '{key}' at file level; expected one of: "
+                    f"{', '.join(sorted(FILE_KEYS))}",
+                    key_node,
+                )
             head[key] = (key_node, value_node)
         marks = {k: _mark(v[0]) for k, v in head.items()}
         if "direction" not in head:
@@ -152,8 +188,10 @@ class Parser:
         name_key = "entity" if direction == "inbound" else "target"
         wrong_key = "target" if direction == "inbound" else "entity"
         if wrong_key in head:
-            self.fail(f"'{wrong_key}' is not used by {direction} mappings; use '{name_key}'",
-                      head[wrong_key][0])
+            self.fail(
+                f"'{wrong_key}' is not used by {direction} mappings; use '{name_key}'",
+                head[wrong_key][0],
+            )
         if name_key not in head:
             self.fail(f"missing '{name_key}' for an {direction} mapping", root)
         entity = self.string(head[name_key][1], name_key, None)
@@ -166,8 +204,11 @@ class Parser:
         id_expr: Expr | None = None
         if "id" in head:
             if direction == "outbound":
-                self.fail("outbound mappings have no 'id'; map the key property under 'fields' "
-                          "and name it with 'key:'", head["id"][0])
+                self.fail(
+                    "outbound mappings have no 'id'; map the key property under 'fields' "
+                    "and name it with 'key:'",
+                    head["id"][0],
+                )
             id_expr = self.expr(head["id"][1], "id", output=True)
         elif direction == "inbound":
             self.fail("missing 'id': the expression giving the source record id", root, "id")
@@ -175,8 +216,11 @@ class Parser:
             self.fail("missing 'fields'", root)
         fields = self.fields(head["fields"][1], "")
         if "id" in fields:
-            self.fail("'id' is set by the file-level 'id:' expression, not under fields",
-                      head["fields"][1], "id")
+            self.fail(
+                "'id' is set by the file-level 'id:' expression, not under fields",
+                head["fields"][1],
+                "id",
+            )
         stringify = False
         if "stringify" in head:
             if direction == "inbound":
@@ -188,17 +232,25 @@ class Parser:
                 self.fail("'key' applies to outbound mappings only", head["key"][0])
             key_field = self.string(head["key"][1], "key", None)
             if key_field not in fields:
-                self.fail(f"key '{key_field}' is not one of the mapped fields", head["key"][1],
-                          key_field)
+                self.fail(
+                    f"key '{key_field}' is not one of the mapped fields", head["key"][1], key_field
+                )
         description = None
         if "description" in head:
             description = self.string(head["description"][1], "description", None)
         return MappingSpec(
-            file=self.file, direction="inbound" if direction == "inbound" else "outbound",
-            entity=entity, source=source, id=id_expr, fields=fields, marks=marks,
-            stringify=stringify, key=key_field,
+            file=self.file,
+            direction="inbound" if direction == "inbound" else "outbound",
+            entity=entity,
+            source=source,
+            id=id_expr,
+            fields=fields,
+            marks=marks,
+            stringify=stringify,
+            key=key_field,
             on_missing="reject" if on_missing == "reject" else "default",
-            tables=tables, description=description,
+            tables=tables,
+            description=description,
         )
 
     def fields(self, node: Node, prefix: str) -> dict[str, Expr]:
@@ -222,8 +274,11 @@ class Parser:
                 continue
             data = self.value(value_node, None)
             if not isinstance(data, dict):
-                self.fail(f"table '{name}' must be a mapping of source value to output value, "
-                          "or {csv: file, key: column, value: column}", value_node)
+                self.fail(
+                    f"table '{name}' must be a mapping of source value to output value, "
+                    "or {csv: file, key: column, value: column}",
+                    value_node,
+                )
             tables[name] = Table(name, _table_keys(data), _mark(key_node))
         return tables
 
@@ -231,8 +286,9 @@ class Parser:
         spec: dict[str, str] = {}
         for key, key_node, value_node in self.pairs(node, f"table '{name}'", None):
             if key not in ("csv", "key", "value"):
-                self.fail(f"unknown key '{key}' in CSV table '{name}'; expected csv, key, value",
-                          key_node)
+                self.fail(
+                    f"unknown key '{key}' in CSV table '{name}'; expected csv, key, value", key_node
+                )
             spec[key] = self.string(value_node, key, None)
         for needed in ("key", "value"):
             if needed not in spec:
@@ -250,8 +306,11 @@ class Parser:
         values: dict[str, Any] = {}
         for number, row in enumerate(rows, start=2):
             if spec["key"] not in row or spec["value"] not in row:
-                self.fail(f"CSV table '{name}' ({csv_path.name}) has no column "
-                          f"'{spec['key']}' or '{spec['value']}'", node)
+                self.fail(
+                    f"CSV table '{name}' ({csv_path.name}) has no column "
+                    f"'{spec['key']}' or '{spec['value']}'",
+                    node,
+                )
             k = row[spec["key"]]
             if k in values and values[k] != row[spec["value"]]:
                 self.fail(f"CSV table '{name}' ({csv_path.name}:{number}) maps '{k}' twice", node)
@@ -274,15 +333,17 @@ class Parser:
         while pos < len(rest):
             seg = _SEGMENT.match(rest, pos)
             if seg is None:
-                self.fail(f"invalid path '{text}' at character {pos + 1}; expected a name",
-                          mark, field)
+                self.fail(
+                    f"invalid path '{text}' at character {pos + 1}; expected a name", mark, field
+                )
             steps.append(seg.group(0).strip())
             pos = seg.end()
             while pos < len(rest) and rest[pos] == "[":
                 idx = _INDEX.match(rest, pos)
                 if idx is None:
-                    self.fail(f"invalid path '{text}': list steps are [0], [-1] or [*]", mark,
-                              field)
+                    self.fail(
+                        f"invalid path '{text}': list steps are [0], [-1] or [*]", mark, field
+                    )
                 index = idx.group(1)
                 steps.append(WILDCARD if index == "*" else int(index))
                 pos = idx.end()
@@ -297,8 +358,11 @@ class Parser:
     def expr(self, node: Node, field: str, *, output: bool) -> Expr:
         if isinstance(node, ScalarNode):
             if node.tag != "tag:yaml.org,2002:str":
-                self.fail(f"a bare value is read as a path; write {{const: {node.value}}} for a "
-                          "constant", node, field)
+                self.fail(
+                    f"a bare value is read as a path; write {{const: {node.value}}} for a constant",
+                    node,
+                    field,
+                )
             return Expr(field=field, mark=_mark(node), path=self.path(node, field))
         items = self.pairs(node, "an expression", field)
         expr = Expr(field=field, mark=_mark(node))
@@ -306,27 +370,39 @@ class Parser:
         expr.marks = {k: _mark(kn) for k, (kn, _) in keys.items()}
         for key, (key_node, _) in keys.items():
             if key not in EXPR_KEYS:
-                self.fail(f"unknown key '{key}' in expression; expected one of: "
-                          f"{', '.join(sorted(EXPR_KEYS))}", key_node, field)
+                self.fail(
+                    f"unknown key '{key}' in expression; expected one of: "
+                    f"{', '.join(sorted(EXPR_KEYS))}",
+                    key_node,
+                    field,
+                )
             if not output and key in OUTPUT_ONLY_KEYS:
-                self.fail(f"'{key}' applies to an output field, not to a nested expression",
-                          key_node, field)
+                self.fail(
+                    f"'{key}' applies to an output field, not to a nested expression",
+                    key_node,
+                    field,
+                )
         sources = [k for k in SOURCE_KEYS if k in keys]
         if len(sources) != 1:
             what = "none" if not sources else ", ".join(sources)
-            self.fail(f"an expression needs exactly one of {', '.join(SOURCE_KEYS)} (got {what})",
-                      node, field)
+            self.fail(
+                f"an expression needs exactly one of {', '.join(SOURCE_KEYS)} (got {what})",
+                node,
+                field,
+            )
         self._source(expr, sources[0], keys, field)
         self._steps(expr, keys, field)
         return expr
 
-    def _requires(self, keys: dict[str, tuple[Node, Node]], key: str, needs: str,
-                  present: bool, field: str) -> None:
+    def _requires(
+        self, keys: dict[str, tuple[Node, Node]], key: str, needs: str, present: bool, field: str
+    ) -> None:
         if key in keys and not present:
             self.fail(f"'{key}' is only used with {needs}", keys[key][0], field)
 
-    def _source(self, expr: Expr, kind: str, keys: dict[str, tuple[Node, Node]],
-                field: str) -> None:
+    def _source(
+        self, expr: Expr, kind: str, keys: dict[str, tuple[Node, Node]], field: str
+    ) -> None:
         node = keys[kind][1]
         if kind == "path":
             expr.path = self.path(node, field)
@@ -363,12 +439,14 @@ class Parser:
         parts = {k: (kn, vn) for k, kn, vn in self.pairs(node, "a 'when' case", field)}
         for key, (key_node, _) in parts.items():
             if key not in ("if", "then"):
-                self.fail(f"unknown key '{key}' in a 'when' case; expected if, then", key_node,
-                          field)
+                self.fail(
+                    f"unknown key '{key}' in a 'when' case; expected if, then", key_node, field
+                )
         if "if" not in parts or "then" not in parts:
             self.fail("a 'when' case needs both 'if' and 'then'", node, field)
-        return Case(self.condition(parts["if"][1], field),
-                    self.expr(parts["then"][1], field, output=False))
+        return Case(
+            self.condition(parts["if"][1], field), self.expr(parts["then"][1], field, output=False)
+        )
 
     def condition(self, node: Node, field: str) -> Condition:
         parts = {k: (kn, vn) for k, kn, vn in self.pairs(node, "a condition", field)}
@@ -377,8 +455,10 @@ class Parser:
             if combinator in parts:
                 if len(parts) != 1:
                     self.fail(f"'{combinator}' stands alone in a condition", node, field)
-                items = [self.condition(n, field)
-                         for n in self.sequence(parts[combinator][1], combinator, field)]
+                items = [
+                    self.condition(n, field)
+                    for n in self.sequence(parts[combinator][1], combinator, field)
+                ]
                 return AllOf(items, mark) if combinator == "all" else AnyOf(items, mark)
         if "not" in parts:
             if len(parts) != 1:
@@ -388,14 +468,25 @@ class Parser:
         subjects = [k for k in parts if k in ("path", "value")]
         for key, (key_node, _) in parts.items():
             if key not in COMPARISONS and key not in ("path", "value"):
-                self.fail(f"unknown key '{key}' in a condition; expected path or value and one "
-                          f"of: {', '.join(COMPARISONS)} (or all, any, not)", key_node, field)
+                self.fail(
+                    f"unknown key '{key}' in a condition; expected path or value and one "
+                    f"of: {', '.join(COMPARISONS)} (or all, any, not)",
+                    key_node,
+                    field,
+                )
         if len(ops) != 1 or len(subjects) != 1:
-            self.fail("a condition is {path: <path>, <comparison>: <value>} with one comparison "
-                      f"of: {', '.join(COMPARISONS)}", node, field)
+            self.fail(
+                "a condition is {path: <path>, <comparison>: <value>} with one comparison "
+                f"of: {', '.join(COMPARISONS)}",
+                node,
+                field,
+            )
         subject_node = parts[subjects[0]][1]
-        subject = (Expr(field=field, mark=_mark(subject_node), path=self.path(subject_node, field))
-                   if subjects[0] == "path" else self.expr(subject_node, field, output=False))
+        subject = (
+            Expr(field=field, mark=_mark(subject_node), path=self.path(subject_node, field))
+            if subjects[0] == "path"
+            else self.expr(subject_node, field, output=False)
+        )
         op = ops[0]
         op_node = parts[op][1]
         operand = self.value(op_node, field)
@@ -405,7 +496,8 @@ class Parser:
         if op in ("present", "empty") and not isinstance(operand, bool):
             self.fail(f"'{op}' needs true or false", op_node, field)
         if op in ("gt", "ge", "lt", "le") and (
-                isinstance(operand, bool) or not isinstance(operand, int | float | str)):
+            isinstance(operand, bool) or not isinstance(operand, int | float | str)
+        ):
             self.fail(f"'{op}' needs a number", op_node, field)
         if op == "matches":
             compare.pattern = self._regex(op_node, field)
@@ -424,8 +516,9 @@ class Parser:
 
         if "on_missing" in keys:
             if expr.path is None:
-                self.fail("'on_missing' applies to a 'path' expression", keys["on_missing"][0],
-                          field)
+                self.fail(
+                    "'on_missing' applies to a 'path' expression", keys["on_missing"][0], field
+                )
             value = self.choice(node("on_missing"), "on_missing", ON_MISSING, field)
             expr.on_missing = "reject" if value == "reject" else "default"
         if "extract" in keys:
@@ -436,7 +529,8 @@ class Parser:
                     self.fail("'group' is a group number or name", node("group"), field)
                 names = expr.extract.groupindex
                 if (isinstance(group, int) and not 0 <= group <= expr.extract.groups) or (
-                        isinstance(group, str) and group not in names):
+                    isinstance(group, str) and group not in names
+                ):
                     self.fail(f"the pattern has no group {group!r}", node("group"), field)
                 expr.group = group
             elif expr.extract.groups:
@@ -448,24 +542,30 @@ class Parser:
                 self.fail("'split' needs a non-empty separator", node("split"), field)
         if "transform" in keys:
             tnode = node("transform")
-            transform_nodes = ([tnode] if isinstance(tnode, ScalarNode)
-                               else self.sequence(tnode, "transform", field))
-            expr.transforms = tuple(self.choice(n, "transform", TRANSFORMS, field)
-                                    for n in transform_nodes)
+            transform_nodes = (
+                [tnode]
+                if isinstance(tnode, ScalarNode)
+                else self.sequence(tnode, "transform", field)
+            )
+            expr.transforms = tuple(
+                self.choice(n, "transform", TRANSFORMS, field) for n in transform_nodes
+            )
         if "map" in keys and "lookup" in keys:
             self.fail("use either 'map' or 'lookup', not both", keys["lookup"][0], field)
         if "map" in keys:
             table = self.value(node("map"), field)
             if not isinstance(table, dict) or not table:
-                self.fail("'map' is a non-empty mapping of source value to output value",
-                          node("map"), field)
+                self.fail(
+                    "'map' is a non-empty mapping of source value to output value",
+                    node("map"),
+                    field,
+                )
             expr.map = _table_keys(table)
         if "lookup" in keys:
             name = self.string(node("lookup"), "lookup", field)
             if name not in self.tables:
                 known = ", ".join(sorted(self.tables)) or "none defined"
-                self.fail(f"unknown lookup table '{name}' (tables: {known})", node("lookup"),
-                          field)
+                self.fail(f"unknown lookup table '{name}' (tables: {known})", node("lookup"), field)
             expr.lookup = name
             expr.map = self.tables[name].values
         if "otherwise" in keys:

@@ -36,8 +36,13 @@ class Target:
 
 
 _KINDS: dict[type, str] = {
-    bool: "bool", int: "int", float: "float", Decimal: "decimal", str: "str",
-    datetime: "datetime", date: "date",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    Decimal: "decimal",
+    str: "str",
+    datetime: "datetime",
+    date: "date",
 }
 
 
@@ -94,9 +99,15 @@ def model_targets(model: type[BaseModel]) -> dict[str, Target]:
         required = info.is_required()
         default_is_value = not required and not (info.default is None and nullable)
         out[name] = Target(
-            kind=base.kind, required=required, nullable=nullable, omit_if_none=default_is_value,
-            natural=base.natural, enum_values=base.enum_values, fields=base.fields,
-            item=base.item, model=base.model,
+            kind=base.kind,
+            required=required,
+            nullable=nullable,
+            omit_if_none=default_is_value,
+            natural=base.natural,
+            enum_values=base.enum_values,
+            fields=base.fields,
+            item=base.item,
+            model=base.model,
         )
     return out
 

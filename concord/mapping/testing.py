@@ -74,16 +74,23 @@ def load_cases(path: Path) -> list[tuple[int, dict[str, Any]]]:
     for node in root.value:
         line = node.start_mark.line + 1
         if not isinstance(node, MappingNode):
-            raise MappingError("each case is a mapping {name, input, expected|reject}",
-                               file=str(path), line=line)
+            raise MappingError(
+                "each case is a mapping {name, input, expected|reject}", file=str(path), line=line
+            )
         case = loader.construct_object(node, deep=True)
         unknown = set(case) - CASE_KEYS
-        if unknown or "name" not in case or "input" not in case or (
-                ("expected" in case) == ("reject" in case)):
+        if (
+            unknown
+            or "name" not in case
+            or "input" not in case
+            or (("expected" in case) == ("reject" in case))
+        ):
             raise MappingError(
                 "a case has 'name', 'input' and exactly one of 'expected' or 'reject'"
                 + (f" (unknown keys: {', '.join(sorted(unknown))})" if unknown else ""),
-                file=str(path), line=line)
+                file=str(path),
+                line=line,
+            )
         cases.append((line, case))
     loader.dispose()
     return cases
@@ -112,16 +119,18 @@ def run_case(mapping: Mapping, line: int, case: dict[str, Any]) -> CaseResult:
         try:
             record = Customer360.model_validate(record).model_dump(mode="python")
         except ValidationError as exc:
-            return result(False, "input is not a valid Customer360: "
-                                 + re.sub(r"\s+", " ", str(exc)))
+            return result(
+                False, "input is not a valid Customer360: " + re.sub(r"\s+", " ", str(exc))
+            )
     try:
         output = mapping.apply(record)
     except RecordRejected as exc:
         if "reject" not in case:
             return result(False, f"rejected unexpectedly: {exc}")
         if exc.field != case["reject"]:
-            return result(False, f"rejected on field '{exc.field}', expected "
-                                 f"'{case['reject']}': {exc}")
+            return result(
+                False, f"rejected on field '{exc.field}', expected '{case['reject']}': {exc}"
+            )
         if "reason" in case and str(case["reason"]) not in exc.reason:
             return result(False, f"reason {exc.reason!r} does not contain {case['reason']!r}")
         return result(True)
@@ -166,8 +175,11 @@ def differences(expected: Any, actual: Any, where: str) -> list[str]:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{label}: expected {expected!r}, got {actual!r}"]
-        return [p for i, (e, a) in enumerate(zip(expected, actual, strict=True))
-                for p in differences(e, a, f"{where}[{i}]")]
+        return [
+            p
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            for p in differences(e, a, f"{where}[{i}]")
+        ]
     return [] if same(expected, actual) else [f"{label}: expected {expected!r}, got {actual!r}"]
 
 

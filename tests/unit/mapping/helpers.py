@@ -32,16 +32,26 @@ def mapping(text: str, name: str = "test.yaml") -> Mapping:
 def order_mapping(extra: str = "", *, skip: tuple[str, ...] = ()) -> Mapping:
     """An orders mapping with every required field plus ``extra`` field lines."""
     lines = [f"  {k}: {v}" for k, v in ORDER_FIELDS.items() if k not in skip]
-    body = (ORDER_HEAD + "fields:\n" + "\n".join(lines) + "\n"
-            + textwrap.indent(textwrap.dedent(extra), "  "))
+    body = (
+        ORDER_HEAD
+        + "fields:\n"
+        + "\n".join(lines)
+        + "\n"
+        + textwrap.indent(textwrap.dedent(extra), "  ")
+    )
     return mapping_from_text(Path("orders.yaml"), body)
 
 
 def order_record(**changes: object) -> dict[str, object]:
     record: dict[str, object] = {
-        "id": "SO-1", "number": "SO-1", "customer_id": "C-1",
-        "order_date": "2025-03-01T10:00:00Z", "state": "open", "currency": "EUR",
-        "net": "100.00", "gross": "119.00",
+        "id": "SO-1",
+        "number": "SO-1",
+        "customer_id": "C-1",
+        "order_date": "2025-03-01T10:00:00Z",
+        "state": "open",
+        "currency": "EUR",
+        "net": "100.00",
+        "gross": "119.00",
     }
     record.update(changes)
     return record

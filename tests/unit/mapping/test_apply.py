@@ -23,8 +23,9 @@ def test_bad_date_rejects_naming_the_field() -> None:
     with pytest.raises(RecordRejected) as err:
         order_mapping().apply(order_record(order_date="31/02/2025"))
     assert err.value.field == "ordered_at"
-    assert err.value.reason == ("orders.yaml field 'ordered_at': cannot parse '31/02/2025' "
-                                "as datetime")
+    assert err.value.reason == (
+        "orders.yaml field 'ordered_at': cannot parse '31/02/2025' as datetime"
+    )
 
 
 def test_missing_required_value_rejects_naming_the_field() -> None:
@@ -70,10 +71,19 @@ def test_date_only_value_becomes_midnight_utc() -> None:
     assert out["ordered_at"] == datetime(2025, 3, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Y", True), ("n", False), ("yes", True), ("NO", False), ("1", True), (0, False),
-    ("true", True), (False, False),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Y", True),
+        ("n", False),
+        ("yes", True),
+        ("NO", False),
+        ("1", True),
+        (0, False),
+        ("true", True),
+        (False, False),
+    ],
+)
 def test_bool_accepts_the_usual_spellings(raw: object, expected: bool) -> None:
     m = mapping("""\
         direction: inbound
@@ -115,15 +125,17 @@ def test_concat_joins_non_empty_parts_with_sep() -> None:
 
 
 def test_map_otherwise_replaces_unknown_values() -> None:
-    m = order_mapping("status: {path: state, map: {done: closed}, otherwise: open}\n",
-                      skip=("status",))
+    m = order_mapping(
+        "status: {path: state, map: {done: closed}, otherwise: open}\n", skip=("status",)
+    )
     assert m.apply(order_record(state="done"))["status"] == "closed"
     assert m.apply(order_record(state="weird"))["status"] == "open"
 
 
 def test_transforms_run_before_the_map() -> None:
-    m = order_mapping("status: {path: state, transform: [trim, lower], map: {done: closed}}\n",
-                      skip=("status",))
+    m = order_mapping(
+        "status: {path: state, transform: [trim, lower], map: {done: closed}}\n", skip=("status",)
+    )
     assert m.apply(order_record(state=" DONE "))["status"] == "closed"
 
 
@@ -141,11 +153,13 @@ def test_list_index_path_reads_one_item() -> None:
           fields: {quantity: qty, unit_price: price, sku: "$.number"}
         updated_at: "history[-1].at"
     """)
-    out = m.apply(order_record(items=[{"qty": "2", "price": "1.5"}],
-                               history=[{"at": "2025-01-01T00:00:00Z"},
-                                        {"at": "2025-02-01T00:00:00Z"}]))
-    assert out["lines"] == [{"quantity": Decimal(2), "unit_price": Decimal("1.5"),
-                             "sku": "SO-1"}]
+    out = m.apply(
+        order_record(
+            items=[{"qty": "2", "price": "1.5"}],
+            history=[{"at": "2025-01-01T00:00:00Z"}, {"at": "2025-02-01T00:00:00Z"}],
+        )
+    )
+    assert out["lines"] == [{"quantity": Decimal(2), "unit_price": Decimal("1.5"), "sku": "SO-1"}]
     assert out["updated_at"] == datetime(2025, 2, 1, tzinfo=UTC)
 
 
@@ -164,8 +178,9 @@ def test_missing_line_quantity_rejects_naming_the_item() -> None:
 
 
 def test_negate_if_flips_the_sign_when_the_condition_holds() -> None:
-    m = order_mapping("gross_total: {path: gross, negate_if: {path: kind, in: [credit]}}\n",
-                      skip=("gross_total",))
+    m = order_mapping(
+        "gross_total: {path: gross, negate_if: {path: kind, in: [credit]}}\n", skip=("gross_total",)
+    )
     assert m.apply(order_record(kind="credit"))["gross_total"] == Decimal("-119.00")
     assert m.apply(order_record(kind="invoice"))["gross_total"] == Decimal("119.00")
 
@@ -196,8 +211,9 @@ def test_non_dict_record_is_rejected() -> None:
 def test_read_and_unmapped_paths_report_schema_drift() -> None:
     m = order_mapping("lines: {each: items, fields: {quantity: qty, unit_price: price}}\n")
     assert {"number", "items", "items.qty", "items.price"} <= m.read_paths
-    record = order_record(items=[{"qty": 1, "price": 2, "discount": 0}], channel="web",
-                          meta={"source": "api"})
+    record = order_record(
+        items=[{"qty": 1, "price": 2, "discount": 0}], channel="web", meta={"source": "api"}
+    )
     assert m.unmapped_paths(record) == {"items.discount", "channel", "meta.source"}
 
 
@@ -209,9 +225,12 @@ def test_generated_source_contains_no_user_text() -> None:
 
 
 def test_tryton_encoded_decimals_and_datetimes_are_read() -> None:
-    out = order_mapping().apply(order_record(
-        net={"__class__": "Decimal", "decimal": "10.50"},
-        order_date={"__class__": "datetime", "year": 2025, "month": 3, "day": 1, "hour": 9}))
+    out = order_mapping().apply(
+        order_record(
+            net={"__class__": "Decimal", "decimal": "10.50"},
+            order_date={"__class__": "datetime", "year": 2025, "month": 3, "day": 1, "hour": 9},
+        )
+    )
     assert out["net_total"] == Decimal("10.50")
     assert out["ordered_at"] == datetime(2025, 3, 1, 9, tzinfo=UTC)
 

@@ -21,13 +21,21 @@ id: id
 
 
 def customers(fields: str, tables: str = "") -> str:
-    return CUSTOMER_HEAD + tables + "fields:\n  name: company\n" + textwrap.indent(
-        textwrap.dedent(fields), "  ")
+    return (
+        CUSTOMER_HEAD
+        + tables
+        + "fields:\n  name: company\n"
+        + textwrap.indent(textwrap.dedent(fields), "  ")
+    )
 
 
 def test_inline_lookup_table_translates_values() -> None:
-    m = mapping(customers("country: {path: land, lookup: countries}\n",
-                          "tables:\n  countries: {Deutschland: DE, Frankreich: FR}\n"))
+    m = mapping(
+        customers(
+            "country: {path: land, lookup: countries}\n",
+            "tables:\n  countries: {Deutschland: DE, Frankreich: FR}\n",
+        )
+    )
     assert m.apply({"id": "1", "company": "X", "land": "Deutschland"})["country"] == "DE"
     with pytest.raises(RecordRejected, match="'Spanien' is not in lookup table 'countries'"):
         m.apply({"id": "1", "company": "X", "land": "Spanien"})
@@ -38,9 +46,12 @@ def test_csv_lookup_table_is_read_from_under_mappings(tmp_path: Path) -> None:
     root.mkdir(parents=True)
     (tmp_path / "mappings" / "countries.csv").write_text("name,code\nGermany,DE\nFrance,FR\n")
     file = root / "customers.yaml"
-    file.write_text(customers(
-        "country: {path: land, lookup: countries, otherwise: null}\n",
-        "tables:\n  countries: {csv: ../countries.csv, key: name, value: code}\n"))
+    file.write_text(
+        customers(
+            "country: {path: land, lookup: countries, otherwise: null}\n",
+            "tables:\n  countries: {csv: ../countries.csv, key: name, value: code}\n",
+        )
+    )
     m = load_mapping(file)
     assert m.apply({"id": "1", "company": "X", "land": "France"})["country"] == "FR"
     assert m.apply({"id": "1", "company": "X", "land": "Peru"})["country"] is None
@@ -51,8 +62,12 @@ def test_csv_lookup_table_outside_mappings_is_refused(tmp_path: Path) -> None:
     root.mkdir()
     (tmp_path / "secret.csv").write_text("a,b\n1,2\n")
     file = root / "customers.yaml"
-    file.write_text(customers("country: {path: land, lookup: t}\n",
-                              "tables:\n  t: {csv: ../secret.csv, key: a, value: b}\n"))
+    file.write_text(
+        customers(
+            "country: {path: land, lookup: t}\n",
+            "tables:\n  t: {csv: ../secret.csv, key: a, value: b}\n",
+        )
+    )
     with pytest.raises(MappingError, match="must be a file under"):
         load_mapping(file)
 
@@ -86,13 +101,13 @@ def test_join_makes_text_from_a_list() -> None:
 
 def test_wildcard_path_collects_every_item() -> None:
     m = mapping(customers("phones: 'contacts[*].phone'\n"))
-    record = {"id": "1", "company": "X", "contacts": [{"phone": "1"}, {"fax": "2"},
-                                                       {"phone": "3"}]}
+    record = {"id": "1", "company": "X", "contacts": [{"phone": "1"}, {"fax": "2"}, {"phone": "3"}]}
     assert m.apply(record)["phones"] == ["1", "3"]
 
 
 def test_when_picks_the_first_matching_case() -> None:
-    m = order_mapping("""\
+    m = order_mapping(
+        """\
         status:
           when:
             - if: {path: cancelled, eq: true}
@@ -100,18 +115,23 @@ def test_when_picks_the_first_matching_case() -> None:
             - if: {all: [{path: shipped_qty, gt: 0}, {path: open_qty, le: 0}]}
               then: {const: shipped}
           else: state
-    """, skip=("status",))
+    """,
+        skip=("status",),
+    )
     assert m.apply(order_record(cancelled=True))["status"] == "cancelled"
     assert m.apply(order_record(shipped_qty="3", open_qty=0))["status"] == "shipped"
     assert m.apply(order_record(shipped_qty="3", open_qty=1))["status"] == "open"
 
 
 def test_condition_matches_and_not() -> None:
-    m = order_mapping("""\
+    m = order_mapping(
+        """\
         gross_total:
           path: gross
           negate_if: {not: {path: number, matches: '^SO-'}}
-    """, skip=("gross_total",))
+    """,
+        skip=("gross_total",),
+    )
     assert m.apply(order_record())["gross_total"] == Decimal("119.00")
     assert m.apply(order_record(number="CN-1"))["gross_total"] == Decimal("-119.00")
 
@@ -160,6 +180,12 @@ def test_outbound_stringify_writes_every_value_as_text() -> None:
           ids: source_ids
           tier: value_tier
     """)
-    out = m.apply({"lifetime_revenue": Decimal("12.50"), "is_person": False,
-                   "source_ids": ["a", "b"], "value_tier": "A"})
+    out = m.apply(
+        {
+            "lifetime_revenue": Decimal("12.50"),
+            "is_person": False,
+            "source_ids": ["a", "b"],
+            "value_tier": "A",
+        }
+    )
     assert out == {"revenue": "12.50", "person": "false", "ids": "a;b", "tier": "A"}

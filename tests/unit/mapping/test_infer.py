@@ -12,11 +12,18 @@ from concord.mapping import mapping_from_text
 from concord.mapping.infer import infer_mapping
 
 ORDER = {
-    "id": "SO-1", "number": "SO-000001", "customer_id": "C-00001",
-    "order_date": "2025-03-01T10:00:00Z", "state": "done", "currency": "EUR",
-    "amount_untaxed": "100.00", "amount_tax": "19.00", "amount_total": "119.00",
+    "id": "SO-1",
+    "number": "SO-000001",
+    "customer_id": "C-00001",
+    "order_date": "2025-03-01T10:00:00Z",
+    "state": "done",
+    "currency": "EUR",
+    "amount_untaxed": "100.00",
+    "amount_tax": "19.00",
+    "amount_total": "119.00",
     "lines": [{"sku": "A", "name": "Widget", "qty": 2, "unit_price": "50.00"}],
-    "updated_at": "2025-03-02T00:00:00Z", "channel": "web",
+    "updated_at": "2025-03-02T00:00:00Z",
+    "channel": "web",
 }
 
 
@@ -30,9 +37,13 @@ def test_inferred_orders_mapping_loads_and_maps_the_sample() -> None:
 
 
 def test_inferred_customer_maps_address_object_and_guesses_date_format() -> None:
-    sample = {"id": "C-1", "company": "Acme", "email": "a@acme.de",
-              "billing_address": {"street": "Hauptstr 1", "city": "Berlin", "zip": "10115"},
-              "updated_at": "31.12.2024"}
+    sample = {
+        "id": "C-1",
+        "company": "Acme",
+        "email": "a@acme.de",
+        "billing_address": {"street": "Hauptstr 1", "city": "Berlin", "zip": "10115"},
+        "updated_at": "31.12.2024",
+    }
     text = infer_mapping(sample, "customers")
     out = mapping_from_text(Path("draft.yaml"), text).apply(sample)
     assert out["addresses"] == [{"line": "Hauptstr 1", "city": "Berlin", "postcode": "10115"}]

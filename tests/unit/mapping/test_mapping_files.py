@@ -10,8 +10,9 @@ from concord.mapping import load_mapping
 from concord.mapping.testing import cases_path, run_mapping_tests
 
 REPO = Path(__file__).resolve().parents[3]
-MAPPINGS = sorted(p for p in (REPO / "mappings").rglob("*.yaml")
-                  if not p.name.endswith(".tests.yaml"))
+MAPPINGS = sorted(
+    p for p in (REPO / "mappings").rglob("*.yaml") if not p.name.endswith(".tests.yaml")
+)
 
 
 def test_the_repository_has_mappings() -> None:

@@ -13,8 +13,9 @@ jsonschema = pytest.importorskip("jsonschema")
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = json.loads((REPO / "concord" / "schemas" / "mapping.schema.json").read_text())
-MAPPINGS = sorted(p for p in (REPO / "mappings").rglob("*.yaml")
-                  if not p.name.endswith(".tests.yaml"))
+MAPPINGS = sorted(
+    p for p in (REPO / "mappings").rglob("*.yaml") if not p.name.endswith(".tests.yaml")
+)
 
 
 def _errors(document: Any) -> list[str]:
@@ -32,12 +33,20 @@ def test_repository_mapping_validates_against_the_schema(path: Path) -> None:
 
 
 def test_schema_refuses_an_unknown_expression_key() -> None:
-    document = {"direction": "inbound", "entity": "orders", "id": "id",
-                "fields": {"number": {"path": "number", "typo": 1}}}
+    document = {
+        "direction": "inbound",
+        "entity": "orders",
+        "id": "id",
+        "fields": {"number": {"path": "number", "typo": 1}},
+    }
     assert _errors(document)
 
 
 def test_schema_refuses_two_sources_in_one_expression() -> None:
-    document = {"direction": "inbound", "entity": "orders", "id": "id",
-                "fields": {"number": {"path": "number", "const": "x"}}}
+    document = {
+        "direction": "inbound",
+        "entity": "orders",
+        "id": "id",
+        "fields": {"number": {"path": "number", "const": "x"}},
+    }
     assert _errors(document)
