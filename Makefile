@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy concord connectors sandbox
+	$(BIN)/mypy concord connectors sandbox dags scripts
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q
