@@ -18,21 +18,37 @@ from typing import Any
 from concord.mapping import load_mapping
 
 REPO = Path(__file__).resolve().parent.parent
-STATUS = {"draft": "draft", "open": "open", "confirmed": "confirmed", "shipped": "shipped",
-          "done": "closed", "cancel": "cancelled"}
+STATUS = {
+    "draft": "draft",
+    "open": "open",
+    "confirmed": "confirmed",
+    "shipped": "shipped",
+    "done": "closed",
+    "cancel": "cancelled",
+}
 
 
 def sample(n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
-        out.append({
-            "id": f"SO-{i:06d}", "number": f"SO-{i:06d}", "customer_id": f"C-{i % 5000:05d}",
-            "order_date": "2025-03-01T10:15:00Z", "state": "done", "currency": "EUR",
-            "amount_untaxed": "100.00", "amount_tax": "19.00", "amount_total": "119.00",
-            "lines": [{"sku": "P-100", "name": "Widget", "qty": 2, "unit_price": "25.00"},
-                      {"sku": "P-200", "name": "Gadget", "qty": 1, "unit_price": "50.00"}],
-            "updated_at": "2025-03-02T08:00:00Z",
-        })
+        out.append(
+            {
+                "id": f"SO-{i:06d}",
+                "number": f"SO-{i:06d}",
+                "customer_id": f"C-{i % 5000:05d}",
+                "order_date": "2025-03-01T10:15:00Z",
+                "state": "done",
+                "currency": "EUR",
+                "amount_untaxed": "100.00",
+                "amount_tax": "19.00",
+                "amount_total": "119.00",
+                "lines": [
+                    {"sku": "P-100", "name": "Widget", "qty": 2, "unit_price": "25.00"},
+                    {"sku": "P-200", "name": "Gadget", "qty": 1, "unit_price": "50.00"},
+                ],
+                "updated_at": "2025-03-02T08:00:00Z",
+            }
+        )
     return out
 
 
@@ -44,23 +60,34 @@ def _utc(text: str) -> datetime:
 def hand_written(r: dict[str, Any]) -> dict[str, Any]:
     """What an engineer would write by hand for the same mapping (fewer checks)."""
     out: dict[str, Any] = {
-        "id": str(r["id"]), "number": r["number"], "customer_id": r["customer_id"],
-        "ordered_at": _utc(r["order_date"]), "status": STATUS[r["state"]],
-        "currency": r["currency"], "net_total": Decimal(r["amount_untaxed"]),
+        "id": str(r["id"]),
+        "number": r["number"],
+        "customer_id": r["customer_id"],
+        "ordered_at": _utc(r["order_date"]),
+        "status": STATUS[r["state"]],
+        "currency": r["currency"],
+        "net_total": Decimal(r["amount_untaxed"]),
     }
     tax = r.get("amount_tax")
     out["tax_total"] = Decimal(tax) if tax not in (None, "") else Decimal(0)
     out["gross_total"] = Decimal(r["amount_total"])
-    out["lines"] = [{"sku": line.get("sku"), "description": line.get("name"),
-                     "quantity": Decimal(line["qty"]), "unit_price": Decimal(line["unit_price"])}
-                    for line in r.get("lines") or []]
+    out["lines"] = [
+        {
+            "sku": line.get("sku"),
+            "description": line.get("name"),
+            "quantity": Decimal(line["qty"]),
+            "unit_price": Decimal(line["unit_price"]),
+        }
+        for line in r.get("lines") or []
+    ]
     updated = r.get("updated_at")
     out["updated_at"] = _utc(updated) if updated else None
     return out
 
 
-def rate(fn: Callable[[dict[str, Any]], dict[str, Any]], records: list[dict[str, Any]],
-         repeat: int) -> float:
+def rate(
+    fn: Callable[[dict[str, Any]], dict[str, Any]], records: list[dict[str, Any]], repeat: int
+) -> float:
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
