@@ -8,6 +8,7 @@ script checks before timing.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -101,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--report", type=Path, default=REPO / "bench" / "results" / "mapping.md")
     args = parser.parse_args()
     mapping = load_mapping(REPO / "mappings" / "sandbox_erp" / "orders.yaml")
     records = sample(args.records)
@@ -110,6 +112,20 @@ def main() -> None:
     print(f"orders mapping (compiled YAML): {compiled:>10,.0f} records/s")
     print(f"hand-written function:          {manual:>10,.0f} records/s")
     print(f"compiled / hand-written:        {compiled / manual:>10.2f}")
+    load = os.getloadavg()[0]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(
+        "# Mapping compiler benchmark\n\n"
+        f"`python bench/bench_mapping.py --records {args.records} --repeat {args.repeat}` on "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, one core, load average {load:.1f}.\n"
+        "The orders mapping: 11 top-level fields plus 4 per line, 2 lines per order, with\n"
+        "decimal, datetime, enum, currency conversions.\n\n"
+        "| function | records/s |\n|---|---:|\n"
+        f"| compiled YAML mapping | {compiled:,.0f} |\n"
+        f"| hand-written equivalent (fewer checks) | {manual:,.0f} |\n"
+        f"| ratio | {compiled / manual:.2f} |\n\n"
+        "Goal: at least 250k records/s, within 20% of hand-written code.\n"
+    )
 
 
 if __name__ == "__main__":
