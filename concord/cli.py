@@ -265,5 +265,22 @@ def customers_show(
     guarded(body)
 
 
+@customers_app.command("explain")
+def customers_explain(
+    a: Annotated[str, typer.Argument(help="record key source:id or concord id")],
+    b: Annotated[str, typer.Argument(help="record key source:id or concord id")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Tell why two records are, or are not, the same customer."""
+    from concord.explain import explain, render_explanation
+    from concord.store import Store
+
+    def body() -> None:
+        cfg = load_config(config)
+        render_explanation(console, explain(Store.open(cfg.store_url), cfg, a, b))
+
+    guarded(body)
+
+
 if __name__ == "__main__":
     app()

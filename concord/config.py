@@ -14,9 +14,16 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from concord.errors import ConfigError
 from concord.secrets import SecretRef
@@ -88,10 +95,109 @@ class TargetConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class IdentityConfig(_Strict):
-    """Which rules link records into one customer; thresholds for the fuzzy rule."""
+MatchRuleType = Literal["crossref", "tax_id", "email", "fuzzy_name"]
+Corroboration = Literal["postcode", "city", "phone", "email_domain"]
+SurvivorshipStrategy = Literal["source_priority", "most_recent", "most_complete", "most_frequent"]
+GoldenField = Literal["name", "email", "phone", "address", "tax_id"]
 
-    rules: list[str] = Field(default_factory=lambda: ["crossref", "tax_id", "email"])
+
+CORROBORATION_WEIGHTS: dict[Corroboration, float] = {
+    "postcode": 1.0,
+    "city": 0.5,
+    "phone": 2.0,
+    "email_domain": 1.0,
+}
+"""Default evidence weight of each corroborating field: a shared phone counts double, a shared
+city (many companies per city) half."""
+
+
+def _all_corroborations() -> dict[Corroboration, float]:
+    return dict(CORROBORATION_WEIGHTS)
+
+
+class MatchRuleConfig(_Strict):
+    """One matching rule; a bare string in YAML (``email``) names a rule of that type.
+
+    Deterministic rules (``crossref``, ``tax_id``, ``email``) link on equal normalised keys with
+    score 1.0. ``fuzzy_name`` compares legal-form-stripped names with rapidfuzz inside blocks and
+    links when the whole name reaches ``threshold``, its distinctive words (those not common in
+    the customer base) reach ``distinct_threshold``, and the weights of the agreeing
+    ``corroborate`` fields sum to at least ``min_corroboration`` (``person_min_corroboration``
+    for private persons). ``corroborate`` is a list of fields or a mapping field -> weight.
+    Identical normalised names that contain a distinctive word add ``unique_name_weight``
+    (Splink's term-frequency idea: a rare name agreeing exactly is evidence in itself).
+    """
+
+    name: str
+    type: MatchRuleType
+    threshold: float = Field(default=88.0, ge=0, le=100)
+    distinct_threshold: float = Field(default=80.0, ge=0, le=100)
+    corroborate: dict[Corroboration, float] = Field(default_factory=_all_corroborations)
+    unique_name_weight: float = Field(default=1.0, ge=0)
+    min_corroboration: float = Field(default=1.0, ge=0)
+    person_min_corroboration: float = Field(default=1.5, ge=0)
+    same_country: bool = True
+
+    @field_validator("corroborate", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {f: CORROBORATION_WEIGHTS.get(f, 1.0) for f in value}
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value, "type": value}
+        if isinstance(value, dict) and "name" in value and "type" not in value:
+            return {**value, "type": value["name"]}
+        if isinstance(value, dict) and "type" in value and "name" not in value:
+            return {**value, "name": value["type"]}
+        return value
+
+
+class FieldSurvivorship(_Strict):
+    """How one golden field is chosen among a cluster's records (``sources``: highest first)."""
+
+    strategy: SurvivorshipStrategy = "most_recent"
+    sources: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"strategy": value} if isinstance(value, str) else value
+
+
+class SurvivorshipConfig(_Strict):
+    """Survivorship per golden field; ``source_priority`` is the default ranking of sources."""
+
+    default: FieldSurvivorship = Field(default_factory=FieldSurvivorship)
+    source_priority: list[str] = Field(default_factory=list)
+    fields: dict[GoldenField, FieldSurvivorship] = Field(default_factory=dict)
+
+    def for_field(self, name: GoldenField) -> FieldSurvivorship:
+        rule = self.fields.get(name, self.default)
+        if rule.strategy == "source_priority" and not rule.sources:
+            return FieldSurvivorship(strategy="source_priority", sources=self.source_priority)
+        return rule
+
+
+class ChurnConfig(_Strict):
+    """BG/NBD churn model settings: below ``min_repeat_customers`` the recency heuristic is used."""
+
+    min_repeat_customers: int = Field(default=30, ge=1)
+    period_days: int = Field(default=7, ge=1)
+
+
+def _default_rules() -> list[MatchRuleConfig]:
+    return [MatchRuleConfig.model_validate(n) for n in ("crossref", "tax_id", "email")]
+
+
+class IdentityConfig(_Strict):
+    """Which rules link records into one customer, survivorship, overrides and churn settings."""
+
+    rules: list[MatchRuleConfig] = Field(default_factory=_default_rules)
     free_mail_domains: list[str] = Field(
         default_factory=lambda: [
             "gmail.com",
@@ -111,6 +217,21 @@ class IdentityConfig(_Strict):
     )
     name_threshold: float = Field(default=92.0, ge=0, le=100)
     overrides: Path | None = None
+    max_block_size: int = Field(default=200, ge=2)
+    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> IdentityConfig:
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"identity rule names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def rule(self, rule_type: str) -> MatchRuleConfig | None:
+        """The first configured rule of a type, or None when that type is not enabled."""
+        return next((r for r in self.rules if r.type == rule_type), None)
 
 
 class PipelineConfig(_Strict):

@@ -2,15 +2,18 @@
 
 Sums and counts are computed in SQL over the canonical tables joined to identity links (the
 store does the heavy lifting, grouped by golden customer and currency), converted to the base
-currency with the configured FX table, then tiered and staged in Python. Survivorship picks each
-golden value from the most recently updated source record that has one, and keeps which record it
-came from. A row is rewritten only when its content hash changes.
+currency with the configured FX table, then scored in Python: Pareto value tier, RFM quintiles,
+lifecycle stage and churn risk (``concord.churn``: BG/NBD, or a recency heuristic on small bases;
+the build report says which). Survivorship picks each golden value per ``identity.survivorship``
+(source priority, most recent, most complete or most frequent) and keeps which source record
+supplied it. A row is rewritten only when its content hash changes.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +23,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, case, func, select
 
-from concord.config import PipelineConfig
+from concord import churn
+from concord.config import FieldSurvivorship, GoldenField, PipelineConfig
+from concord.identity import fold
 from concord.model import Customer360, LifecycleStage, SourcedValue, ValueTier
 from concord.store import Store
 from concord.store import tables as t
@@ -38,6 +43,9 @@ class Build360Report:
     written: int = 0
     unchanged: int = 0
     unconverted_currencies: dict[str, int] = field(default_factory=dict)
+    churn_model: str = ""
+    churn_reason: str = ""
+    churn_params: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,14 +53,27 @@ class Build360Report:
             "written": self.written,
             "unchanged": self.unchanged,
             "unconverted_currencies": dict(self.unconverted_currencies),
+            "churn_model": self.churn_model,
+            "churn_reason": self.churn_reason,
+            "churn_params": self.churn_params,
         }
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One source record's value for a golden field, with what survivorship ranks it by."""
+
+    value: Any
+    source_key: str
+    source: str
+    updated_at: datetime
 
 
 @dataclass(slots=True)
 class _Acc:
     source_ids: list[str] = field(default_factory=list)
-    best: dict[str, tuple[datetime, SourcedValue]] = field(default_factory=dict)
-    country: str | None = None
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    countries: dict[str, str] = field(default_factory=dict)
     is_person: bool = False
     orders: int = 0
     revenue: Decimal = Decimal(0)
@@ -190,36 +211,130 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _survivorship(conn: Connection, accs: dict[str, _Acc]) -> None:
+GOLDEN_FIELDS: tuple[GoldenField, ...] = ("name", "email", "phone", "address", "tax_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, fold(str(v)).strip()) for k, v in value.items() if v))
+    return fold(str(value)).strip()
+
+
+def _completeness(value: Any) -> tuple[int, int]:
+    if isinstance(value, dict):
+        parts = [str(v) for v in value.values() if v not in (None, "")]
+        return len(parts), sum(len(p) for p in parts)
+    return 1, len(str(value).strip())
+
+
+def choose(candidates: list[Candidate], rule: FieldSurvivorship) -> Candidate:
+    """The surviving value among a golden field's candidates; ties go to the most recent."""
+
+    def recency(c: Candidate) -> tuple[datetime, str]:
+        return (c.updated_at, c.source_key)
+
+    if rule.strategy == "source_priority":
+        rank = {s: i for i, s in enumerate(rule.sources)}
+        worst = len(rank)
+        return min(
+            candidates,
+            key=lambda c: (rank.get(c.source, worst), -c.updated_at.timestamp(), c.source_key),
+        )
+    if rule.strategy == "most_complete":
+        return max(candidates, key=lambda c: (_completeness(c.value), recency(c)))
+    if rule.strategy == "most_frequent":
+        counts = Counter(_comparable(c.value) for c in candidates)
+        return max(candidates, key=lambda c: (counts[_comparable(c.value)], recency(c)))
+    return max(candidates, key=recency)
+
+
+def _collect(conn: Connection, accs: dict[str, _Acc]) -> None:
     c, il = t.customers, t.identity_links
     q = select(il.c.concord_id, c.c.source, c.c.source_id, c.c.updated_at, c.c.data).select_from(
         c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id))
     )
-    epoch = datetime(1970, 1, 1).astimezone()
-    for gid, source, sid, updated, data in conn.execute(q):
+    for gid, source, sid, updated, data in conn.execution_options(yield_per=20_000).execute(q):
         a = accs[gid]
         ref = f"{source}:{sid}"
         a.source_ids.append(ref)
-        when = _utc(updated) or epoch
-        address = (data.get("addresses") or [None])[0]
-        candidates = {
+        when = _utc(updated) or _EPOCH
+        values = {
             "name": data.get("name"),
             "email": (data.get("emails") or [None])[0],
             "phone": (data.get("phones") or [None])[0],
-            "address": address,
+            "address": (data.get("addresses") or [None])[0],
             "tax_id": data.get("tax_id"),
         }
-        for fname, value in candidates.items():
-            if value in (None, "", {}):
+        for fname, value in values.items():
+            if value in (None, "", {}) or (
+                isinstance(value, dict) and not any(v for v in value.values())
+            ):
                 continue
-            held = a.best.get(fname)
-            if held is None or (when, ref) > (held[0], held[1].source):
-                a.best[fname] = (when, SourcedValue(value=value, source=ref))
-        if data.get("country") and (
-            a.country is None or ("name" in a.best and a.best["name"][1].source == ref)
-        ):
-            a.country = data["country"]
+            a.candidates.setdefault(fname, []).append(Candidate(value, ref, source, when))
+        if data.get("country"):
+            a.countries[ref] = data["country"]
         a.is_person = a.is_person or bool(data.get("is_person"))
+
+
+def golden_values(a: _Acc, config: PipelineConfig) -> dict[str, SourcedValue]:
+    """Survivorship per field as configured; each value keeps the record that supplied it."""
+    rules = config.identity.survivorship
+    out: dict[str, SourcedValue] = {}
+    for fname in GOLDEN_FIELDS:
+        cands = a.candidates.get(fname)
+        if cands:
+            best = choose(cands, rules.for_field(fname))
+            out[fname] = SourcedValue(value=best.value, source=best.source_key)
+    return out
+
+
+def _country(a: _Acc, best: dict[str, SourcedValue]) -> str | None:
+    for fname in ("name", "address", "tax_id"):
+        if fname in best and best[fname].source in a.countries:
+            return a.countries[best[fname].source]
+    return next((a.countries[k] for k in sorted(a.countries)), None)
+
+
+def quintiles(values: dict[str, float]) -> dict[str, int]:
+    """Score 1-5 by quintile of percentile rank (higher value, higher score).
+
+    The percentile is the share of other customers strictly below, so equal values score alike,
+    the lowest scores 1 and the highest 5; a lone customer scores a neutral 3.
+    """
+    n = len(values)
+    if n == 1:
+        return dict.fromkeys(values, 3)
+    ordered = sorted(values.values())
+    return {key: 1 + min(4, (5 * bisect_left(ordered, v)) // (n - 1)) for key, v in values.items()}
+
+
+def rfm_scores(accs: dict[str, _Acc], as_of: datetime) -> dict[str, tuple[int, int, int]]:
+    """RFM quintile scores (1-5) among customers with at least one order."""
+    buyers = {gid: a for gid, a in accs.items() if a.last_order is not None and a.orders > 0}
+    recency = quintiles(
+        {gid: -float((as_of - a.last_order).days) for gid, a in buyers.items()}  # type: ignore[operator]
+    )
+    frequency = quintiles({gid: float(a.orders) for gid, a in buyers.items()})
+    monetary = quintiles({gid: float(a.revenue) for gid, a in buyers.items()})
+    return {gid: (recency[gid], frequency[gid], monetary[gid]) for gid in buyers}
+
+
+def churn_scores(
+    accs: dict[str, _Acc], as_of: datetime, config: PipelineConfig
+) -> churn.ChurnScores:
+    """BG/NBD (or the documented fallback) over every customer with an order."""
+    period = 86400.0 * config.identity.churn.period_days
+    histories = {
+        gid: churn.History(
+            x=max(a.orders - 1, 0),
+            t_x=(a.last_order - a.first_order).total_seconds() / period,
+            T=max((as_of - a.first_order).total_seconds() / period, 0.0),
+        )
+        for gid, a in accs.items()
+        if a.first_order is not None and a.last_order is not None and a.orders > 0
+    }
+    return churn.score(histories, config.identity.churn.min_repeat_customers)
 
 
 def _tiers(revenue: dict[str, Decimal]) -> dict[str, ValueTier]:
@@ -263,21 +378,36 @@ def compute(
     fx = _Fx(config, report)
     accs: dict[str, _Acc] = defaultdict(_Acc)
     with store.engine.connect() as conn:
-        _survivorship(conn, accs)
+        _collect(conn, accs)
         _aggregate(conn, accs, fx, as_of)
     tiers = _tiers({gid: a.revenue for gid, a in accs.items()})
+    rfm = rfm_scores(accs, as_of)
+    scores = churn_scores(accs, as_of, config)
+    report.churn_model = scores.model
+    report.churn_reason = scores.reason
+    if scores.params is not None:
+        p = scores.params
+        report.churn_params = {
+            "r": round(p.r, 6),
+            "alpha": round(p.alpha, 6),
+            "a": round(p.a, 6),
+            "b": round(p.b, 6),
+        }
     for gid in sorted(accs):
         a = accs[gid]
-        if "name" not in a.best:
+        best = golden_values(a, config)
+        if "name" not in best:
             continue
+        alive = scores.p_alive.get(gid)
+        r_score, f_score, m_score = rfm.get(gid, (None, None, None))
         yield Customer360(
             concord_id=gid,
-            name=a.best["name"][1],
-            email=a.best["email"][1] if "email" in a.best else None,
-            phone=a.best["phone"][1] if "phone" in a.best else None,
-            address=a.best["address"][1] if "address" in a.best else None,
-            tax_id=a.best["tax_id"][1] if "tax_id" in a.best else None,
-            country=a.country,
+            name=best["name"],
+            email=best.get("email"),
+            phone=best.get("phone"),
+            address=best.get("address"),
+            tax_id=best.get("tax_id"),
+            country=_country(a, best),
             is_person=a.is_person,
             source_ids=sorted(a.source_ids),
             orders_count=a.orders,
@@ -299,8 +429,13 @@ def compute(
             average_days_to_pay=round(a.days_to_pay_sum / a.days_to_pay_n, 1)
             if a.days_to_pay_n
             else None,
+            rfm_recency=r_score,
+            rfm_frequency=f_score,
+            rfm_monetary=m_score,
             value_tier=tiers.get(gid, ValueTier.C),
             lifecycle_stage=_lifecycle(a, as_of),
+            p_alive=None if alive is None else round(alive, 4),
+            churn_risk=None if alive is None else round(1.0 - alive, 4),
             base_currency=config.base_currency,
             updated_at=as_of,
         )

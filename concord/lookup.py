@@ -1,4 +1,10 @@
-"""Finding a golden customer by concord id, source key or name, and showing it whole."""
+"""Finding a golden customer by concord id, source key or name, and showing it whole.
+
+``find_customers`` follows merged ids to their survivor, so an id the CRM still holds from before a
+merge keeps working. ``render_customer`` prints the golden record (each value with the source
+record that supplied it), every linked source record with the rule, score and record behind its
+link, and the 360 metrics (revenue, balances, RFM, tier, lifecycle and churn risk).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, or_, select
+from sqlalchemy import Connection, func, or_, select
 
 from concord.console import money
 from concord.store import Store
@@ -19,14 +25,33 @@ class CustomerView:
     concord_id: str
     data: dict[str, Any]
     links: list[dict[str, Any]] = field(default_factory=list)
+    asked_for: str | None = None  # the merged id the query named, if it was one
+
+
+def _survivor(conn: Connection, gid: str) -> str:
+    g = t.golden
+    seen: set[str] = set()
+    while gid not in seen:
+        seen.add(gid)
+        into = conn.execute(
+            select(g.c.merged_into).where(g.c.concord_id == gid, g.c.status == "merged")
+        ).scalar()
+        if not into:
+            return gid
+        gid = into
+    return gid
 
 
 def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerView]:
     """Exact concord id, then 'source:id' of a linked record, then a name substring."""
     c360, il = t.customer360, t.identity_links
     with store.engine.connect() as conn:
+        asked: str | None = None
+        survivor = _survivor(conn, query)
+        if survivor != query:
+            asked = query
         ids = list(
-            conn.execute(select(c360.c.concord_id).where(c360.c.concord_id == query)).scalars()
+            conn.execute(select(c360.c.concord_id).where(c360.c.concord_id == survivor)).scalars()
         )
         if not ids and ":" in query:
             source, _, sid = query.partition(":")
@@ -57,13 +82,16 @@ def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerVi
                     .order_by(il.c.source, il.c.source_id)
                 ).mappings()
             ]
-            views.append(CustomerView(gid, data, links))
+            views.append(CustomerView(gid, data, links, asked))
     return views
 
 
 def render_customer(console: Console, view: CustomerView) -> None:
+    """Golden record with sources per value, links with their rules, then the 360 metrics."""
     d = view.data
     cur = d.get("base_currency", "")
+    if view.asked_for:
+        console.print(f"[yellow]{view.asked_for} was merged into {view.concord_id}[/]")
     console.print(
         f"[bold]{d['name']['value']}[/]  {view.concord_id}  tier {d['value_tier']}, "
         f"{d['lifecycle_stage']}"
@@ -105,6 +133,12 @@ def render_customer(console: Console, view: CustomerView) -> None:
         "open_balance",
         "overdue_balance",
         "average_days_to_pay",
+        "rfm_recency",
+        "rfm_frequency",
+        "rfm_monetary",
+        "value_tier",
+        "lifecycle_stage",
+        "p_alive",
         "churn_risk",
     ):
         value = d.get(key)

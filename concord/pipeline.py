@@ -54,7 +54,9 @@ def resolve(ctx: RunContext) -> dict[str, Any]:
     from concord import identity
 
     started = utcnow()
-    report = identity.resolve(ctx.store, ctx.config.identity, ctx.run_id).as_dict()
+    report = identity.resolve(
+        ctx.store, ctx.config.identity, ctx.run_id, base_dir=ctx.config.path.parent
+    ).as_dict()
     record_stage(ctx, "resolve", "all", started, report)
     return report
 

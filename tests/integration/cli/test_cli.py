@@ -153,3 +153,13 @@ def test_mappings_infer_drafts_a_mapping(tmp_path: Path) -> None:
     result = runner.invoke(app, ["mappings", "infer", str(sample), "--entity", "customers"])
     assert result.exit_code == 0, result.output
     assert "direction: inbound" in result.output and "company" in result.output
+
+
+def test_customers_explain_names_the_rule_between_duplicates(synced: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["customers", "explain", "sandbox_erp:C-00004", "sandbox_erp:C-00018", "-c", str(synced)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "sandbox_erp:C-00004" in result.output and "sandbox_erp:C-00018" in result.output
+    assert "same customer" in result.output.lower()

@@ -1,0 +1,68 @@
+"""Survivorship choices, RFM quintiles and Pareto tiers on hand-built values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from concord.config import FieldSurvivorship
+from concord.customer360 import Candidate, _tiers, choose, quintiles
+from concord.model import ValueTier
+
+
+def cand(value: object, key: str, day: int) -> Candidate:
+    return Candidate(value, key, key.split(":")[0], datetime(2026, 1, day, tzinfo=UTC))
+
+
+CANDS = [
+    cand("Acme", "erp_a:1", 3),
+    cand("ACME Corporation GmbH", "erp_b:1", 1),
+    cand("acme", "erp_c:1", 2),
+]
+
+
+def test_most_recent_takes_the_latest_updated_record() -> None:
+    assert choose(CANDS, FieldSurvivorship(strategy="most_recent")).source_key == "erp_a:1"
+
+
+def test_source_priority_takes_the_highest_ranked_source() -> None:
+    rule = FieldSurvivorship(strategy="source_priority", sources=["erp_c", "erp_b"])
+    assert choose(CANDS, rule).source_key == "erp_c:1"
+    unlisted = FieldSurvivorship(strategy="source_priority", sources=["erp_z"])
+    assert choose(CANDS, unlisted).source_key == "erp_a:1"  # then most recent
+
+
+def test_most_complete_takes_the_fullest_value() -> None:
+    assert choose(CANDS, FieldSurvivorship(strategy="most_complete")).source_key == "erp_b:1"
+    addresses = [
+        cand({"line": "Main St 1", "city": "Berlin", "postcode": None}, "a:1", 5),
+        cand({"line": "Main St 1", "city": "Berlin", "postcode": "10115"}, "b:1", 1),
+    ]
+    assert choose(addresses, FieldSurvivorship(strategy="most_complete")).source_key == "b:1"
+
+
+def test_most_frequent_takes_the_value_most_records_agree_on() -> None:
+    # "Acme" and "acme" agree once case is folded.
+    assert choose(CANDS, FieldSurvivorship(strategy="most_frequent")).source_key == "erp_a:1"
+
+
+def test_quintiles_score_lowest_1_highest_5_and_ties_alike() -> None:
+    scores = quintiles({str(i): float(i) for i in range(100)})
+    assert scores["0"] == 1 and scores["99"] == 5
+    assert sum(1 for s in scores.values() if s == 5) == 20
+    tied = quintiles({"a": 1.0, "b": 1.0, "c": 2.0})
+    assert tied["a"] == tied["b"] == 1 and tied["c"] == 5
+    assert quintiles({"only": 3.0}) == {"only": 3}
+
+
+def test_pareto_tiers_a_makes_80_percent_b_the_next_15() -> None:
+    revenue = {"big": Decimal(70), "mid": Decimal(20), "small": Decimal(6), "tiny": Decimal(4)}
+    revenue["none"] = Decimal(0)
+    tiers = _tiers(revenue)
+    assert tiers == {
+        "big": ValueTier.A,
+        "mid": ValueTier.A,
+        "small": ValueTier.B,
+        "tiny": ValueTier.C,
+        "none": ValueTier.C,
+    }
