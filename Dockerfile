@@ -25,3 +25,4 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" .
 COPY --chown=airflow: dags ./dags
 COPY --chown=airflow: mappings ./mappings
 COPY --chown=airflow: concord.yaml ./concord.yaml
+COPY --chown=airflow: identity ./identity

@@ -85,6 +85,9 @@ class TargetConfig(BaseModel):
     name: str = ""
     type: str
     mapping: Path
+    person_mapping: Path | None = Field(
+        default=None, description="Outbound mapping for customers that are persons (contacts)."
+    )
     enabled: bool = True
     batch_size: int = Field(default=100, ge=1, le=1000)
     reject_ratio: float | None = Field(default=None, ge=0, le=1)
@@ -345,6 +348,8 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
                 ]
             elif isinstance(item, TargetConfig):
                 mappings = [((kind, name, "mapping"), item.mapping)]
+                if item.person_mapping is not None:
+                    mappings.append(((kind, name, "person_mapping"), item.person_mapping))
             for loc, mapping in mappings:
                 if not config.resolve_path(mapping).is_file():
                     line = (doc.locate(loc) or (None, None))[0]

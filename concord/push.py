@@ -16,7 +16,6 @@ import importlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -24,7 +23,7 @@ from sqlalchemy import Connection, Text, bindparam, cast, func, select
 
 from concord.config import TargetConfig
 from concord.contracts import TARGET_TYPES, PushOutcome, PushRecord, Target, build_target
-from concord.errors import ConcordError, ConfigError, MappingError, RecordRejected
+from concord.errors import ConcordError, ConfigError, RecordRejected
 from concord.mapping import Mapping, load_mapping
 from concord.model import Customer360
 from concord.run import RunContext, record_stage
@@ -209,15 +208,8 @@ def batch_size(tcfg: TargetConfig, cls: Any) -> int:
 
 
 def _person_mapping(ctx: RunContext, tcfg: TargetConfig) -> Mapping | None:
-    path = tcfg.settings.get("person_mapping")
-    if not path:
-        return None
-    mapping = load_mapping(ctx.config.resolve_path(Path(str(path))))
-    if mapping.direction != "outbound":
-        raise MappingError(
-            f"target {tcfg.name}: person_mapping needs an outbound mapping", file=str(mapping.path)
-        )
-    return mapping
+    """The target's mapping for persons, loaded and checked with the others before any I/O."""
+    return ctx.mappings.get(("target-person", tcfg.name))
 
 
 def mapping_fingerprint(*mappings: Mapping | None) -> bytes:

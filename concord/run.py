@@ -84,6 +84,13 @@ def load_mappings(config: PipelineConfig) -> dict[tuple[str, str], Mapping]:
         if m.direction != "outbound":
             raise MappingError(f"target {tname} needs an outbound mapping", file=str(m.path))
         loaded[("target", tname)] = m
+        if target.person_mapping is not None:
+            pm = load_mapping(config.resolve_path(target.person_mapping))
+            if pm.direction != "outbound":
+                raise MappingError(
+                    f"target {tname}: person_mapping needs an outbound mapping", file=str(pm.path)
+                )
+            loaded[("target-person", tname)] = pm
     return loaded
 
 

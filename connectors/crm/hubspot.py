@@ -47,9 +47,6 @@ class HubSpotSettings(BaseModel):
     id_property: str = "concord_id"
     person_object_type: ObjectType = "contacts"
     person_id_property: str | None = None
-    person_mapping: str | None = Field(
-        default=None, description="outbound mapping for customers that are persons (contacts)"
-    )
     multi_status: bool = Field(
         default=True, description="send objectWriteTraceId so partial failures come back as 207"
     )

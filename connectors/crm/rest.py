@@ -48,7 +48,6 @@ class RestTargetSettings(BaseModel):
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     path: str = "/customers/batch"
     person_path: str | None = Field(default=None, description="batch path for persons")
-    person_mapping: str | None = None
     records_key: str | None = Field(default="records", description="None: a bare JSON array")
     key_field: str = "id"
     results_path: str | None = Field(default="results", description="None: 2xx accepts all")

@@ -51,9 +51,6 @@ class SalesforceSettings(BaseModel):
     external_id_field: str = "Concord_Id__c"
     person_sobject: str = "Contact"
     person_external_id_field: str | None = None
-    person_mapping: str | None = Field(
-        default=None, description="outbound mapping for customers that are persons (Contacts)"
-    )
     merge_mode: Literal["mark", "delete"] = "mark"
     superseded_field: str = "Superseded_By__c"
 

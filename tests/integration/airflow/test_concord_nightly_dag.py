@@ -53,7 +53,9 @@ def _test_config(folder: Path) -> Path:
         "since": "2024-01-01T00:00:00Z",
     }
     for target in data["targets"].values():
-        target["mapping"] = str(REPO / target["mapping"])
+        for key in ("mapping", "person_mapping"):
+            if key in target:
+                target[key] = str(REPO / target[key])
     crm = data["targets"]["sandbox_crm"]
     crm["auth"] = {"type": "bearer", "token": {"connection": "sandbox_crm"}}
     identity = data.get("identity") or {}
@@ -132,12 +134,14 @@ def _run(dagbag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
 
 
 def _crm_state(crm: CrmServer) -> dict[str, dict[str, Any]]:
-    """Company properties by concord id (what the CRM holds, without its own timestamps)."""
+    """Company and contact properties by concord id (what the CRM holds, without its own
+    timestamps); persons are pushed as contacts."""
     return {
         obj["properties"]["concord_id"]: {
             k: v for k, v in obj["properties"].items() if not k.startswith("hs_")
         }
-        for obj in crm.objects["companies"].values()
+        for kind in ("companies", "contacts")
+        for obj in crm.objects[kind].values()
     }
 
 
@@ -256,7 +260,7 @@ def test_rerunning_a_night_sends_nothing_and_the_next_night_sends_the_change(
     assert _crm_state(crm) == first
     assert len(crm.batches) == calls  # nothing changed, nothing sent
 
-    names = {props["name"] for props in first.values()}
+    names = {props["name"] for props in first.values() if "name" in props}  # companies
     customer = next(c for c in dataset.iter_all("customers") if c.get("company") in names)
     dataset.update(
         "customers",
@@ -266,7 +270,7 @@ def test_rerunning_a_night_sends_nothing_and_the_next_night_sends_the_change(
     )
     night2 = _run(dagbag, NIGHT_2)
     assert str(night2.state) == "success"
-    sent = [i["properties"]["name"] for b in crm.batches[calls:] for i in b["inputs"]]
+    sent = [i["properties"].get("name") for b in crm.batches[calls:] for i in b["inputs"]]
     assert sent.count("Renamed Overnight GmbH") == 1, (customer, sent)
     assert len(_crm_state(crm)) == len(first)  # updated in place, no duplicates
     store = Store(sqlite_url)
