@@ -86,3 +86,12 @@ def test_airflow_connection_uri_in_env_serves_the_cli(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AIRFLOW_CONN_ERP_API", "http://user:p%40ss@erp.example:443")
     assert SecretRef(connection="erp_api").resolve() == "p@ss"
     assert SecretRef(connection="erp_api", field="login").resolve() == "user"
+
+
+def test_missing_person_mapping_is_named_before_any_io(tmp_path: Path) -> None:
+    text = GOOD + (
+        "targets:\n  crm:\n    type: hubspot\n    mapping: m.yaml\n"
+        "    person_mapping: people.yaml\n"
+    )
+    with pytest.raises(ConfigError, match=r":13 'targets.crm.person_mapping'.*people.yaml"):
+        load_config(write(tmp_path, text))
