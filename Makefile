@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy concord connectors sandbox dags scripts
+	$(BIN)/mypy concord connectors sandbox dags scripts bench
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q

@@ -21,6 +21,7 @@ from concord.config import load_config, parse_time
 from concord.console import console, customers_table, err_console, run_summary
 from concord.errors import ConcordError
 from concord.mapping_cli import mappings_app
+from concord.redact import install_log_redaction
 
 app = typer.Typer(
     help="concord: one customer across ERPs and CRMs.",
@@ -46,6 +47,7 @@ def main(
     ] = False,
 ) -> None:
     _state["verbose"] = verbose
+    install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

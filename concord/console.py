@@ -54,6 +54,14 @@ def run_summary(report: dict[str, Any]) -> Table:
             _warn(body.get("rejected", 0)),
             f"{body.get('unchanged', 0)} unchanged",
         )
+    recon = stages.get("reconcile", {}).get("all", {})
+    mismatches = recon.get("mismatches") or []
+    if mismatches:
+        table.caption = "[bold red]reconciliation mismatches:[/] " + "; ".join(mismatches[:5])
+        table.caption_justify = "left"
+    elif recon:
+        table.caption = "reconciled: pulled = canonical + rejected, every customer pushed"
+        table.caption_justify = "left"
     return table
 
 

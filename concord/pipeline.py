@@ -154,6 +154,7 @@ def run_sync(
                 ctx.emit("stage", stage="push", scope=tcfg.name)
                 push(ctx, tcfg.name)
                 ctx.store.heartbeat_lock(LOCK_NAME, ctx.run_id)
+        ctx.emit("stage", stage="reconcile", scope="all")
         reconcile(ctx)
         report = run_report(ctx)
         check_reject_ratio(ctx, report)

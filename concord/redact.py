@@ -7,6 +7,7 @@ parameters named like keys or tokens) caught by pattern even if nobody registere
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -64,3 +65,35 @@ def redact(text: str) -> str:
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Passes every record's final message through ``redact`` (for third-party loggers too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+LOGGERS_TO_REDACT = (
+    "urllib3.connectionpool",
+    "zeep.transports",
+    "requests",
+    "concord",
+    "connectors",
+)
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to the loggers that see URLs, headers or bodies (idempotent).
+
+    Logger filters do not apply to records from child loggers, so each logger that writes such
+    records is named here (urllib3 logs request lines, query included, at DEBUG).
+    """
+    for name in LOGGERS_TO_REDACT:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

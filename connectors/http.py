@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from requests.auth import AuthBase
 
 from concord.errors import ConcordError
-from concord.redact import redact
+from concord.redact import install_log_redaction, redact
+
+install_log_redaction()
 
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 

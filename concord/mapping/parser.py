@@ -170,6 +170,8 @@ class Parser:
                 line=mark.line + 1 if mark else None,
                 column=mark.column + 1 if mark else None,
             ) from None
+        except yaml.YAMLError as exc:  # e.g. a ReaderError for a control character
+            raise MappingError(f"not valid YAML: {exc}", file=str(self.file)) from None
         if root is None:
             raise MappingError("the mapping file is empty", file=str(self.file))
         head: dict[str, tuple[Node, Node]] = {}

@@ -1,0 +1,155 @@
+"""The measured process: one `run_sync` with RSS sampled in a thread and time split by stage.
+
+`python -m bench.measure --config <yaml> --out <json>` runs the nightly sync exactly as the CLI
+does and writes {"wall_s", "peak_rss_mb", "stages": {stage: {"seconds", "peak_rss_mb",
+"records"}}, "report"} to the JSON file, so the benchmark runner (another process, with the
+sandbox servers in yet others) only reads numbers and never pollutes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from sqlalchemy import func, select
+
+from concord.config import load_config
+from concord.pipeline import RunOptions, run_sync
+from concord.store import Store
+from concord.store import tables as t
+
+
+class StageMeter:
+    """Wall time and peak RSS per stage, fed by pipeline events and a sampling thread."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.process = psutil.Process()
+        self.interval = interval
+        self.current = "setup"
+        self.since = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_all = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._take()
+
+    def _take(self) -> None:
+        rss = int(self.process.memory_info().rss)
+        stage = self.current
+        self.peak[stage] = max(self.peak.get(stage, 0), rss)
+        self.peak_all = max(self.peak_all, rss)
+
+    def switch(self, stage: str) -> None:
+        self._take()
+        now = time.perf_counter()
+        self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self.since
+        self.current, self.since = stage, now
+
+    def on_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "stage" and data.get("stage") != self.current:
+            self.switch(str(data["stage"]))
+
+    def stop(self) -> None:
+        self.switch("done")
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_records(report: dict[str, Any]) -> dict[str, int]:
+    """Records each stage handled, from the run report."""
+    stages = report.get("stages", {})
+
+    def total(stage: str, key: str) -> int:
+        return sum(int(body.get(key, 0) or 0) for body in stages.get(stage, {}).values())
+
+    push = stages.get("push", {}).values()
+    return {
+        "extract": total("extract", "records"),
+        "map": total("map", "records"),
+        "resolve": total("resolve", "records"),
+        "build_360": total("build_360", "customers") or total("build_360", "rows"),
+        "push": sum(int(b.get("accepted", 0)) + int(b.get("rejected", 0)) for b in push),
+        "reconcile": total("extract", "records"),
+    }
+
+
+def stored_stage_seconds(store_url: str, run_id: str) -> dict[str, float]:
+    """Seconds per stage from the store's stage reports (first start to last finish)."""
+    sr = t.stage_reports
+    store = Store(store_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(sr.c.stage, func.min(sr.c.started_at), func.max(sr.c.finished_at))
+                .where(sr.c.run_id == run_id)
+                .group_by(sr.c.stage)
+            ).all()
+    finally:
+        store.dispose()
+    return {str(stage): (end - start).total_seconds() for stage, start, end in rows}
+
+
+def split_reconcile(seconds: dict[str, float], stored: dict[str, float]) -> None:
+    """The pipeline announces no reconcile stage: move its stored time out of the last stage."""
+    took = stored.get("reconcile")
+    if took is None or "reconcile" in seconds:
+        return
+    last = "push" if "push" in seconds else "build_360"
+    moved = min(took, seconds.get(last, 0.0))
+    seconds[last] = seconds.get(last, 0.0) - moved
+    seconds["reconcile"] = moved
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.measure", description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    meter = StageMeter()
+    meter.start()
+    started = time.perf_counter()
+    report = run_sync(config, RunOptions(trigger="bench"), on_event=meter.on_event)
+    wall = time.perf_counter() - started
+    meter.stop()
+    records = stage_records(report)
+    stored = stored_stage_seconds(config.store_url, str(report["run_id"]))
+    split_reconcile(meter.seconds, stored)
+    if "reconcile" in meter.seconds:
+        meter.peak["reconcile"] = meter.peak.get("push", meter.peak_all)
+    mb = 1024 * 1024
+    stages = {
+        stage: {
+            "seconds": round(seconds, 3),
+            "peak_rss_mb": round(meter.peak.get(stage, 0) / mb, 1),
+            "records": records.get(stage, 0),
+        }
+        for stage, seconds in meter.seconds.items()
+        if stage != "done"
+    }
+    out = {
+        "wall_s": round(wall, 3),
+        "peak_rss_mb": round(meter.peak_all / mb, 1),
+        "stages": stages,
+        "report": report,
+    }
+    args.out.write_bytes(orjson.dumps(out, default=str, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

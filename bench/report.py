@@ -1,0 +1,226 @@
+"""The benchmark report: markdown with the figures and targets, and a PNG chart of the stages.
+
+`write_report(result, md_path)` renders what `bench.runner.run_bench` measured: records/s and peak
+RSS per stage, end-to-end time and orders/s against the targets, the incremental night, identity
+quality, the dlt peer and its ratio, the machine and its load (other work on a shared machine
+slows every figure), plus results files of the other micro-benchmarks when they exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TARGET_ORDERS_PER_S = 15_000
+TARGET_NIGHT_S = 30.0
+TARGET_RSS_MB = 1024.0
+STAGES = ("extract", "map", "resolve", "build_360", "push", "reconcile")
+OTHER_RESULTS = ("rest_pull", "soap", "identity", "push", "mapping", "scale_out")
+
+
+def _rate(records: int, seconds: float) -> str:
+    return f"{records / seconds:,.0f}" if seconds > 0 and records else "-"
+
+
+def _ok(passed: bool) -> str:
+    return "met" if passed else "**missed**"
+
+
+def stage_table(run: dict[str, Any]) -> list[str]:
+    lines = [
+        "| stage | records | seconds | records/s | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for stage in STAGES:
+        body = run["stages"].get(stage)
+        if body is None:
+            continue
+        lines.append(
+            f"| {stage} | {body['records']:,} | {body['seconds']:.1f} | "
+            f"{_rate(body['records'], body['seconds'])} | {body['peak_rss_mb']:.0f} |"
+        )
+    return lines
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures the targets apply to."""
+    first, night = result["first"], result["night"]
+    orders_s = result["orders"] / first["wall_s"] if first["wall_s"] else 0.0
+    peak = max(first["peak_rss_mb"], night["peak_rss_mb"])
+    return {
+        "end_to_end_s": first["wall_s"],
+        "orders_per_s": orders_s,
+        "records_per_s": first["stages"].get("extract", {}).get("records", 0) / first["wall_s"]
+        if first["wall_s"]
+        else 0.0,
+        "night_s": night["wall_s"],
+        "peak_rss_mb": peak,
+    }
+
+
+def peer_lines(result: dict[str, Any]) -> list[str]:
+    peer = result.get("peer")
+    if not peer:
+        return ["Peer not run (`--no-peer`)."]
+    if "error" in peer:
+        return [f"Peer did not run: `{peer['error']}`"]
+    first = result["first"]
+    concord_pull = sum(first["stages"].get(s, {}).get("seconds", 0.0) for s in ("extract", "map"))
+    ratio = peer["seconds"] / concord_pull if concord_pull else 0.0
+    return [
+        f"dlt {peer.get('version', '?')} `rest_api` source into {peer['destination']} "
+        f"({peer['settings']}), same three ERP servers, same entities, full pull:",
+        "",
+        "| tool | what | records | seconds | records/s |",
+        "|---|---|---:|---:|---:|",
+        f"| dlt | extract + normalize + load (raw JSON tables) | {peer['records']:,} | "
+        f"{peer['seconds']:.1f} | {_rate(peer['records'], peer['seconds'])} |",
+        f"| concord | extract + map (staged raw + validated canonical rows) | "
+        f"{first['stages'].get('extract', {}).get('records', 0):,} | {concord_pull:.1f} | "
+        f"{_rate(first['stages'].get('extract', {}).get('records', 0), concord_pull)} |",
+        "",
+        f"Ratio dlt time / concord time: **{ratio:.2f}x** (above 1 means concord is faster). "
+        f"dlt peak RSS {peer.get('peak_rss_mb', 0):.0f} MiB.",
+    ]
+
+
+def other_results(results_dir: Path) -> list[str]:
+    lines: list[str] = []
+    for name in OTHER_RESULTS:
+        for candidate in sorted(results_dir.glob(f"{name}*.md")):
+            lines.append(f"- [{candidate.name}]({candidate.name})")
+    return lines or ["- none found in bench/results/"]
+
+
+def render(result: dict[str, Any], chart_name: str | None, results_dir: Path) -> str:
+    head = headline(result)
+    first, night, ident = result["first"], result["night"], result["identity"]
+    mb, mb_after = result["machine_before"], result["machine_after"]
+    lines = [
+        f"# concord benchmark — {result['scale']} scale",
+        "",
+        f"Run {result['started']} → {result['finished']} on {mb['cpus']} CPUs, "
+        f"{mb['memory_gb']} GiB, Python {mb['python']} ({mb['platform']}).",
+        f"Load average before {mb['load_avg_1_5_15']}, after {mb_after['load_avg_1_5_15']}: "
+        "with a load above the CPU count other processes shared the cores and every figure is "
+        "pessimistic.",
+        "",
+        f"Data: {result['customers']:,} customer records and {result['orders']:,} orders (1-4 "
+        "lines each), one shipment and one payment per order, across three REST ERP sources "
+        f"(erp_a, erp_b, erp_c) with known duplicates; generated in {result['generate_s']:.1f} s. "
+        "Sandbox servers (SQLite-backed) and the CRM run in their own processes; the measured "
+        "process is only concord (`bench.measure`, RSS sampled every 50 ms). Store: SQLite.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---:|---|",
+        f"| end to end ≥ {TARGET_ORDERS_PER_S:,} orders/s | {head['orders_per_s']:,.0f} orders/s "
+        f"({head['end_to_end_s']:.1f} s) | {_ok(head['orders_per_s'] >= TARGET_ORDERS_PER_S)} |",
+        f"| incremental night (1% changed) < {TARGET_NIGHT_S:.0f} s | {head['night_s']:.1f} s | "
+        f"{_ok(head['night_s'] < TARGET_NIGHT_S)} |",
+        f"| peak RSS < {TARGET_RSS_MB:.0f} MiB | {head['peak_rss_mb']:.0f} MiB | "
+        f"{_ok(head['peak_rss_mb'] < TARGET_RSS_MB)} |",
+        "",
+        f"All records through the whole run: {head['records_per_s']:,.0f} records/s.",
+        "",
+        "## First night (full sync)",
+        "",
+        *stage_table(first),
+        "",
+    ]
+    if chart_name:
+        lines += [f"![stages]({chart_name})", ""]
+    lines += [
+        f"## Incremental night ({result['night_changed']:,} records changed, 1% of each entity)",
+        "",
+        *stage_table(night),
+        "",
+        f"End to end {night['wall_s']:.1f} s, peak RSS {night['peak_rss_mb']:.0f} MiB.",
+        "",
+        "## Identity resolution quality",
+        "",
+        "Pairwise against the generator's truth (which records are one company): a pair is "
+        "correct when both records got the same concord id and are the same company.",
+        "",
+        "| records | true pairs | predicted pairs | correct | precision | recall | F1 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {ident['records']:,} | {ident['true_pairs']:,} | {ident['predicted_pairs']:,} | "
+        f"{ident['correct_pairs']:,} | {ident['precision']:.3f} | {ident['recall']:.3f} | "
+        f"{ident['f1']:.3f} |",
+        "",
+        f"{ident['golden_customers']:,} golden customers for {ident['true_companies']:,} true "
+        "companies. About 5% of the duplicates share nothing a rule can see (only a similar "
+        "name), so recall below ~0.95 is expected of rules without fuzzy names.",
+        "",
+        "## Peer: dlt",
+        "",
+        *peer_lines(result),
+        "",
+        "## Reconciliation (first night)",
+        "",
+        *reconcile_lines(first["report"]),
+        "",
+        "## Other micro-benchmarks",
+        "",
+        *other_results(results_dir),
+        "",
+        f"Reproduce: `python -m bench --scale {result['scale']}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def reconcile_lines(report: dict[str, Any]) -> list[str]:
+    body = report.get("stages", {}).get("reconcile", {}).get("all")
+    if not body:
+        return ["No reconcile stage in the run report."]
+    mismatches = body.get("mismatches") or []
+    lines = [
+        f"{len(body.get('entities', []))} source entities checked; mismatches: {len(mismatches)}."
+    ]
+    lines += [f"- {m}" for m in mismatches[:20]]
+    return lines
+
+
+def chart(result: dict[str, Any], png: Path) -> None:
+    """Seconds per stage (first and incremental night side by side) and peak RSS per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first, night = result["first"]["stages"], result["night"]["stages"]
+    names = [s for s in STAGES if s in first]
+    x = list(range(len(names)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar([i - 0.2 for i in x], [first[s]["seconds"] for s in names], 0.4, label="first night")
+    left.bar(
+        [i + 0.2 for i in x],
+        [night.get(s, {}).get("seconds", 0) for s in names],
+        0.4,
+        label="incremental night",
+    )
+    left.set_xticks(x, names, rotation=30)
+    left.set_ylabel("seconds")
+    left.set_title(f"time per stage ({result['scale']})")
+    left.legend()
+    right.bar(names, [first[s]["peak_rss_mb"] for s in names], color="#cc6677")
+    right.axhline(TARGET_RSS_MB, color="black", linestyle="--", linewidth=1)
+    right.set_title("peak RSS per stage, first night (MiB; target dashed)")
+    right.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: dict[str, Any], md_path: Path, *, latest: Path | None = None) -> Path:
+    """Write the markdown (and the PNG next to it); copy the markdown to `latest` if given."""
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    png = md_path.with_suffix(".png")
+    chart(result, png)
+    text = render(result, png.name, md_path.parent)
+    md_path.write_text(text)
+    if latest is not None and latest != md_path:
+        latest.write_text(text)
+    return md_path

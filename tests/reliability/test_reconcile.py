@@ -1,0 +1,105 @@
+"""Reconciliation in the run report: a clean sync reconciles (counts and money per currency agree
+between the pull, the canonical store and the CRM push); a changed amount, a lost canonical row or
+a customer never pushed is flagged as a mismatch naming the source and entity."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from concord.config import load_config
+from concord.pipeline import RunOptions, open_context
+from concord.reconcile import reconcile
+from concord.store import tables as t
+from tests.reliability.conftest import Sandbox, sync, write_config
+
+
+@pytest.fixture
+def synced(tmp_path: Path, store_url: str, sandbox: Sandbox) -> tuple[Path, dict[str, Any]]:
+    config = write_config(
+        tmp_path / "c.yaml", store_url=store_url, erp_url=sandbox.erp.url, crm_url=sandbox.crm.url
+    )
+    return config, sync(config)
+
+
+def _again(config: Path, run_id: str) -> dict[str, Any]:
+    ctx = open_context(load_config(config), RunOptions(run_id=run_id))
+    try:
+        return reconcile(ctx)
+    finally:
+        ctx.store.dispose()
+
+
+def test_clean_sync_reconciles_counts_and_money(
+    synced: tuple[Path, dict[str, Any]], sandbox: Sandbox
+) -> None:
+    _config, report = synced
+    body = report["stages"]["reconcile"]["all"]
+    assert body["mismatches"] == [] and body["ok"] is True
+    orders = next(e for e in body["entities"] if e["entity"] == "orders")
+    run = orders["this_run"]
+    assert run["pulled"] == sandbox.dataset.count("orders")
+    assert run["pulled"] == run["canonical"] + run["rejected"] + run["pending"]
+    assert run["rejected"] == 2  # the bad date and the bad amount of the sandbox's messy cases
+    assert run["pull_money"] == run["canonical_money"]
+    assert sum(Decimal(v) for v in run["canonical_money"].values()) > 0
+    (target,) = body["targets"]
+    assert target["not_pushed"] == 0 and target["accepted"] == target["customers"]
+
+
+def test_changed_canonical_amount_is_flagged(synced: tuple[Path, dict[str, Any]]) -> None:
+    config, report = synced
+    ctx = open_context(load_config(config), RunOptions(run_id=report["run_id"]))
+    with ctx.store.begin() as conn:
+        row = conn.execute(select(t.orders.c.source_id, t.orders.c.currency)).first()
+        assert row is not None
+        sid, currency = row
+        conn.execute(
+            update(t.orders).where(t.orders.c.source_id == sid).values(gross_total=Decimal("0.01"))
+        )
+    ctx.store.dispose()
+    body = _again(config, report["run_id"])
+    assert body["ok"] is False
+    assert any(m.startswith("sandbox_erp/orders:") and currency in m for m in body["mismatches"])
+
+
+def test_lost_canonical_row_is_flagged(synced: tuple[Path, dict[str, Any]]) -> None:
+    config, report = synced
+    ctx = open_context(load_config(config), RunOptions(run_id=report["run_id"]))
+    with ctx.store.begin() as conn:
+        sid = conn.execute(select(t.shipments.c.source_id)).scalars().first()
+        conn.execute(delete(t.shipments).where(t.shipments.c.source_id == sid))
+    ctx.store.dispose()
+    body = _again(config, report["run_id"])
+    found = [m for m in body["mismatches"] if m.startswith("sandbox_erp/shipments")]
+    assert any(sid in m for m in found)
+    assert any("staged" in m for m in found)
+
+
+def test_customer_never_pushed_is_flagged(synced: tuple[Path, dict[str, Any]]) -> None:
+    config, report = synced
+    ctx = open_context(load_config(config), RunOptions(run_id=report["run_id"]))
+    with ctx.store.begin() as conn:
+        cid = conn.execute(select(t.push_state.c.concord_id)).scalars().first()
+        conn.execute(delete(t.push_state).where(t.push_state.c.concord_id == cid))
+    ctx.store.dispose()
+    body = _again(config, report["run_id"])
+    assert any("sandbox_crm" in m and "neither pushed" in m for m in body["mismatches"])
+
+
+def test_money_above_the_sample_size_is_checked_on_a_sample(
+    synced: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concord.reconcile
+
+    config, report = synced
+    monkeypatch.setattr(concord.reconcile, "MONEY_SAMPLE", 20)
+    body = _again(config, report["run_id"])
+    assert body["mismatches"] == []
+    orders = next(e for e in body["entities"] if e["entity"] == "orders")["this_run"]
+    assert orders["money_sampled"] is True
+    assert 0 < orders["money_checked"] < orders["canonical"]
