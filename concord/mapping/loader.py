@@ -49,9 +49,11 @@ class Mapping:
         self._value_paths = value_paths
         self.read_paths: frozenset[str] = value_paths | container_paths
         self._shapes: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
-        self._missing: dict[tuple[str, ...], frozenset[str]] = {}
+        self._missing: dict[tuple[Any, ...], frozenset[str]] = {}
         self._top_paths = tuple(p for p in self.read_paths if "." not in p)
-        self._nested_paths = tuple(p for p in self.read_paths if "." in p)
+        self._shallow_paths = tuple(p for p in self.read_paths if p.count(".") == 1)
+        self._deep_paths = tuple(p for p in self.read_paths if p.count(".") > 1)
+        self._containers = tuple(sorted({p.split(".")[0] for p in self._shallow_paths}))
 
     def __repr__(self) -> str:
         return f"Mapping({str(self.path)!r}, {self.direction}, {self.entity!r})"
@@ -68,13 +70,19 @@ class Mapping:
         A key present with a null value is not missing. Inside lists the first element stands
         for the rest. Results are cached per top-level key shape, so the cost stays small.
         """
-        shape = tuple(record)
-        top = self._missing.get(shape)
-        if top is None:
-            top = frozenset(p for p in self._top_paths if p not in record)
+        shape = (tuple(record), *(_shape(record.get(c)) for c in self._containers))
+        known = self._missing.get(shape)
+        if known is None:
+            known = frozenset(
+                p
+                for p in (*self._top_paths, *self._shallow_paths)
+                if not _has_path(record, p.split("."))
+            )
             if len(self._missing) < 4096:
-                self._missing[shape] = top
-        return set(top) | {p for p in self._nested_paths if not _has_path(record, p.split("."))}
+                self._missing[shape] = known
+        if not self._deep_paths:
+            return set(known)
+        return set(known) | {p for p in self._deep_paths if not _has_path(record, p.split("."))}
 
     def _unmapped(self, value: dict[str, Any], prefix: str, found: set[str]) -> None:
         shape = (prefix, tuple(value))
@@ -97,6 +105,16 @@ class Mapping:
                         self._unmapped(element, path + ".", found)
             elif path not in self.read_paths:
                 found.add(path)
+
+
+def _shape(value: Any) -> tuple[str, ...] | str:
+    """The keys that decide which one-level-deep paths exist under a container value."""
+    if isinstance(value, dict):
+        return tuple(value)
+    if isinstance(value, list):
+        first = next((v for v in value if isinstance(v, dict)), None)
+        return tuple(first) if first is not None else "[]"
+    return type(value).__name__
 
 
 def _has_path(value: Any, parts: list[str]) -> bool:

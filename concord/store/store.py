@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -66,6 +67,11 @@ class StageCounts:
     unchanged: int
 
 
+def _json_dumps(value: Any) -> str:
+    """JSON columns through orjson (several times faster than the stdlib on canonical rows)."""
+    return orjson.dumps(value, default=str).decode()
+
+
 def _owner_is_dead(owner: str) -> bool:
     """True when a lock owner 'host:pid' ran on this host and that process no longer exists."""
     host, _, pid = owner.rpartition(":")
@@ -99,7 +105,13 @@ class Store:
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(parsed, future=True, pool_pre_ping=True)
+        self.engine: Engine = create_engine(
+            parsed,
+            future=True,
+            pool_pre_ping=True,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+        )
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
