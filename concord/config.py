@@ -337,6 +337,15 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
         raise ConfigError(
             err["msg"], file=str(path), line=line, key=".".join(map(str, loc))
         ) from None
+    overrides = config.identity.overrides
+    if overrides is not None and not config.resolve_path(overrides).is_file():
+        line = (doc.locate(("identity", "overrides")) or (None, None))[0]
+        raise ConfigError(
+            f"identity overrides file not found: {overrides}",
+            file=str(path),
+            line=line,
+            key="identity.overrides",
+        )
     for kind, items in (("sources", config.sources), ("targets", config.targets)):
         for name, item in items.items():
             item.name = name

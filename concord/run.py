@@ -102,6 +102,10 @@ def open_context(
     store: Store | None = None,
 ) -> RunContext:
     mappings = load_mappings(config)
+    if config.identity.overrides is not None:  # checked before any I/O, like the mappings
+        from concord.identity import load_overrides
+
+        load_overrides(config.resolve_path(config.identity.overrides))
     store = store or Store.open(config.store_url)
     return RunContext(config, store, options.run_id or new_run_id(), options, mappings, on_event)
 

@@ -240,7 +240,7 @@ class HttpClient:
                             return HttpResponse(status, resp.headers, raw, resp.url, data)
                     elif status in RETRIABLE_STATUS:
                         problem = _describe(raw)
-                        retry_after = _retry_after(resp.headers.get("Retry-After"))
+                        retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
                     else:
                         raise self.error(
                             _describe(raw),
@@ -334,7 +334,8 @@ def _describe(raw: bytes) -> str:
     return redact(text) or "empty response"
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None."""
     if not value:
         return None
     try:

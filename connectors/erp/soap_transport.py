@@ -15,7 +15,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +22,7 @@ from requests.auth import AuthBase
 
 from concord.errors import SourceError
 from concord.redact import redact
-from connectors.http import HttpSettings, origin, safe_url
+from connectors.http import HttpSettings, origin, retry_after_seconds, safe_url
 
 RETRIABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 
@@ -125,7 +124,7 @@ class SoapHttp:
                             retriable=False,
                         )
                     problem = _describe(status, raw)
-                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
             if attempt >= self.settings.max_attempts:
                 raise SourceError(
                     f"{operation}: {problem}; gave up after {attempt} attempts",
@@ -175,17 +174,3 @@ def _describe(status: int, raw: bytes) -> str:
     if text.startswith("<"):
         return "server returned an HTML or XML error page"
     return redact(text) or "empty response"
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -27,6 +27,7 @@ from concord.store import tables as t
 from sandbox.crm import CrmServer
 from sandbox.erp_data import ErpDataset
 from sandbox.rest_erp import RestErpServer
+from tests.repo_config import repo_config_data
 
 pytestmark = pytest.mark.airflow
 
@@ -42,25 +43,15 @@ SHARDS = 3
 def _test_config(folder: Path) -> Path:
     """concord.yaml's REST ERP and CRM: absolute mapping paths, sharded orders, CRM token from a
     Connection."""
-    data: dict[str, Any] = yaml.safe_load((REPO / "concord.yaml").read_text())
+    data = repo_config_data()
     data["sources"] = {"sandbox_erp": data["sources"]["sandbox_erp"]}
     data["targets"] = {"sandbox_crm": data["targets"]["sandbox_crm"]}
-    for source in data["sources"].values():
-        for entity in source["entities"].values():
-            entity["mapping"] = str(REPO / entity["mapping"])
     data["sources"]["sandbox_erp"]["entities"]["orders"]["shards"] = {
         "count": SHARDS,
         "since": "2024-01-01T00:00:00Z",
     }
-    for target in data["targets"].values():
-        for key in ("mapping", "person_mapping"):
-            if key in target:
-                target[key] = str(REPO / target[key])
     crm = data["targets"]["sandbox_crm"]
     crm["auth"] = {"type": "bearer", "token": {"connection": "sandbox_crm"}}
-    identity = data.get("identity") or {}
-    if identity.get("overrides"):
-        identity["overrides"] = str(REPO / identity["overrides"])
     path = folder / "concord.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -19,6 +19,7 @@ from concord.run import RunContext, RunOptions, open_context
 from concord.store import tables as t
 from sandbox.erp_data import ErpDataset
 from sandbox.rest_erp import RestErpServer
+from tests.repo_config import repo_config_data
 
 REPO = Path(__file__).resolve().parents[3]
 END = datetime(2026, 11, 2, tzinfo=UTC)
@@ -35,12 +36,10 @@ def erp(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RestErpServer, ErpDat
 
 
 def _ctx(tmp_path: Path, store_url: str, run_id: str) -> RunContext:
-    data = yaml.safe_load((REPO / "concord.yaml").read_text())
+    data = repo_config_data()
     data["store_url"] = store_url
     data["targets"] = {}
     data["sources"] = {"sandbox_erp": data["sources"]["sandbox_erp"]}
-    for entity in data["sources"]["sandbox_erp"]["entities"].values():
-        entity["mapping"] = str(REPO / entity["mapping"])
     data["sources"]["sandbox_erp"]["entities"]["orders"]["shards"] = {"count": 3}
     path = tmp_path / "concord.yaml"
     path.write_text(yaml.safe_dump(data))

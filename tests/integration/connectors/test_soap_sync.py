@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +18,7 @@ from sandbox.erp_data import ErpDataset
 from sandbox.nav_data import NavDataset
 from sandbox.rest_erp import RestErpServer
 from sandbox.soap_erp import DEFAULT_PASSWORD, DEFAULT_USER, SoapErpServer
+from tests.repo_config import repo_config_data
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -42,13 +42,8 @@ def erps(
 
 def repo_config(folder: Path, store_url: str) -> Path:
     """The repo's concord.yaml with absolute mapping paths and the test store."""
-    data: dict[str, Any] = yaml.safe_load((REPO / "concord.yaml").read_text())
+    data = repo_config_data()
     data["store_url"] = store_url
-    for source in data["sources"].values():
-        for entity in source["entities"].values():
-            entity["mapping"] = str(REPO / entity["mapping"])
-    for target in data.get("targets", {}).values():
-        target["mapping"] = str(REPO / target["mapping"])
     path = folder / "concord.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -95,3 +95,9 @@ def test_missing_person_mapping_is_named_before_any_io(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r":13 'targets.crm.person_mapping'.*people.yaml"):
         load_config(write(tmp_path, text))
+
+
+def test_missing_identity_overrides_file_is_named_before_any_io(tmp_path: Path) -> None:
+    text = GOOD + "identity:\n  overrides: nope/overrides.yaml\n"
+    with pytest.raises(ConfigError, match=r":10 'identity.overrides'.*nope/overrides.yaml"):
+        load_config(write(tmp_path, text))

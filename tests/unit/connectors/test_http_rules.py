@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from connectors.http import RateLimiter, _retry_after, safe_url
+from connectors.http import RateLimiter, retry_after_seconds, safe_url
 
 
 class FakeClock:
@@ -50,12 +50,12 @@ def test_one_source_shares_one_limiter() -> None:
     assert RateLimiter.shared("erp-shared-test", 7) is not a  # settings changed: new budget
 
 
-def test_retry_after_in_seconds_or_as_an_http_date() -> None:
-    assert _retry_after("3") == 3.0
+def testretry_after_seconds_in_seconds_or_as_an_http_date() -> None:
+    assert retry_after_seconds("3") == 3.0
     later = datetime.now(UTC) + timedelta(seconds=30)
-    delay = _retry_after(format_datetime(later, usegmt=True))
+    delay = retry_after_seconds(format_datetime(later, usegmt=True))
     assert delay is not None and 25 <= delay <= 31
-    assert _retry_after("soon") is None and _retry_after(None) is None
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
 
 
 def test_safe_url_drops_userinfo_and_masks_secret_query_values() -> None:
