@@ -337,11 +337,11 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
         raise ConfigError(
             err["msg"], file=str(path), line=line, key=".".join(map(str, loc))
         ) from None
-    overrides = config.identity.overrides
-    if overrides is not None and not config.resolve_path(overrides).is_file():
+    overrides_file = config.identity.overrides
+    if overrides_file is not None and not config.resolve_path(overrides_file).is_file():
         line = (doc.locate(("identity", "overrides")) or (None, None))[0]
         raise ConfigError(
-            f"identity overrides file not found: {overrides}",
+            f"identity overrides file not found: {overrides_file}",
             file=str(path),
             line=line,
             key="identity.overrides",
