@@ -123,7 +123,7 @@ class Store:
         return store
 
     def migrate(self) -> None:
-        """Run Alembic migrations up to every head (idempotent; parallel branches merge)."""
+        """Run Alembic migrations up to head (idempotent)."""
         from alembic import command
         from alembic.config import Config
 
@@ -131,7 +131,7 @@ class Store:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["concord_engine"] = self.engine
         try:
-            command.upgrade(cfg, "heads")
+            command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from exc
 

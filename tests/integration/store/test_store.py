@@ -151,3 +151,14 @@ def test_lock_of_a_killed_process_on_this_host_is_broken(store_url: str) -> None
     store.acquire_lock("sync", "next", stale_after=timedelta(hours=1))
     with store.engine.connect() as conn:
         assert conn.execute(select(t.locks.c.run_id)).scalar() == "next"
+
+
+def test_migrations_have_a_single_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from concord.store.store import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert len(ScriptDirectory.from_config(cfg).get_heads()) == 1
