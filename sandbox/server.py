@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import socket
 import struct
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,10 +208,20 @@ def _encode(body: Any) -> bytes:
     return b"" if body is None else orjson.dumps(body)
 
 
-class _Server(ThreadingHTTPServer):
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server for the sandboxes: daemon threads, and a client that hangs up
+    (the retry tests do it on purpose) is not printed as a traceback."""
+
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Server(QuietHTTPServer):
     def __init__(self, address: tuple[str, int], owner: LoopbackServer) -> None:
         self.owner = owner
         self.connections: set[socket.socket] = set()

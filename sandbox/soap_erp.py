@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, cast
@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape
 from lxml import etree  # type: ignore[import-untyped]
 
 from sandbox.nav_data import NavDataset
+from sandbox.server import QuietHTTPServer
 
 WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 WSDL_FILES = {
@@ -213,10 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(QuietHTTPServer):
     def __init__(self, address: tuple[str, int], owner: SoapErpServer) -> None:
         self.owner = owner
         super().__init__(address, _Handler)
