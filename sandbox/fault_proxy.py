@@ -18,9 +18,10 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 from urllib.parse import urlsplit
+
+from sandbox.server import BackgroundServer
 
 ToxicKind = Literal["latency", "reset", "status", "truncate", "drip"]
 MAX_HEAD = 64 * 1024
@@ -179,7 +180,7 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(address, _Handler)
 
 
-class FaultProxy:
+class FaultProxy(BackgroundServer):
     """Relays to `upstream_url` on a free loopback port; see the module docstring."""
 
     def __init__(self, upstream_url: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -190,17 +191,7 @@ class FaultProxy:
         self.toxics: list[Toxic] = []
         self.requests = 0
         self._lock = threading.Lock()
-        self._server = _Server((host, port), self)
-        self.host = host
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"FaultProxy:{self.port}",
-            daemon=True,
-        )
-        self._stopped = False
-        self._thread.start()
+        self._start_serving(_Server((host, port), self), host)
 
     @property
     def url(self) -> str:
@@ -226,22 +217,3 @@ class FaultProxy:
                     toxic.fired += 1
                     return toxic
             return None
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import socket
+import socketserver
 import struct
 import sys
 import threading
@@ -238,7 +239,52 @@ class _Server(QuietHTTPServer):
                     pass
 
 
-class LoopbackServer:
+class BackgroundServer:
+    """Serves a socketserver in a daemon thread from construction until `stop()` (idempotent);
+    a context manager that always stops it. Shared by every sandbox server and the fault proxy."""
+
+    host: str
+    port: int
+
+    def _start_serving(self, server: socketserver.BaseServer, host: str) -> None:
+        self._served = server
+        self.host = host
+        self.port = int(cast(tuple[str, int], server.server_address)[1])
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _after_close(self) -> None:
+        """Hook run once the listening socket is closed (e.g. to cut keep-alive connections)."""
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._served.shutdown()
+        self._served.server_close()
+        self._after_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LoopbackServer(BackgroundServer):
     """Base of the sandbox servers: binds at construction, serves in a daemon thread until `stop()`.
 
     Subclasses implement `handle(request) -> Response`. With a `token`, every request needs
@@ -252,16 +298,7 @@ class LoopbackServer:
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), self)
-        self.host = host
-        self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{type(self).__name__}:{self.port}",
-            daemon=True,
-        )
-        self._stopped = False
-        self._thread.start()
+        self._start_serving(self._httpd, host)
 
     @property
     def url(self) -> str:
@@ -280,26 +317,8 @@ class LoopbackServer:
         """The error for a missing or wrong bearer token."""
         return ApiError(401, "unauthorized")
 
-    def stop(self) -> None:
-        """Stop serving and close the listening socket; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def _after_close(self) -> None:
         self._httpd.close_connections()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def request_count(self, path_prefix: str = "", method: str | None = None) -> int:
         """How many recorded requests start with `path_prefix` (and have `method`, if given)."""

@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 from lxml import etree  # type: ignore[import-untyped]
 
 from sandbox.nav_data import NavDataset
-from sandbox.server import QuietHTTPServer
+from sandbox.server import BackgroundServer, QuietHTTPServer
 
 WSDL_DIR = Path(__file__).resolve().parent / "wsdl"
 WSDL_FILES = {
@@ -220,7 +219,7 @@ class _Server(QuietHTTPServer):
         super().__init__(address, _Handler)
 
 
-class SoapErpServer:
+class SoapErpServer(BackgroundServer):
     """The NAV-like SOAP sandbox on a loopback port; a context manager that always stops it.
 
     `auth` is "basic" (HTTP Basic, 401 when wrong), "ws_security" (WS-Security UsernameToken with
@@ -249,16 +248,7 @@ class SoapErpServer:
             for page, rows in dataset.pages.items()
         }
         self._httpd = _Server((host, port), self)
-        self.host = host
-        self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"SoapErpServer:{self.port}",
-            daemon=True,
-        )
-        self._stopped = False
-        self._thread.start()
+        self._start_serving(self._httpd, host)
 
     @property
     def url(self) -> str:
@@ -266,25 +256,6 @@ class SoapErpServer:
 
     def page_url(self, page: str) -> str:
         return f"{self.url}{PREFIX}{page}"
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def count(self, operation: str | None = None, method: str | None = None) -> int:
         with self._lock:
