@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from bench.generate import BENCH_ENTITIES
 from sandbox import rest_erp
 from sandbox.erp_store import ErpStore
 from sandbox.rest_erp import RestErpServer
+from sandbox.server import serve_until_signalled
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,22 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.db.exists():
         print(f"error: {args.db} does not exist", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     token = os.environ.get(args.token_env) or rest_erp.DEFAULT_TOKEN
-    server = RestErpServer(ErpStore(args.db, BENCH_ENTITIES), token=token, port=args.port)
-    try:
-        print(f"listening on {server.url}", flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.stop()
-    return 0
+    return serve_until_signalled(
+        lambda: RestErpServer(ErpStore(args.db, BENCH_ENTITIES), token=token, port=args.port)
+    )
 
 
 if __name__ == "__main__":

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from sandbox import crm, rest_erp, soap_erp
 from sandbox.crm import CrmServer
 from sandbox.erp_data import ErpDataset
 from sandbox.nav_data import NavDataset
 from sandbox.rest_erp import RestErpServer
-from sandbox.server import LoopbackServer
+from sandbox.server import LoopbackServer, serve_until_signalled
 from sandbox.soap_erp import SoapErpServer
 
 
@@ -66,25 +63,7 @@ def _start(args: argparse.Namespace) -> LoopbackServer | SoapErpServer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        server = _start(args)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        print(f"listening on {server.url}", flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.stop()
-    return 0
+    return serve_until_signalled(lambda: _start(args))
 
 
 if __name__ == "__main__":

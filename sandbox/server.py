@@ -9,14 +9,16 @@ tested."""
 from __future__ import annotations
 
 import hmac
+import signal
 import socket
 import socketserver
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Literal, Self, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -361,3 +363,27 @@ class LoopbackServer(BackgroundServer):
             return self.error_response(error)
         except Exception:  # a sandbox bug must still answer, not hang the client
             return self.error_response(ApiError(500, "internal server error"))
+
+
+def serve_until_signalled(start: Callable[[], BackgroundServer]) -> int:
+    """Run a server in the foreground for a command line: print "listening on <url>", stop
+    cleanly on SIGTERM or SIGINT (exit 0); a server that cannot start prints why (exit 2)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server = start()
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(f"listening on http://{server.host}:{server.port}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
