@@ -18,6 +18,7 @@ from concord.errors import ConcordError, RunFailed
 from concord.extract import extract
 from concord.push import plan_push, push
 from concord.reconcile import reconcile
+from concord.redact import redact
 from concord.run import (
     EventHook,
     RunContext,
@@ -48,6 +49,8 @@ __all__ = [
     "run_sync",
 ]
 LOCK_NAME = "sync"
+LOCK_STALE_AFTER = timedelta(hours=6)
+"""A lock whose heartbeat is older than this is taken to belong to a dead run on another host."""
 
 
 def resolve(ctx: RunContext) -> dict[str, Any]:
@@ -124,7 +127,7 @@ def run_sync(
 ) -> dict[str, Any]:
     """Run every stage in order under the store's sync lock; return the run report."""
     ctx = open_context(config, options, on_event=on_event, store=store)
-    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=timedelta(hours=6))
+    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=LOCK_STALE_AFTER)
     status = "failed"
     error: str | None = None
     try:
@@ -162,6 +165,9 @@ def run_sync(
         return report
     except ConcordError as exc:
         error = exc.message
+        raise
+    except Exception as exc:  # a bug, not bad input: still recorded on the run
+        error = redact(f"unexpected {type(exc).__name__}: {exc}")
         raise
     finally:
         final = run_report(ctx)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,13 @@ def run_push(
     limit: int,
     progress: ProgressFactory,
 ) -> None:
-    from concord.pipeline import LOCK_NAME, begin_run, check_reject_ratio, run_report
+    from concord.pipeline import (
+        LOCK_NAME,
+        LOCK_STALE_AFTER,
+        begin_run,
+        check_reject_ratio,
+        run_report,
+    )
     from concord.push import dry_run_plan, push
     from concord.push_plan import plan_as_dict, render_plan
     from concord.run import RunOptions, open_context
@@ -53,7 +58,7 @@ def run_push(
             for plan in plans:
                 console.print(render_plan(plan, limit=limit))
         return
-    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=timedelta(hours=6))
+    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=LOCK_STALE_AFTER)
     status = "failed"
     try:
         begin_run(ctx)
