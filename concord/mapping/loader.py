@@ -70,7 +70,9 @@ class Mapping:
         A key present with a null value is not missing. Inside lists the first element stands
         for the rest. Results are cached per top-level key shape, so the cost stays small.
         """
-        shape = (tuple(record), *(_shape(record.get(c)) for c in self._containers))
+        shape: tuple[Any, ...] = (tuple(record),)
+        for container in self._containers:
+            shape += (_shape(record.get(container)),)
         known = self._missing.get(shape)
         if known is None:
             known = frozenset(
@@ -109,11 +111,13 @@ class Mapping:
 
 def _shape(value: Any) -> tuple[str, ...] | str:
     """The keys that decide which one-level-deep paths exist under a container value."""
-    if isinstance(value, dict):
+    if value.__class__ is list:
+        for item in value:
+            if item.__class__ is dict:
+                return tuple(item)
+        return "[]"
+    if value.__class__ is dict:
         return tuple(value)
-    if isinstance(value, list):
-        first = next((v for v in value if isinstance(v, dict)), None)
-        return tuple(first) if first is not None else "[]"
     return type(value).__name__
 
 
