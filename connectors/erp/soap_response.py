@@ -74,6 +74,21 @@ def parse_document(body: bytes) -> Any:
     return root
 
 
+def operation_result(root: Any, plan: ResponsePlan) -> Any:
+    """The Body's child, once it is neither a SOAP Fault nor another element than the WSDL's."""
+    child = body_child(root)
+    fault = fault_text(child)
+    if fault is not None:
+        raise ResponseProblem("fault", fault)
+    if child.tag != plan.wrapper_tag:
+        raise ResponseProblem(
+            "mismatch",
+            f"response does not match the WSDL: expected {etree.QName(plan.wrapper_tag).localname}"
+            f", got {etree.QName(child).localname}",
+        )
+    return child
+
+
 def body_child(root: Any) -> Any:
     """The first element inside the SOAP Body, or a mismatch problem when there is none."""
     if etree.QName(root).localname != "Envelope" or etree.QName(root).namespace not in _ENVELOPES:
@@ -317,16 +332,7 @@ def read_with_lxml(body: bytes, plan: ResponsePlan) -> list[dict[str, Any]]:
         raise ResponseProblem("malformed", "response is empty")
     if root.getroottree().docinfo.doctype:
         raise ResponseProblem("refused", "response declares a DTD; refused")
-    child = body_child(root)
-    fault = fault_text(child)
-    if fault is not None:
-        raise ResponseProblem("fault", fault)
-    if child.tag != plan.wrapper_tag:
-        raise ResponseProblem(
-            "mismatch",
-            f"response does not match the WSDL: expected {etree.QName(plan.wrapper_tag).localname}"
-            f", got {etree.QName(child).localname}",
-        )
+    operation_result(root, plan)  # raises on a fault or a foreign element
     return records
 
 
@@ -375,16 +381,7 @@ def read_with_zeep(
         ) from None
     except (etree.XMLSyntaxError, XMLSyntaxError, XMLParseError) as exc:
         raise ResponseProblem("malformed", f"response is not well-formed XML ({exc})") from None
-    child = body_child(root)
-    fault = fault_text(child)
-    if fault is not None:
-        raise ResponseProblem("fault", fault)
-    if child.tag != plan.wrapper_tag:
-        raise ResponseProblem(
-            "mismatch",
-            f"response does not match the WSDL: expected {etree.QName(plan.wrapper_tag).localname}"
-            f", got {etree.QName(child).localname}",
-        )
+    child = operation_result(root, plan)
     try:
         value = serialize_object(  # type: ignore[no-untyped-call]
             plan.wrapper_element.parse(child, schema), dict
