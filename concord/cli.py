@@ -17,11 +17,12 @@ import orjson
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from concord.config import load_config, parse_time
+from concord.config import load_config
 from concord.console import console, customers_table, err_console, run_summary
 from concord.errors import ConcordError
 from concord.mapping_cli import mappings_app
 from concord.redact import install_log_redaction
+from concord.utc import parse_time
 
 app = typer.Typer(
     help="concord: one customer across ERPs and CRMs.",

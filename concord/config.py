@@ -3,15 +3,16 @@
 It is validated as a whole before any I/O: every error names the file, line and key. Secrets are
 only ever references (``{env: NAME}`` or ``{connection: id}``); an inline secret is refused.
 Plain strings may use ``${VAR}`` or ``${VAR:-default}`` for non-secret values such as URLs.
-Connector-specific keys (pagination, auth style, WSDL, ...) stay in ``settings`` and are checked
-by the connector's own model when it is built.
+Connector-specific keys (pagination, auth style, WSDL, ...) stay in each section's ``settings``
+and are checked by the connector's own ``validate`` as the config loads, so a typo in the third
+source fails before the first one is pulled (and when Airflow parses the DAG).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -25,9 +26,22 @@ from pydantic import (
     model_validator,
 )
 
+from concord.contracts.registry import source_type, target_type
+from concord.contracts.sections import EntityConfig, ShardSpec, SourceConfig, TargetConfig
 from concord.errors import ConfigError
 from concord.secrets import SecretRef
 from concord.yamlfile import LoadedYaml, load_yaml
+
+__all__ = [
+    "EntityConfig",
+    "IdentityConfig",
+    "PipelineConfig",
+    "ShardSpec",
+    "SourceConfig",
+    "TargetConfig",
+    "load_config",
+]
+log = logging.getLogger("concord.config")
 
 SECRET_KEYS = {
     "password",
@@ -46,56 +60,6 @@ _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EntityConfig(BaseModel):
-    """One entity pulled from a source: its mapping file and incremental cursor."""
-
-    model_config = ConfigDict(extra="allow")
-
-    mapping: Path
-    id_field: str = "id"
-    cursor_field: str | None = "updated_at"
-    full_refresh: bool = False
-    enabled: bool = True
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """Connector-specific keys of this entity (path, operation, records path, ...)."""
-        return dict(self.model_extra or {})
-
-
-class SourceConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str = ""
-    type: str
-    entities: dict[str, EntityConfig]
-    enabled: bool = True
-    pool: str | None = None
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class TargetConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str = ""
-    type: str
-    mapping: Path
-    person_mapping: Path | None = Field(
-        default=None, description="Outbound mapping for customers that are persons (contacts)."
-    )
-    enabled: bool = True
-    batch_size: int = Field(default=100, ge=1, le=1000)
-    reject_ratio: float | None = Field(default=None, ge=0, le=1)
-    pool: str | None = None
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 MatchRuleType = Literal["crossref", "tax_id", "email", "fuzzy_name"]
@@ -218,11 +182,21 @@ class IdentityConfig(_Strict):
             "proton.me",
         ]
     )
-    name_threshold: float = Field(default=92.0, ge=0, le=100)
     overrides: Path | None = None
     max_block_size: int = Field(default=200, ge=2)
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name_threshold" in value:
+            log.warning(
+                "identity.name_threshold never had an effect and is ignored; the fuzzy_name "
+                "rule's own threshold decides (identity.rules)"
+            )
+            value = {k: v for k, v in value.items() if k != "name_threshold"}
+        return value
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> IdentityConfig:
@@ -238,6 +212,8 @@ class IdentityConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
+    """The whole ``concord.yaml``: store, money, limits, sources, targets and identity."""
+
     path: Path = Path("concord.yaml")
     store_url: str = "sqlite:///var/concord.db"
     base_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
@@ -271,11 +247,10 @@ def _interpolate(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> Any
                 return env
             if m.group(2) is not None:
                 return m.group(2)
-            line = (doc.locate(loc) or (None, None))[0]
             raise ConfigError(
                 f"environment variable {m.group(1)} is not set",
                 file=str(doc.path),
-                line=line,
+                line=doc.line(loc),
                 key=".".join(map(str, loc)),
             )
 
@@ -291,24 +266,19 @@ def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYa
     if isinstance(value, dict):
         for k, v in value.items():
             if str(k).lower() in SECRET_KEYS and not isinstance(v, dict) and v not in (None, ""):
-                line = (doc.locate((*loc, k)) or (None, None))[0]
                 raise ConfigError(
                     "secrets must be references such as {env: NAME} or {connection: conn_id}, "
                     "not values in the file",
                     file=str(doc.path),
-                    line=line,
+                    line=doc.line((*loc, k)),
                     key=".".join(map(str, (*loc, k))),
                 )
             if str(k).lower() in SECRET_KEYS and isinstance(v, dict):
                 try:
                     SecretRef.model_validate(v)
                 except ValidationError as exc:
-                    line = (doc.locate((*loc, k)) or (None, None))[0]
-                    raise ConfigError(
-                        exc.errors()[0]["msg"],
-                        file=str(doc.path),
-                        line=line,
-                        key=".".join(map(str, (*loc, k))),
+                    raise ConfigError.from_validation(
+                        exc, prefix=(*loc, k), file=str(doc.path), line_of=doc.line
                     ) from None
                 continue
             _refuse_inline_secrets(v, (*loc, k), doc)
@@ -318,7 +288,7 @@ def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYa
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Load and validate ``concord.yaml`` and every mapping path it names."""
+    """Load and validate ``concord.yaml``, every file it names and every connector's settings."""
     path = Path(path)
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
@@ -331,48 +301,52 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = (doc.locate(loc) or (None, None))[0]
-        raise ConfigError(
-            err["msg"], file=str(path), line=line, key=".".join(map(str, loc))
-        ) from None
-    overrides_file = config.identity.overrides
-    if overrides_file is not None and not config.resolve_path(overrides_file).is_file():
-        line = (doc.locate(("identity", "overrides")) or (None, None))[0]
-        raise ConfigError(
-            f"identity overrides file not found: {overrides_file}",
-            file=str(path),
-            line=line,
-            key="identity.overrides",
-        )
-    for kind, items in (("sources", config.sources), ("targets", config.targets)):
-        for name, item in items.items():
-            item.name = name
-            mappings: list[tuple[tuple[str | int, ...], Path]] = []
-            if isinstance(item, SourceConfig):
-                mappings = [
-                    ((kind, name, "entities", e, "mapping"), ec.mapping)
-                    for e, ec in item.entities.items()
-                ]
-            elif isinstance(item, TargetConfig):
-                mappings = [((kind, name, "mapping"), item.mapping)]
-                if item.person_mapping is not None:
-                    mappings.append(((kind, name, "person_mapping"), item.person_mapping))
-            for loc, mapping in mappings:
-                if not config.resolve_path(mapping).is_file():
-                    line = (doc.locate(loc) or (None, None))[0]
-                    raise ConfigError(
-                        f"mapping file not found: {mapping}",
-                        file=str(path),
-                        line=line,
-                        key=".".join(map(str, loc)),
-                    )
+        raise ConfigError.from_validation(exc, file=str(path), line_of=doc.line) from None
+    for sname, scfg in config.sources.items():
+        scfg.name = sname
+    for tname, tcfg in config.targets.items():
+        tcfg.name = tname
+    _check_files(config, doc)
+    _check_connectors(config, doc)
     return config
 
 
-def parse_time(value: str) -> datetime:
-    """Parse an ISO-8601 time given on the command line or in a watermark (UTC if naive)."""
+def _check_files(config: PipelineConfig, doc: LoadedYaml) -> None:
+    """Every mapping and the overrides file the config names exists."""
+    files: list[tuple[tuple[str | int, ...], Path, str]] = []
+    if config.identity.overrides is not None:
+        files.append((("identity", "overrides"), config.identity.overrides, "identity overrides"))
+    for sname, scfg in config.sources.items():
+        for ename, ecfg in scfg.entities.items():
+            files.append(
+                (("sources", sname, "entities", ename, "mapping"), ecfg.mapping, "mapping")
+            )
+    for tname, tcfg in config.targets.items():
+        files.append((("targets", tname, "mapping"), tcfg.mapping, "mapping"))
+        if tcfg.person_mapping is not None:
+            files.append((("targets", tname, "person_mapping"), tcfg.person_mapping, "mapping"))
+    for loc, file, what in files:
+        if not config.resolve_path(file).is_file():
+            raise ConfigError(
+                f"{what} file not found: {file}",
+                file=str(doc.path),
+                line=doc.line(loc),
+                key=".".join(map(str, loc)),
+            )
 
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+def _check_connectors(config: PipelineConfig, doc: LoadedYaml) -> None:
+    """Each enabled source's and target's connector validates its own settings (no I/O)."""
+    for kind, items in (("sources", config.sources), ("targets", config.targets)):
+        for name, item in items.items():
+            if not item.enabled:
+                continue
+            try:
+                if isinstance(item, SourceConfig):
+                    source_type(item.type).validate(item)
+                else:
+                    target_type(item.type).validate(item)
+            except ConfigError as exc:
+                if exc.key is None:
+                    exc = ConfigError(exc.reason, key=f"{kind}.{name}.type")
+                raise exc.located(str(doc.path), doc.line) from None

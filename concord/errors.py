@@ -9,7 +9,16 @@ reaches a log line.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 from concord.redact import redact
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+LineOf = Callable[[tuple[str | int, ...]], int | None]
+"""Finds the line of a key path in the file being loaded (``LoadedYaml.line``)."""
 
 
 class ConcordError(Exception):
@@ -38,6 +47,29 @@ class ConfigError(ConcordError):
         parts = [p for p in (where, f"'{key}'" if key else None) if p]
         super().__init__(f"{' '.join(parts)}: {message}" if parts else message)
         self.file, self.line, self.key = file, line, key
+        self.reason = message
+
+    @classmethod
+    def from_validation(
+        cls,
+        exc: ValidationError,
+        *,
+        prefix: Sequence[str | int] = (),
+        file: str | None = None,
+        line_of: LineOf | None = None,
+    ) -> ConfigError:
+        """The first error pydantic found, at ``prefix`` + its location, with file and line."""
+        err = exc.errors()[0]
+        loc = (*prefix, *err["loc"])
+        line = line_of(loc) if line_of is not None else None
+        return cls(err["msg"], file=file, line=line, key=".".join(map(str, loc)) or None)
+
+    def located(self, file: str, line_of: LineOf) -> ConfigError:
+        """This error again, naming ``file`` and the line of its key (keeps one already given)."""
+        if self.file is not None:
+            return self
+        loc = tuple(int(p) if p.isdigit() else p for p in (self.key or "").split(".") if p)
+        return ConfigError(self.reason, file=file, line=line_of(loc), key=self.key)
 
 
 class MappingError(ConcordError):

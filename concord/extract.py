@@ -18,15 +18,13 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from concord.config import EntityConfig, SourceConfig, parse_time
-from concord.contracts import Window, build_source
+from concord.contracts import Checkpoint, Window, build_source
 from concord.errors import StoreError
 from concord.run import RunContext, record_stage
 from concord.store import StagedRow
 from concord.store import tables as t
-from concord.store.store import utcnow
+from concord.utc import parse_time, utcnow
 
-SHARD_SETTINGS_KEY = "shards"
 ProgressSaver = Callable[[Connection, str | None, str | None], None]
 
 
@@ -74,22 +72,6 @@ def _cursor_value(record: dict[str, Any], path: str | None) -> str | None:
     return None if value is None else str(value)
 
 
-def source_config_for_connector(scfg: SourceConfig) -> SourceConfig:
-    """The source config without the orchestration-only ``shards`` key on its entities.
-
-    Connectors validate entity settings strictly; sharding is the orchestrator's business.
-    """
-    if not any(SHARD_SETTINGS_KEY in (e.model_extra or {}) for e in scfg.entities.values()):
-        return scfg
-    entities = {
-        name: EntityConfig.model_validate(
-            {k: v for k, v in e.model_dump().items() if k != SHARD_SETTINGS_KEY}
-        )
-        for name, e in scfg.entities.items()
-    }
-    return scfg.model_copy(update={"entities": entities})
-
-
 def _new_report(start: datetime | None, resumed: bool) -> dict[str, Any]:
     return {
         "pages": 0,
@@ -116,9 +98,9 @@ def _pull(
     """Stage every page of the window; return the highest cursor seen (with ``high``)."""
     scfg = ctx.config.sources[source_name]
     ecfg = scfg.entities[entity]
-    source = build_source(source_config_for_connector(scfg))
+    source = build_source(scfg)
     try:
-        for page in source.extract(entity, window, resume):
+        for page in source.extract(entity, window, Checkpoint(resume) if resume else None):
             rows: list[StagedRow] = []
             rejects: list[dict[str, Any]] = []
             for record in page.records:
@@ -145,7 +127,7 @@ def _pull(
             with ctx.store.begin() as conn:
                 counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
                 ctx.store.add_rejects(conn, rejects)
-                save_progress(conn, page.checkpoint, high)
+                save_progress(conn, page.checkpoint.token if page.checkpoint else None, high)
             report["pages"] += 1
             report["records"] += len(page.records)
             report["new"] += counts.new

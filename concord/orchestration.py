@@ -23,13 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from concord.config import EntityConfig, PipelineConfig, load_config, parse_time
+from concord.config import PipelineConfig, load_config
 from concord.errors import ConcordError, ConfigError, RunFailed
-from concord.extract import SHARD_SETTINGS_KEY, Shard, commit_shards, extract_shard
+from concord.extract import Shard, commit_shards, extract_shard
 from concord.run import RunContext, RunOptions, record_stage
-from concord.store.store import utcnow
+from concord.utc import parse_time, utcnow
 
 log = logging.getLogger("concord.orchestration")
 
@@ -47,39 +45,6 @@ Stage = Literal[
     "reconcile",
     "finish",
 ]
-
-
-class ShardSpec(BaseModel):
-    """``shards`` on an entity: split its extract into ``count`` time windows.
-
-    ``since`` is where the windows start when the entity has no watermark yet (first load);
-    records older than ``since`` go to the first shard.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    count: int = Field(ge=1, le=256)
-    by: Literal["time"] = "time"
-    since: datetime | None = None
-
-
-def shard_spec(entity: EntityConfig, where: str = "") -> ShardSpec | None:
-    """The entity's shard settings, or None when it is pulled in one piece."""
-    raw = getattr(entity, SHARD_SETTINGS_KEY, None)
-    if raw is None:
-        return None
-    if isinstance(raw, ShardSpec):
-        return raw if raw.count > 1 else None
-    if isinstance(raw, int):
-        raw = {"count": raw}
-    try:
-        spec = ShardSpec.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(err["msg"], key=f"{where}.shards".lstrip(".")) from None
-    if spec.since is not None and spec.since.tzinfo is None:
-        spec = spec.model_copy(update={"since": spec.since.replace(tzinfo=UTC)})
-    return spec if spec.count > 1 else None
 
 
 def shard_windows(
@@ -179,7 +144,7 @@ def plan_tasks(config: PipelineConfig) -> TaskPlan:
         for ename, ecfg in scfg.entities.items():
             if not ecfg.enabled:
                 continue
-            spec = shard_spec(ecfg, f"sources.{sname}.entities.{ename}")
+            spec = ecfg.shard_spec
             maps.append({"source": sname, "entity": ename})
             if spec is None:
                 extract.setdefault(pool, []).append(
@@ -417,7 +382,7 @@ def extract_task(run: TaskRun, item: Mapping[str, Any]) -> dict[str, Any]:
                 return extract(probe, item["source"], item["entity"])
 
             return _guarded(probe, "extract", item, whole)
-        spec = shard_spec(ecfg)
+        spec = ecfg.shard_spec
         since = spec.since if spec else None
         shard = shard_windows(start, run.window_end, int(item["shards"]), since)[int(item["shard"])]
         return _guarded(

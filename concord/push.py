@@ -12,33 +12,35 @@ sending, so the plan it prints is what the push then does.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Text, bindparam, cast, func, select
 
 from concord.config import TargetConfig
-from concord.contracts import TARGET_TYPES, PushOutcome, PushRecord, Target, build_target
-from concord.errors import ConcordError, ConfigError, RecordRejected
+from concord.contracts import (
+    MergingTarget,
+    ObjectKind,
+    PushOutcome,
+    PushRecord,
+    Supersession,
+    Target,
+    TargetType,
+    build_target,
+    target_type,
+)
+from concord.errors import ConcordError, RecordRejected
 from concord.mapping import Mapping, load_mapping
 from concord.model import Customer360
 from concord.run import RunContext, record_stage
 from concord.store import tables as t
 from concord.store.store import utcnow
 
-COMPANY = "company"
-PERSON = "person"
-
-
-@dataclass(slots=True)
-class RoutedPushRecord(PushRecord):
-    """A ``PushRecord`` that says which kind of object it is (``company`` or ``person``)."""
-
-    object_type: str = COMPANY
+COMPANY: ObjectKind = "company"
+PERSON: ObjectKind = "person"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class PlannedUpsert:
     """One customer to create or update in the target, with what the target holds now."""
 
     key: str
-    object_type: str
+    object_type: ObjectKind
     properties: dict[str, Any]
     hash: str
     remote_id: str | None
@@ -88,37 +90,10 @@ class PlannedUpsert:
         names = sorted(set(old) | set(new))
         return [FieldChange(n, old.get(n), new.get(n)) for n in names if old.get(n) != new.get(n)]
 
-    def record(self) -> RoutedPushRecord:
-        return RoutedPushRecord(
-            self.key, self.properties, remote_id=self.remote_id, object_type=self.object_type
+    def record(self) -> PushRecord:
+        return PushRecord(
+            self.key, self.properties, object_type=self.object_type, remote_id=self.remote_id
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Supersession:
-    """A merged-away customer whose target record must go into (or point at) its survivor."""
-
-    absorbed: str
-    survivor: str
-    object_type: str
-    absorbed_remote_id: str | None
-    survivor_remote_id: str | None
-    absorbed_in_target: bool = True
-    survivor_in_target: bool = True
-    prior_attempts: int = 0
-    survivor_object_type: str | None = None
-
-    @property
-    def remote(self) -> bool:
-        """The absorbed customer exists in the target (otherwise only the local state changes)."""
-        return self.absorbed_in_target
-
-
-@runtime_checkable
-class SupersedingTarget(Protocol):
-    """A target that can resolve merges: one outcome per absorbed customer (keyed by it)."""
-
-    def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]: ...
 
 
 @dataclass
@@ -189,22 +164,9 @@ def content_hash(object_type: str, properties: dict[str, Any]) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def target_class(tcfg: TargetConfig) -> Any:
-    """The connector class of a target, without building it (no secrets resolved)."""
-    dotted = TARGET_TYPES.get(tcfg.type, tcfg.type)
-    module_name, _, attr = dotted.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"target type '{tcfg.type}' cannot be loaded: {exc}") from exc
-
-
-def batch_size(tcfg: TargetConfig, cls: Any) -> int:
+def batch_size(tcfg: TargetConfig, cls: TargetType) -> int:
     """Records a call: the config's ``batch_size`` if set, else the target's own best size."""
-    limit = int(cls.max_batch)
-    if "batch_size" in tcfg.model_fields_set:
-        return min(tcfg.batch_size, limit)
-    return min(int(getattr(cls, "default_batch", limit)), limit)
+    return min(tcfg.explicit_batch_size or cls.default_batch, cls.max_batch)
 
 
 def _person_mapping(ctx: RunContext, tcfg: TargetConfig) -> Mapping | None:
@@ -389,16 +351,20 @@ def supersessions(ctx: RunContext, target_name: str) -> list[Supersession]:
             Supersession(
                 absorbed=gid,
                 survivor=survivor,
-                object_type=kind or COMPANY,
+                object_type=_kind(kind),
                 absorbed_remote_id=remote_id,
                 survivor_remote_id=survivor_remote,
                 absorbed_in_target=accepted is not None or remote_id is not None,
                 survivor_in_target=survivor_remote is not None or survivor_accepted is not None,
                 prior_attempts=attempts or 0,
-                survivor_object_type=survivor_kind,
+                survivor_object_type=_kind(survivor_kind) if survivor_kind else None,
             )
         )
     return found
+
+
+def _kind(stored: str | None) -> ObjectKind:
+    return PERSON if stored == PERSON else COMPANY
 
 
 def final_survivor(merged_into: dict[str, str], gid: str) -> str:
@@ -414,7 +380,7 @@ def final_survivor(merged_into: dict[str, str], gid: str) -> str:
 def dry_run_plan(ctx: RunContext, target_name: str) -> PushPlan:
     """The field-level plan of a push to ``target_name``: nothing is sent or stored."""
     tcfg = ctx.config.targets[target_name]
-    cls = target_class(tcfg)
+    cls = target_type(tcfg.type)
     size = batch_size(tcfg, cls)
     plan = PushPlan(
         target=target_name,
@@ -491,10 +457,10 @@ def push(ctx: RunContext, target_name: str) -> dict[str, Any]:
         "merge_deferred": 0,
         "calls": 0,
     }
+    size = batch_size(tcfg, target_type(tcfg.type))
     target = build_target(tcfg)
-    size = batch_size(tcfg, type(target))
     try:
-        buffers: dict[str, list[PlannedUpsert]] = {}
+        buffers: dict[ObjectKind, list[PlannedUpsert]] = {}
         failures: list[dict[str, Any]] = []
         refreshes: list[_Refresh] = []
         for item in _candidates(ctx, target_name):
@@ -526,12 +492,12 @@ def push(ctx: RunContext, target_name: str) -> dict[str, Any]:
         _supersede(ctx, target, target_name, report)
     except ConcordError as exc:
         report["error"] = exc.message
-        report["calls"] = int(getattr(target, "calls", report["calls"]))
+        report["calls"] = target.calls
         record_stage(ctx, "push", target_name, started, report, status="failed")
         raise
     finally:
         target.close()
-    report["calls"] = int(getattr(target, "calls", report["calls"]))
+    report["calls"] = target.calls
     record_stage(ctx, "push", target_name, started, report)
     return report
 
@@ -665,7 +631,7 @@ def _supersede(ctx: RunContext, target: Target, target_name: str, report: dict[s
     report["merge_deferred"] += sum(1 for s in items if s.remote and not s.survivor_in_target)
     outcomes: dict[str, PushOutcome] = {s.absorbed: PushOutcome(s.absorbed, ok=True) for s in local}
     if remote:
-        if not isinstance(target, SupersedingTarget):
+        if not isinstance(target, MergingTarget):
             for s in remote:
                 outcomes[s.absorbed] = PushOutcome(
                     s.absorbed, ok=False, error=f"target type cannot merge records ({s.survivor})"

@@ -14,7 +14,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from concord.push import PushPlan, Supersession
+from concord.contracts import Supersession
+from concord.push import PushPlan
 
 MAX_VALUE = 60
 

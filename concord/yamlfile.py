@@ -18,6 +18,8 @@ from concord.errors import ConfigError
 
 @dataclass
 class LoadedYaml:
+    """A parsed YAML document and where each of its values was written."""
+
     path: Path
     data: Any
     marks: dict[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict)
@@ -30,6 +32,11 @@ class LoadedYaml:
                 return self.marks[key]
             key = key[:-1]
         return self.marks.get((), None)
+
+    def line(self, loc: Sequence[str | int]) -> int | None:
+        """Line (1-based) of the deepest known node on ``loc``, for ``ConfigError``."""
+        found = self.locate(loc)
+        return found[0] if found else None
 
 
 def _walk(

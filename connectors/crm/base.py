@@ -17,8 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from concord.config import TargetConfig
-from concord.contracts import PushOutcome, PushRecord
+from concord.contracts import PushOutcome, PushRecord, TargetConfig
 from concord.errors import ConcordError, ConfigError, PushError
 from concord.redact import redact
 from connectors.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2ClientCredentials
@@ -46,10 +45,7 @@ def parse_settings(model: type[S], config: TargetConfig) -> S:
     try:
         return model.model_validate(config.settings)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(
-            err["msg"], key=".".join(["targets", config.name, *map(str, err["loc"])])
-        ) from None
+        raise ConfigError.from_validation(exc, prefix=("targets", config.name)) from None
 
 
 class CrmClient:
@@ -108,11 +104,6 @@ def bisect(
 
 def chunks(records: Sequence[PushRecord], size: int) -> list[Sequence[PushRecord]]:
     return [records[i : i + size] for i in range(0, len(records), size)]
-
-
-def object_kind(record: PushRecord) -> str:
-    """``company`` or ``person``: set by the push stage on the records it routes."""
-    return str(getattr(record, "object_type", "company") or "company")
 
 
 def jsonable(value: Any) -> Any:

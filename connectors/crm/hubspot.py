@@ -17,10 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from concord.config import TargetConfig
-from concord.contracts import PushOutcome, PushRecord
+from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
 from concord.errors import PushError
-from concord.push import Supersession
 from connectors.auth import NoAuth
 from connectors.crm.base import (
     CrmAuth,
@@ -28,7 +26,6 @@ from connectors.crm.base import (
     bisect,
     chunks,
     error_body,
-    object_kind,
     parse_settings,
 )
 from connectors.crm.oauth import TokenRefused
@@ -56,6 +53,7 @@ class HubSpotTarget:
     """A ``Target`` writing to HubSpot's batch upsert and merge endpoints."""
 
     max_batch = 100
+    default_batch = 100
 
     def __init__(self, name: str, settings: HubSpotSettings) -> None:
         self.name = name
@@ -63,11 +61,18 @@ class HubSpotTarget:
         self.client = CrmClient(name, settings.base_url, settings.auth, settings.http)
 
     @classmethod
+    def validate(cls, config: TargetConfig) -> None:
+        """Check the section's settings."""
+        parse_settings(HubSpotSettings, config)
+
+    @classmethod
     def from_config(cls, config: TargetConfig) -> HubSpotTarget:
+        """Build from the config section; the token is resolved at the first call."""
         return cls(config.name, parse_settings(HubSpotSettings, config))
 
     @classmethod
     def merge_action(cls, config: TargetConfig) -> str:
+        """HubSpot merges the absorbed record into the survivor."""
         return "merge"
 
     @classmethod
@@ -77,9 +82,11 @@ class HubSpotTarget:
 
     @property
     def calls(self) -> int:
+        """API calls made so far."""
         return self.client.calls
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.client.close()
 
     def _object(self, kind: str) -> tuple[str, str]:
@@ -89,9 +96,10 @@ class HubSpotTarget:
         return s.object_type, s.id_property
 
     def push(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
+        """Batch-upsert companies and contacts; one outcome per record, in order."""
         by_kind: dict[str, list[PushRecord]] = {}
         for r in records:
-            by_kind.setdefault(object_kind(r), []).append(r)
+            by_kind.setdefault(r.object_type, []).append(r)
         out: dict[str, PushOutcome] = {}
         for kind, group in by_kind.items():
             object_type, idp = self._object(kind)

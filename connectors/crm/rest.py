@@ -18,10 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from concord.config import TargetConfig
-from concord.contracts import PushOutcome, PushRecord
+from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
 from concord.errors import PushError
-from concord.push import Supersession
 from connectors.auth import NoAuth
 from connectors.crm.base import (
     CrmAuth,
@@ -30,7 +28,6 @@ from connectors.crm.base import (
     chunks,
     error_body,
     jsonable,
-    object_kind,
 )
 from connectors.crm.base import parse_settings as _parse
 from connectors.crm.oauth import TokenRefused
@@ -77,11 +74,18 @@ class RestTarget:
         self.client = CrmClient(name, settings.base_url, settings.auth, settings.http)
 
     @classmethod
+    def validate(cls, config: TargetConfig) -> None:
+        """Check the section's settings."""
+        parse_settings(config)
+
+    @classmethod
     def from_config(cls, config: TargetConfig) -> RestTarget:
+        """Build from the config section; credentials are resolved at the first call."""
         return cls(config.name, parse_settings(config), _batch(config))
 
     @classmethod
     def merge_action(cls, config: TargetConfig) -> str:
+        """``mark`` (superseded field in a batch) or ``delete``, per ``merge_mode``."""
         return parse_settings(config).merge_mode
 
     @classmethod
@@ -93,16 +97,19 @@ class RestTarget:
 
     @property
     def calls(self) -> int:
+        """API calls made so far."""
         return self.client.calls
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.client.close()
 
     def push(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
+        """Send batches in the configured shape; one outcome per record, in order."""
         out: dict[str, PushOutcome] = {}
         by_kind: dict[str, list[PushRecord]] = {}
         for r in records:
-            by_kind.setdefault(object_kind(r), []).append(r)
+            by_kind.setdefault(r.object_type, []).append(r)
         for kind, group in by_kind.items():
             path = (self.settings.person_path if kind == "person" else None) or self.settings.path
 
@@ -178,8 +185,7 @@ class RestTarget:
 
 
 def _batch(config: TargetConfig) -> int:
-    explicit = "batch_size" in config.model_fields_set
-    return min(config.batch_size if explicit else RestTarget.default_batch, MAX_BATCH)
+    return min(config.explicit_batch_size or RestTarget.default_batch, MAX_BATCH)
 
 
 def _dig(data: Any, path: str) -> Any:

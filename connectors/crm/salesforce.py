@@ -19,10 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from concord.config import TargetConfig
-from concord.contracts import PushOutcome, PushRecord
+from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
 from concord.errors import PushError
-from concord.push import Supersession
 from connectors.auth import NoAuth
 from connectors.crm.base import (
     CrmAuth,
@@ -31,7 +29,6 @@ from connectors.crm.base import (
     chunks,
     error_body,
     jsonable,
-    object_kind,
     parse_settings,
 )
 from connectors.http import HttpSettings
@@ -59,6 +56,7 @@ class SalesforceTarget:
     """A ``Target`` writing to Salesforce's sObject Collections endpoints."""
 
     max_batch = MAX_RECORDS
+    default_batch = MAX_RECORDS
 
     def __init__(self, name: str, settings: SalesforceSettings) -> None:
         self.name = name
@@ -67,11 +65,18 @@ class SalesforceTarget:
         self.base = f"/services/data/{settings.api_version}/composite/sobjects"
 
     @classmethod
+    def validate(cls, config: TargetConfig) -> None:
+        """Check the section's settings."""
+        parse_settings(SalesforceSettings, config)
+
+    @classmethod
     def from_config(cls, config: TargetConfig) -> SalesforceTarget:
+        """Build from the config section; the OAuth token is fetched at the first call."""
         return cls(config.name, parse_settings(SalesforceSettings, config))
 
     @classmethod
     def merge_action(cls, config: TargetConfig) -> str:
+        """``mark`` (set the superseded field) or ``delete``, per ``merge_mode``."""
         return parse_settings(SalesforceSettings, config).merge_mode
 
     @classmethod
@@ -81,9 +86,11 @@ class SalesforceTarget:
 
     @property
     def calls(self) -> int:
+        """API calls made so far."""
         return self.client.calls
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.client.close()
 
     def _sobject(self, kind: str) -> tuple[str, str]:
@@ -93,10 +100,11 @@ class SalesforceTarget:
         return s.sobject, s.external_id_field
 
     def push(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
+        """Upsert by external id, 200 a call; one outcome per record, in order."""
         out: dict[str, PushOutcome] = {}
         by_kind: dict[str, list[PushRecord]] = {}
         for r in records:
-            by_kind.setdefault(object_kind(r), []).append(r)
+            by_kind.setdefault(r.object_type, []).append(r)
         for kind, group in by_kind.items():
             sobject, ext = self._sobject(kind)
 

@@ -17,8 +17,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from concord.config import SourceConfig
-from concord.contracts import Page, Window
+from concord.contracts import Checkpoint, Page, SourceConfig, Window
 from concord.errors import ConcordError, ConfigError, SourceError
 from connectors.auth import AuthConfig, NoAuth
 from connectors.erp import tryton
@@ -98,8 +97,10 @@ class RestSource:
         )
 
     @classmethod
-    def from_config(cls, config: SourceConfig) -> RestSource:
-        """Build from the config section, merging its profile first; errors name the key."""
+    def parse_settings(
+        cls, config: SourceConfig
+    ) -> tuple[RestSourceSettings, dict[str, RestEntitySettings]]:
+        """The section's settings, its profile merged first; errors name the key."""
         raw, raw_entities = apply_profile(
             config.name,
             config.settings,
@@ -108,14 +109,25 @@ class RestSource:
         try:
             settings = RestSourceSettings.model_validate(raw)
         except ValidationError as exc:
-            raise _config_error(exc, ("sources", config.name)) from None
+            raise ConfigError.from_validation(exc, prefix=("sources", config.name)) from None
         entities: dict[str, RestEntitySettings] = {}
         for name, ent in raw_entities.items():
             try:
                 entities[name] = RestEntitySettings.model_validate(ent)
             except ValidationError as exc:
-                raise _config_error(exc, ("sources", config.name, "entities", name)) from None
-        return cls(config.name, settings, entities)
+                prefix = ("sources", config.name, "entities", name)
+                raise ConfigError.from_validation(exc, prefix=prefix) from None
+        return settings, entities
+
+    @classmethod
+    def validate(cls, config: SourceConfig) -> None:
+        """Check the section (and its profile) without building a client."""
+        cls.parse_settings(config)
+
+    @classmethod
+    def from_config(cls, config: SourceConfig) -> RestSource:
+        """Build from the config section, merging its profile first; errors name the key."""
+        return cls(config.name, *cls.parse_settings(config))
 
     def _error(
         self,
@@ -152,7 +164,7 @@ class RestSource:
             PageRequest(ent.path, params, headers), self._page_size(entity)
         )
 
-    def extract(self, entity: str, window: Window, resume: str | None) -> Iterator[Page]:
+    def extract(self, entity: str, window: Window, resume: Checkpoint | None) -> Iterator[Page]:
         """Yield pages of ``entity`` in ``window`` from ``resume`` (a checkpoint) or the start."""
         if entity not in self.entities:
             raise SourceError(f"entity '{entity}' is not configured", source=self.name)
@@ -164,7 +176,7 @@ class RestSource:
         )
         ok_status = frozenset(range(200, 300)) | paginator.end_status
         request: PageRequest | None = (
-            PageRequest.from_json(orjson.loads(resume))
+            PageRequest.from_json(orjson.loads(resume.token))
             if resume
             else self.first_request(entity, window)
         )
@@ -206,11 +218,6 @@ class RestSource:
             nxt = paginator.next(request, resp.data, resp.headers, len(records), page_size)
             if self.decoding is not None and self.decoding.marker in resp.body:
                 records = [self.decoding.record(r) for r in records]
-            token = orjson.dumps(nxt.to_json()).decode() if nxt is not None else None
+            token = Checkpoint(orjson.dumps(nxt.to_json()).decode()) if nxt is not None else None
             yield Page(records=records, checkpoint=token)
             request = nxt
-
-
-def _config_error(exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
-    err = exc.errors()[0]
-    return ConfigError(err["msg"], key=".".join([*prefix, *map(str, err["loc"])]))

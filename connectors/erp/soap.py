@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -24,10 +24,10 @@ import requests
 from lxml import etree  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from concord.config import SourceConfig, parse_time
-from concord.contracts import Page, Window
+from concord.contracts import Checkpoint, Page, SourceConfig, Window
 from concord.errors import ConfigError, SourceError
 from concord.secrets import SecretRef
+from concord.utc import parse_time, utcnow
 from connectors.auth import BasicAuth, BearerAuth, NoAuth
 from connectors.erp.soap_paging import (
     BookmarkPaging,
@@ -138,11 +138,14 @@ class SoapSource:
         self._calls: dict[str, _Call] = {}
 
     @classmethod
-    def from_config(cls, config: SourceConfig) -> SoapSource:
-        settings = _validate(SoapSourceSettings, config.settings, ["sources", config.name])
+    def parse_settings(
+        cls, config: SourceConfig
+    ) -> tuple[SoapSourceSettings, dict[str, SoapEntitySettings]]:
+        """The section's settings; errors name the key."""
+        settings = _validate(SoapSourceSettings, config.settings, ("sources", config.name))
         entities = {
             name: _validate(
-                SoapEntitySettings, ec.settings, ["sources", config.name, "entities", name]
+                SoapEntitySettings, ec.settings, ("sources", config.name, "entities", name)
             )
             for name, ec in config.entities.items()
         }
@@ -152,7 +155,17 @@ class SoapSource:
                     "a SOAP entity needs a 'wsdl' (file or URL), here or on the source",
                     key=f"sources.{config.name}.entities.{name}.wsdl",
                 )
-        return cls(config.name, settings, entities)
+        return settings, entities
+
+    @classmethod
+    def validate(cls, config: SourceConfig) -> None:
+        """Check the section without loading a WSDL."""
+        cls.parse_settings(config)
+
+    @classmethod
+    def from_config(cls, config: SourceConfig) -> SoapSource:
+        """Build from the config section; the WSDL is loaded at the first pull."""
+        return cls(config.name, *cls.parse_settings(config))
 
     def close(self) -> None:
         self.http.close()
@@ -323,7 +336,8 @@ class SoapSource:
                 retriable=False,
             ) from None
 
-    def extract(self, entity: str, window: Window, resume: str | None) -> Iterator[Page]:
+    def extract(self, entity: str, window: Window, resume: Checkpoint | None) -> Iterator[Page]:
+        """Yield pages of ``entity`` in ``window`` (by date slices, then bookmarks)."""
         if entity not in self.entities:
             raise SourceError(f"entity '{entity}' is not configured", source=self.name)
         ent = self.entities[entity]
@@ -336,14 +350,14 @@ class SoapSource:
         if ent.filters is not None:
             base[settings.filter_arg] = [dict(f) for f in ent.filters]
         if resume:
-            token = json.loads(resume)
+            token = json.loads(resume.token)
             start = parse_time(token["from"]) if token.get("from") else None
             end = parse_time(token["end"]) if token.get("end") else None
             args: dict[str, Any] | None = token.get("args")
         else:
             start, end, args = window.start, window.end, None
         if windows is not None and incremental is not None:
-            end = end or datetime.now(UTC).replace(microsecond=0)
+            end = end or utcnow().replace(microsecond=0)
             slices: list[tuple[datetime | None, datetime | None]] = list(windows.slices(start, end))
         else:
             slices = [(start, end)]
@@ -370,30 +384,32 @@ class SoapSource:
                     raise SourceError(
                         f"operation {ent.operation} for '{entity}': {exc}", source=self.name
                     ) from None
+                checkpoint: Checkpoint | None = None
                 if following is not None:
-                    token = _token(low, end, following)
+                    checkpoint = _checkpoint(low, end, following)
                 elif index + 1 < len(slices):
-                    token = _token(slices[index + 1][0], end, None)
-                else:
-                    token = None
-                yield Page(records=records, checkpoint=token)
+                    checkpoint = _checkpoint(slices[index + 1][0], end, None)
+                yield Page(records=records, checkpoint=checkpoint)
                 paging = following
 
 
-def _validate(model: type[M], data: dict[str, Any], where: list[str]) -> M:
+def _validate(model: type[M], data: dict[str, Any], where: tuple[str, ...]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(err["msg"], key=".".join([*where, *map(str, err["loc"])])) from None
+        raise ConfigError.from_validation(exc, prefix=where) from None
 
 
-def _token(start: datetime | None, end: datetime | None, args: dict[str, Any] | None) -> str:
-    return json.dumps(
-        {
-            "from": start.isoformat() if start else None,
-            "end": end.isoformat() if end else None,
-            "args": args,
-        },
-        sort_keys=True,
+def _checkpoint(
+    start: datetime | None, end: datetime | None, args: dict[str, Any] | None
+) -> Checkpoint:
+    return Checkpoint(
+        json.dumps(
+            {
+                "from": start.isoformat() if start else None,
+                "end": end.isoformat() if end else None,
+                "args": args,
+            },
+            sort_keys=True,
+        )
     )

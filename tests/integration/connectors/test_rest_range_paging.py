@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from concord.config import EntityConfig, SourceConfig
-from concord.contracts import Window
+from concord.contracts import Checkpoint, Window
 from connectors.erp.rest import RestSource
 from sandbox.server import Fault, LoopbackServer, Request, Response
 
@@ -57,7 +57,7 @@ def make_source(url: str) -> RestSource:
     return RestSource.from_config(config)
 
 
-def pull(source: RestSource, resume: str | None = None) -> list[dict[str, Any]]:
+def pull(source: RestSource, resume: Checkpoint | None = None) -> list[dict[str, Any]]:
     return [r for p in source.extract("rows", Window(None, None), resume) for r in p.records]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from concord.config import EntityConfig, SourceConfig
-from concord.contracts import Window
+from concord.contracts import Checkpoint, Source, Window
 from concord.errors import SourceError
+from concord.testing import SourceContract
 from connectors.erp.rest import RestSource
 from sandbox.erp_data import ErpDataset
 from sandbox.rest_erp import RestErpServer
@@ -58,7 +59,7 @@ def pull(
     source: RestSource,
     entity: str = "orders",
     window: Window | None = None,
-    resume: str | None = None,
+    resume: Checkpoint | None = None,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for page in source.extract(entity, window or Window(None, None), resume):
@@ -255,3 +256,19 @@ def test_max_pages_guards_against_a_runaway_paginator(erp: RestErpServer) -> Non
     source = make_source(erp.url, max_pages=2)
     with pytest.raises(SourceError, match="more than max_pages=2"):
         pull(source)
+
+
+class TestRestSourceContract(SourceContract):
+    """The REST source passes the contract every source passes (``concord.testing``)."""
+
+    entity = "customers"
+
+    @pytest.fixture
+    def source(self, erp: RestErpServer) -> Iterator[Source]:  # type: ignore[override]
+        built = make_source(erp.url)
+        yield built
+        built.close()
+
+    @pytest.fixture
+    def requests_made(self, erp: RestErpServer) -> Callable[[], int]:  # type: ignore[override]
+        return lambda: erp.request_count("/api/v1/customers")

@@ -4,7 +4,7 @@ number, date windows), incremental filters, resume, auth styles, WSDL from a URL
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from concord.config import EntityConfig, SourceConfig
-from concord.contracts import Page, Window, build_source
+from concord.contracts import Checkpoint, Page, Source, Window, build_source
 from concord.errors import ConfigError, SourceError
+from concord.testing import SourceContract
 from connectors.erp.soap import SoapSource
 from sandbox.nav_data import NavDataset
 from sandbox.soap_erp import DEFAULT_PASSWORD, DEFAULT_USER, SoapErpServer
@@ -86,7 +87,7 @@ def make_source(
 
 
 def pages(
-    source: SoapSource, entity: str, window: Window | None = None, resume: str | None = None
+    source: SoapSource, entity: str, window: Window | None = None, resume: Checkpoint | None = None
 ) -> list[Page]:
     return list(source.extract(entity, window or Window(None, None), resume))
 
@@ -114,7 +115,7 @@ def test_each_page_checkpoint_carries_the_bookmark_of_its_last_record(nav: SoapE
     source = make_source(nav.url)
     first = next(iter(source.extract("customers", Window(None, None), None)))
     assert first.checkpoint is not None
-    token = json.loads(first.checkpoint)
+    token = json.loads(first.checkpoint.token)
     assert token["args"]["bookmarkKey"] == first.records[-1]["Key"]
 
 
@@ -301,3 +302,20 @@ def test_a_missing_records_path_is_a_config_error_naming_the_entity_key() -> Non
     spec = {k: v for k, v in ENTITIES["customers"].items() if k != "records_path"}
     with pytest.raises(ConfigError, match=r"sources\.nav\.entities\.customers\.records_path"):
         make_source("http://127.0.0.1:9", {"customers": spec})
+
+
+class TestSoapSourceContract(SourceContract):
+    """The SOAP source passes the contract every source passes (``concord.testing``)."""
+
+    entity = "customers"
+    id_field = "No"
+
+    @pytest.fixture
+    def source(self, nav: SoapErpServer) -> Iterator[Source]:  # type: ignore[override]
+        built = make_source(nav.url)
+        yield built
+        built.close()
+
+    @pytest.fixture
+    def requests_made(self, nav: SoapErpServer) -> Callable[[], int]:  # type: ignore[override]
+        return lambda: nav.count("ReadMultiple")

@@ -6,13 +6,17 @@ then does."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from concord.config import TargetConfig
+from concord.contracts import PushRecord, Supersession, Target, build_target
 from concord.errors import RunFailed
 from concord.pipeline import check_reject_ratio, run_report
 from concord.store import Store
+from concord.testing import TargetContract
 from sandbox.crm import CrmServer
 from sandbox.server import Fault
 from tests.integration.push.conftest import (
@@ -261,3 +265,29 @@ def test_rejects_past_the_ratio_fail_the_run(store: Store, hubspot: CrmServer) -
     push(ctx, "hs")
     with pytest.raises(RunFailed, match="target hs: 1 of 2 records rejected"):
         check_reject_ratio(ctx, run_report(ctx))
+
+
+class TestHubSpotTargetContract(TargetContract):
+    """The HubSpot target passes the contract every target passes (``concord.testing``);
+    a merge merges the absorbed company into the survivor."""
+
+    @pytest.fixture
+    def target(self, hubspot: CrmServer) -> Iterator[Target]:  # type: ignore[override]
+        hubspot.validators.append(reject_names("Bad"))
+        self.server = hubspot
+        cfg = TargetConfig.model_validate(hubspot_target(hubspot))
+        cfg.name = "hs"
+        built = build_target(cfg)
+        yield built
+        built.close()
+
+    def record(self, key: str) -> PushRecord:
+        return PushRecord(key, {"name": f"Company {key}"})
+
+    def refused(self, key: str) -> PushRecord:
+        return PushRecord(key, {"name": "Bad"})
+
+    def merged_as_documented(self, target: Target, merge: Supersession) -> bool:
+        companies = self.server.objects["companies"]
+        merged_into = self.server.merged.get(str(merge.absorbed_remote_id))
+        return merge.absorbed not in companies and merged_into == merge.survivor_remote_id

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from concord.config import TargetConfig
+from concord.contracts import PushRecord, Supersession, Target, build_target
 from concord.store import Store
+from concord.testing import TargetContract
 from sandbox.crm import CrmServer
 from sandbox.server import ApiError, LoopbackServer, Request, Response
 from tests.integration.push.conftest import (
@@ -162,3 +165,26 @@ def test_hubspot_refresh_token_grant_feeds_the_bearer(
         report = Pusher(store, {"hs": target}).push("hs")
     assert report["accepted"] == 2 and report["calls"] == 2
     assert [g["grant_type"] for g in tokens.grants] == ["refresh_token"]  # one token, two calls
+
+
+class TestRestTargetContract(TargetContract):
+    """The generic REST target passes the contract every target passes (``concord.testing``);
+    a merge marks the absorbed record with its survivor (``merge_mode: mark``)."""
+
+    @pytest.fixture
+    def target(self, api: CustomerApi) -> Iterator[Target]:  # type: ignore[override]
+        self.server = api
+        cfg = TargetConfig.model_validate(rest_target(api))
+        cfg.name = "rest"
+        built = build_target(cfg)
+        yield built
+        built.close()
+
+    def record(self, key: str) -> PushRecord:
+        return PushRecord(key, {"name": f"Company {key}"})
+
+    def refused(self, key: str) -> PushRecord:
+        return PushRecord(key, {"name": "Bad"})
+
+    def merged_as_documented(self, target: Target, merge: Supersession) -> bool:
+        return self.server.rows[merge.absorbed].get("superseded_by") == merge.survivor

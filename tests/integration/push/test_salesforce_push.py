@@ -5,15 +5,18 @@ marked superseded or deleted, never left as a live duplicate."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from concord.contracts import PushRecord
+from concord.config import TargetConfig
+from concord.contracts import PushRecord, Supersession, Target, build_target
 from concord.errors import PushError
 from concord.store import Store
+from concord.testing import TargetContract
 from connectors.crm.salesforce import SalesforceSettings, SalesforceTarget
 from sandbox.salesforce_crm import SalesforceServer
 from tests.integration.push.conftest import (
@@ -171,3 +174,27 @@ def test_merged_customer_is_deleted_when_configured(
     assert report["merged"] == 2 and report["calls"] == 1
     assert set(salesforce.records["Account"]) == {"K001"}
     assert salesforce.deleted == gone
+
+
+class TestSalesforceTargetContract(TargetContract):
+    """The Salesforce target passes the contract every target passes (``concord.testing``);
+    a merge marks the absorbed Account with its survivor (``merge_mode: mark``)."""
+
+    @pytest.fixture
+    def target(self, salesforce: SalesforceServer) -> Iterator[Target]:  # type: ignore[override]
+        self.server = salesforce
+        cfg = TargetConfig.model_validate(salesforce_target(salesforce))
+        cfg.name = "sf"
+        built = build_target(cfg)
+        yield built
+        built.close()
+
+    def record(self, key: str) -> PushRecord:
+        return PushRecord(key, {"Name": f"Company {key}"})
+
+    def refused(self, key: str) -> PushRecord:
+        return PushRecord(key, {"Name": "Bad", "Bogus__c": "x"})  # no such field
+
+    def merged_as_documented(self, target: Target, merge: Supersession) -> bool:
+        account = self.server.records["Account"].get(merge.absorbed) or {}
+        return account.get("Superseded_By__c") == merge.survivor

@@ -101,3 +101,36 @@ def test_missing_identity_overrides_file_is_named_before_any_io(tmp_path: Path) 
     text = GOOD + "identity:\n  overrides: nope/overrides.yaml\n"
     with pytest.raises(ConfigError, match=r":10 'identity.overrides'.*nope/overrides.yaml"):
         load_config(write(tmp_path, text))
+
+
+def test_a_misspelt_connector_setting_fails_as_the_config_loads_with_file_and_line(
+    tmp_path: Path,
+) -> None:
+    text = GOOD.replace("    auth:", "    paginatr: {type: cursor}\n    auth:")
+    with pytest.raises(ConfigError, match=r"concord.yaml:6 'sources.erp.paginatr'.*Extra inputs"):
+        load_config(write(tmp_path, text))
+
+
+def test_a_bad_setting_of_a_later_source_or_a_target_fails_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    second = (
+        "  erp2:\n    type: soap\n    base_url: http://127.0.0.1:1\n"
+        "    entities:\n      orders: {records_path: R.O, mapping: m.yaml}\n"
+    )
+    with pytest.raises(ConfigError, match=r":13 'sources.erp2.entities.orders.wsdl'.*needs a"):
+        load_config(write(tmp_path, GOOD + second))
+    target = "targets:\n  crm:\n    type: hubspot\n    mapping: m.yaml\n    objekt_type: x\n"
+    with pytest.raises(ConfigError, match=r":13 'targets.crm.objekt_type'"):
+        load_config(write(tmp_path, GOOD + target))
+
+
+def test_an_unknown_connector_type_names_the_type_key(tmp_path: Path) -> None:
+    text = GOOD.replace("type: rest", "type: graphql")
+    with pytest.raises(ConfigError, match=r":4 'sources.erp.type'.*unknown source type 'graphql'"):
+        load_config(write(tmp_path, text))
+
+
+def test_a_disabled_source_is_not_checked_by_its_connector(tmp_path: Path) -> None:
+    text = GOOD.replace("    auth:", "    enabled: false\n    paginatr: {type: cursor}\n    auth:")
+    assert not load_config(write(tmp_path, text)).sources["erp"].enabled

@@ -130,10 +130,10 @@ def test_plan_groups_extract_and_push_by_pool(tmp_path: Path) -> None:
     assert task_id_for("push", DEFAULT_POOL) == "push"
 
 
-def test_bad_shard_settings_name_the_entity(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, ", shards: {count: 0}"))
-    with pytest.raises(ConfigError, match=r"sources\.erp\.entities\.orders\.shards"):
-        plan_tasks(config)
+def test_bad_shard_settings_name_the_entity_when_the_config_loads(tmp_path: Path) -> None:
+    where = r"concord.yaml:\d+ 'sources\.erp\.entities\.orders\.shards"
+    with pytest.raises(ConfigError, match=where):
+        load_config(_config(tmp_path, ", shards: {count: 0}"))
 
 
 def test_dag_settings_take_the_schedule_from_config_and_knobs_from_env(tmp_path: Path) -> None:

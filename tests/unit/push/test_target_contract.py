@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from concord.config import TargetConfig
-from concord.contracts import Target, build_target
+from concord.contracts import MergingTarget, Target, build_target, target_type
 from concord.errors import ConfigError
-from concord.push import SupersedingTarget, batch_size, target_class
+from concord.push import batch_size
 
 SETTINGS = {
     "hubspot": {"base_url": "http://127.0.0.1:9"},
@@ -32,7 +32,7 @@ def test_each_target_is_a_target_that_can_resolve_merges(type_name: str) -> None
     target = build_target(config(type_name))
     try:
         assert isinstance(target, Target)
-        assert isinstance(target, SupersedingTarget)
+        assert isinstance(target, MergingTarget)
         assert target.name == f"my_{type_name}"
     finally:
         target.close()
@@ -45,8 +45,11 @@ def test_a_misspelt_setting_names_the_key(type_name: str) -> None:
 
 
 def test_batch_size_is_the_targets_own_unless_configured() -> None:
-    assert batch_size(config("hubspot"), target_class(config("hubspot"))) == 100
-    assert batch_size(config("salesforce"), target_class(config("salesforce"))) == 200
-    assert batch_size(config("rest"), target_class(config("rest"))) == 100
-    assert batch_size(config("salesforce", batch_size=50), target_class(config("salesforce"))) == 50
-    assert batch_size(config("hubspot", batch_size=500), target_class(config("hubspot"))) == 100
+    def size(type_name: str, **extra: object) -> int:
+        return batch_size(config(type_name, **extra), target_type(type_name))
+
+    assert size("hubspot") == 100
+    assert size("salesforce") == 200
+    assert size("rest") == 100
+    assert size("salesforce", batch_size=50) == 50
+    assert size("hubspot", batch_size=500) == 100

@@ -1,0 +1,107 @@
+"""The ``concord.yaml`` sections a connector is built from: a source with its entities, a target.
+
+Each section has the keys core reads (``type``, ``enabled``, ``mapping``, ``pool``, cursors,
+``shards``, ...) as fields; every other key is the connector's own and is handed to it as
+``settings``, to be checked by the connector's ``validate`` when the config loads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from concord.utc import as_utc
+
+
+class ShardSpec(BaseModel):
+    """``shards`` on an entity: split its extract into ``count`` time windows (``shards: 4``).
+
+    ``since`` is where the windows start when the entity has no watermark yet (first load);
+    records older than ``since`` go to the first shard. A naive ``since`` is UTC.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=256)
+    by: Literal["time"] = "time"
+    since: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"count": value} if isinstance(value, int) else value
+
+    @field_validator("since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value)
+
+
+class EntityConfig(BaseModel):
+    """One entity pulled from a source: its mapping file and incremental cursor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mapping: Path
+    id_field: str = "id"
+    cursor_field: str | None = "updated_at"
+    full_refresh: bool = False
+    enabled: bool = True
+    shards: ShardSpec | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Connector-specific keys of this entity (path, operation, records path, ...)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def shard_spec(self) -> ShardSpec | None:
+        """The shard settings when the entity is pulled in more than one piece, else None."""
+        return self.shards if self.shards is not None and self.shards.count > 1 else None
+
+
+class SourceConfig(BaseModel):
+    """One source section: its connector ``type``, entities, and the connector's own keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    type: str
+    entities: dict[str, EntityConfig]
+    enabled: bool = True
+    pool: str | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Connector-specific keys of the source (base URL, auth, paginator, WSDL, ...)."""
+        return dict(self.model_extra or {})
+
+
+class TargetConfig(BaseModel):
+    """One target section: connector ``type``, outbound mappings, batch and reject limits."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    type: str
+    mapping: Path
+    person_mapping: Path | None = Field(
+        default=None, description="Outbound mapping for customers that are persons (contacts)."
+    )
+    enabled: bool = True
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    reject_ratio: float | None = Field(default=None, ge=0, le=1)
+    pool: str | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Connector-specific keys of the target (base URL, auth, object types, ...)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def explicit_batch_size(self) -> int | None:
+        """``batch_size`` when the config sets it, None when the target's own default applies."""
+        return self.batch_size if "batch_size" in self.model_fields_set else None

@@ -1,0 +1,79 @@
+"""The source contract: what the extract stage asks of a connector that pulls an ERP.
+
+A source type (a class named in ``SOURCE_TYPES`` or by ``module:Class``) checks its config
+section when the config loads (``validate``: no network, no secrets resolved) and builds a
+``Source`` from it (``from_config``). ``Source.extract`` yields ``Page``s lazily, each with the
+``Checkpoint`` that resumes after it; the pipeline stores the checkpoint in the same transaction
+as the page, so a crash resumes after the last committed page and nothing is staged twice.
+
+The protocols stay small on purpose: a capability only some sources have (counting the records
+in a window, listing ids for delete sweeps, pages of several entities) is its own small
+``runtime_checkable`` protocol next to ``Source``, and the stage asks ``isinstance`` before
+using it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from concord.contracts.sections import SourceConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The incremental window: records changed at or after ``start`` and before ``end``.
+
+    None on either side means open: no lower bound (first load, full refresh) or no upper one.
+    """
+
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a pull resumes: an opaque token only the source that wrote it understands."""
+
+    token: str
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of raw records and the checkpoint that resumes after it (None: nothing more)."""
+
+    records: list[dict[str, Any]]
+    checkpoint: Checkpoint | None = None
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A built source: pulls pages of one entity at a time."""
+
+    name: str
+
+    def extract(self, entity: str, window: Window, resume: Checkpoint | None) -> Iterator[Page]:
+        """Yield pages of raw records of ``entity`` changed in ``window``, after ``resume``.
+
+        Pages are fetched as they are consumed (never all at once); raises ``SourceError``
+        for anything that stops the pull.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; the source is not used afterwards."""
+        ...
+
+
+class SourceType(Protocol):
+    """A source connector class: checks a config section and builds a ``Source`` from it."""
+
+    def validate(self, config: SourceConfig) -> None:
+        """Raise ``ConfigError`` naming the key of the first bad setting; no I/O."""
+        ...
+
+    def from_config(self, config: SourceConfig) -> Source:
+        """Build the source (secrets are resolved when first needed)."""
+        ...

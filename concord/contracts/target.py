@@ -1,0 +1,124 @@
+"""The target contract: what the push stage asks of a connector that writes to a CRM.
+
+A target type (a class named in ``TARGET_TYPES`` or by ``module:Class``) checks its config
+section when the config loads and answers the questions a push plan asks without building a
+target (so no secret is resolved for ``concord push --dry-run``): its batch limits and what a
+merge becomes in the CRM, and how many calls it costs. A built ``Target`` upserts
+``PushRecord``s and returns exactly one ``PushOutcome`` per record, in order: a record the CRM
+refuses is an outcome with ``ok=False`` and the CRM's message, never an exception.
+
+Capabilities only some targets have are separate small ``runtime_checkable`` protocols the push
+asks for with ``isinstance``: ``MergingTarget`` resolves identity merges (``Supersession``) in the
+CRM. Later ones (reading CRM records back for a resync, checking that custom properties exist)
+join it the same way instead of growing ``Target``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from concord.contracts.sections import TargetConfig
+
+ObjectKind = Literal["company", "person"]
+"""What kind of CRM object a customer becomes: companies, or contacts for private persons."""
+
+
+@dataclass(slots=True)
+class PushRecord:
+    """One customer to send: its concord id, the mapped properties and its object kind."""
+
+    key: str
+    properties: dict[str, Any]
+    object_type: ObjectKind = "company"
+    remote_id: str | None = None
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    """What the target said about one record (or one merge, keyed by the absorbed customer)."""
+
+    key: str
+    ok: bool
+    remote_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Supersession:
+    """A merged-away customer whose target record must go into (or point at) its survivor."""
+
+    absorbed: str
+    survivor: str
+    object_type: ObjectKind
+    absorbed_remote_id: str | None
+    survivor_remote_id: str | None
+    absorbed_in_target: bool = True
+    survivor_in_target: bool = True
+    prior_attempts: int = 0
+    survivor_object_type: ObjectKind | None = None
+
+    @property
+    def remote(self) -> bool:
+        """The absorbed customer exists in the target (otherwise only the local state changes)."""
+        return self.absorbed_in_target
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A built target: upserts batches of records, one outcome per record."""
+
+    name: str
+
+    @property
+    def calls(self) -> int:
+        """API calls made so far (batch splits included, HTTP retries not)."""
+        ...
+
+    def push(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
+        """Upsert ``records``; return one outcome per record in the same order.
+
+        A per-record refusal is an outcome; only a failure of the whole call (auth, the CRM
+        down after retries) raises ``PushError``.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; the target is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class MergingTarget(Protocol):
+    """A target that can resolve identity merges in the CRM."""
+
+    def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
+        """Merge, mark or delete each absorbed record as the target documents; one outcome per
+        item, keyed by the absorbed customer (an already merged pair counts as done)."""
+        ...
+
+
+class TargetType(Protocol):
+    """A target connector class: checks its section, plans batches and merges, builds targets."""
+
+    max_batch: int
+    """The most records the CRM takes in one call."""
+    default_batch: int
+    """Records a call when the config does not set ``batch_size``."""
+
+    def validate(self, config: TargetConfig) -> None:
+        """Raise ``ConfigError`` naming the key of the first bad setting; no I/O."""
+        ...
+
+    def from_config(self, config: TargetConfig) -> Target:
+        """Build the target (secrets are resolved when first needed)."""
+        ...
+
+    def merge_action(self, config: TargetConfig) -> str:
+        """What a merge becomes in this CRM (``merge``, ``mark``, ``delete``)."""
+        ...
+
+    def merge_calls(self, config: TargetConfig, merges: int) -> int:
+        """API calls ``merges`` remote merges of one object kind cost."""
+        ...
