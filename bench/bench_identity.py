@@ -36,12 +36,9 @@ import orjson  # noqa: E402
 from stdnum.iso7064 import mod_11_10  # noqa: E402
 
 from concord.config import IdentityConfig  # noqa: E402
-from concord.identity import (  # noqa: E402
-    CustomerRecord,
-    link_records,
-    record_from_data,
-    resolve,
-)
+from concord.identity.linking import link_records  # noqa: E402
+from concord.identity.normalise import CustomerRecord, record_from_data  # noqa: E402
+from concord.pipeline.resolve import resolve_identities  # noqa: E402
 from concord.store import Store  # noqa: E402
 from concord.store import tables as t  # noqa: E402
 
@@ -345,10 +342,10 @@ def bench_store(n: int) -> dict[str, Any]:
             if batch:
                 conn.execute(t.customers.insert(), batch)
         start = time.perf_counter()
-        first = resolve(store, cfg, "run_1")
+        first = resolve_identities(store, cfg, "run_1")
         first_s = time.perf_counter() - start
         start = time.perf_counter()
-        second = resolve(store, cfg, "run_2")
+        second = resolve_identities(store, cfg, "run_2")
         second_s = time.perf_counter() - start
         store.dispose()
     return {

@@ -29,8 +29,9 @@ import psutil
 
 from concord.config import PipelineConfig
 from concord.model import Customer360
-from concord.push import dry_run_plan, push
-from concord.run import RunContext, RunOptions, load_mappings, new_run_id
+from concord.pipeline.context import RunContext, RunOptions, load_mappings, new_run_id
+from concord.pipeline.push import push
+from concord.push.plan import dry_run_plan
 from concord.store import Store
 from concord.store import tables as t
 
@@ -170,10 +171,10 @@ def run(customers: int, workdir: Path) -> list[dict[str, Any]]:
             seed(store, customer_rows(customers))
 
             def push_once(s: Store = store, n: str = name) -> dict[str, Any]:
-                return push(context(s, targets), n)
+                return push(context(s, targets), n).as_dict()
 
             def plan_once(s: Store = store, n: str = name) -> dict[str, Any]:
-                return dry_run_plan(context(s, targets, dry_run=True), n).summary()
+                return dry_run_plan(context(s, targets, dry_run=True), n).counts().as_dict()
 
             rows.append(timed(f"{name}: first push (all created)", customers, push_once))
             rows.append(timed(f"{name}: rerun, nothing changed", customers, push_once))

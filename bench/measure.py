@@ -12,7 +12,7 @@ import argparse
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class StageMeter:
         self._thread.join()
 
 
-def stage_records(report: dict[str, Any]) -> dict[str, int]:
+def stage_records(report: Mapping[str, Any]) -> dict[str, int]:
     """Records each stage handled, from the run report."""
     stages = report.get("stages", {})
 

@@ -8,18 +8,20 @@ checked against their fields on load, and ``concord schema`` exports their JSON 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from concord.utc import as_utc
+
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("datetime must be timezone-aware")
-    return value.astimezone(UTC)
+    return as_utc(value)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -32,6 +34,17 @@ class CanonicalModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True)
 
 
+def record_key(source: str, source_id: str) -> str:
+    """The one way concord names a source record: ``source:id`` (links, overrides, the CLI)."""
+    return f"{source}:{source_id}"
+
+
+def split_record_key(key: str) -> tuple[str, str]:
+    """``(source, id)`` of a record key; the id may itself contain colons."""
+    source, _, source_id = key.partition(":")
+    return source, source_id
+
+
 class SourceRef(CanonicalModel):
     """Where a canonical row came from: system (source name), entity and the id there."""
 
@@ -41,7 +54,8 @@ class SourceRef(CanonicalModel):
 
     @property
     def key(self) -> str:
-        return f"{self.system}:{self.entity}:{self.id}"
+        """The record key of the row (``source:id``)."""
+        return record_key(self.system, self.id)
 
 
 class Address(CanonicalModel):

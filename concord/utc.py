@@ -26,12 +26,17 @@ def as_utc(value: None) -> None: ...
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """``value`` in UTC: a naive datetime is taken to be UTC already; None stays None."""
+    """``value`` in UTC: a naive datetime is taken to be UTC already; None stays None.
+
+    The result is a plain ``datetime`` even for a subclass such as Airflow's pendulum times,
+    whose arithmetic would drop a standard-library time zone.
+    """
     if value is None:
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    u = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime(
+        u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond, tzinfo=UTC, fold=u.fold
+    )
 
 
 def parse_time(value: str) -> datetime:

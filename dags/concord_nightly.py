@@ -1,8 +1,8 @@
 """The concord nightly sync as an Airflow DAG, built from the pipeline config (``CONCORD_CONFIG``).
 
 Thin on purpose: the plan (sources x entities x shards, targets, pools), the run id, windows and
-failure text come from ``concord.orchestration``, and every task calls the same stage functions as
-the CLI, passing only ids. Graph: begin -> extract (mapped, one task per pool) -> commit_shards ->
+failure text come from ``concord.airflow``, and every task calls the same stage functions as the
+CLI, passing only ids. Graph: begin -> extract (mapped, one task per pool) -> commit_shards ->
 map (mapped) -> resolve -> build_360 -> push (mapped per target, one task per pool) -> reconcile ->
 finish (always runs; stores the run report, logs the summary, fails the run if anything did).
 """
@@ -21,26 +21,31 @@ except ImportError:  # the repo checked out next to dags/, not installed as a pa
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 
-from concord.config import load_config
-from concord.orchestration import (
+from concord.airflow.plan import (
+    EntityItem,
+    ExtractItem,
+    PushItem,
     TaskPlan,
+    plan_tasks,
+    task_id_for,
+)
+from concord.airflow.settings import config_path, dag_settings
+from concord.airflow.tasks import (
     TaskRun,
     begin_task,
     build_360_task,
     commit_shards_task,
     concord_run_id,
-    config_path,
-    dag_settings,
     extract_task,
     failure_message,
     finish_task,
+    item_for,
     map_task,
-    plan_tasks,
     push_task,
     reconcile_task,
     resolve_task,
-    task_id_for,
 )
+from concord.config import load_config
 
 log = logging.getLogger("concord.dag")
 
@@ -54,7 +59,7 @@ def _on_failure(context: Any) -> None:
     log.error(
         failure_message(
             stage,
-            item if isinstance(item, dict) else None,
+            item_for(stage, item if isinstance(item, dict) else None),
             context.get("exception"),
             run_id=concord_run_id(str(context.get("run_id")), ti.dag_id),
             try_number=getattr(ti, "try_number", None),
@@ -110,7 +115,7 @@ def build_dag(path: Path) -> DAG:
 
         @task
         def extract(item: dict[str, Any]) -> dict[str, Any]:
-            return extract_task(current_run(), item)
+            return extract_task(current_run(), ExtractItem.from_dict(item))
 
         @task
         def commit_shards() -> dict[str, Any]:
@@ -118,7 +123,7 @@ def build_dag(path: Path) -> DAG:
 
         @task(task_id="map")
         def map_entity(item: dict[str, Any]) -> dict[str, Any]:
-            return map_task(current_run(), item)
+            return map_task(current_run(), EntityItem.from_dict(item))
 
         @task
         def resolve() -> dict[str, Any]:
@@ -130,7 +135,7 @@ def build_dag(path: Path) -> DAG:
 
         @task
         def push(item: dict[str, Any]) -> dict[str, Any]:
-            return push_task(current_run(), item)
+            return push_task(current_run(), PushItem.from_dict(item))
 
         @task
         def reconcile() -> dict[str, Any]:
@@ -142,15 +147,19 @@ def build_dag(path: Path) -> DAG:
 
         start = begin()
         extracts = [
-            extract.override(task_id=task_id_for("extract", pool), pool=pool).expand(item=items)
+            extract.override(task_id=task_id_for("extract", pool), pool=pool).expand(
+                item=[i.as_dict() for i in items]
+            )
             for pool, items in plan.extract.items()
         ]
         committed = commit_shards()
-        mapped = map_entity.expand(item=plan.map) if plan.map else None
+        mapped = map_entity.expand(item=[i.as_dict() for i in plan.map]) if plan.map else None
         built = build_360()
         resolved = resolve()
         pushes = [
-            push.override(task_id=task_id_for("push", pool), pool=pool).expand(item=items)
+            push.override(task_id=task_id_for("push", pool), pool=pool).expand(
+                item=[i.as_dict() for i in items]
+            )
             for pool, items in plan.push.items()
         ]
         reconciled = reconcile()

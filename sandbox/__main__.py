@@ -3,7 +3,8 @@
 `python -m sandbox crm --port 8702 --token-env SANDBOX_CRM_TOKEN` or
 `python -m sandbox nav --port 8703 --password-env SANDBOX_NAV_PASSWORD`; secrets are read from the
 named environment variables (the server's defaults when unset), "listening on <url>" is printed
-once the port is bound, and SIGTERM or SIGINT stops the server cleanly with exit status 0."""
+once the port is bound, and SIGTERM or SIGINT stops the server cleanly with exit status 0.
+`python -m sandbox demo` is `concord demo`: the three sandboxes and one sync."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sandbox import crm, rest_erp, soap_erp
 from sandbox.crm import CrmServer
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     nav.add_argument("--password-env", default="SANDBOX_NAV_PASSWORD")
     nav.add_argument("--seed", type=int, default=7)
     nav.add_argument("--customers", type=int, default=60)
+    demo = commands.add_parser("demo", help="the sandboxes and one sync (what `make demo` runs)")
+    demo.add_argument("--config", "-c", type=Path, default=Path("concord.yaml"))
+    demo.add_argument("--customers", type=int, default=60)
     return parser
 
 
@@ -63,6 +68,11 @@ def _start(args: argparse.Namespace) -> LoopbackServer | SoapErpServer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from sandbox.demo import run_demo
+
+        run_demo(args.config, customers=args.customers)
+        return 0
     return serve_until_signalled(lambda: _start(args))
 
 

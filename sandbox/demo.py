@@ -10,8 +10,8 @@ from typing import Any
 from rich.table import Table
 from sqlalchemy import func, select
 
+from concord.cli.render import console, customers_table, run_summary
 from concord.config import load_config
-from concord.console import console, customers_table, run_summary
 from concord.pipeline import RunOptions, run_sync
 from concord.store import Store
 from concord.store import tables as t
@@ -65,6 +65,7 @@ def cross_erp_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def run_demo(config_path: Path, *, customers: int = 60) -> None:
+    """Start the sandboxes, sync once into the config's store, print what happened."""
     for key, value in DEMO_ENV.items():
         os.environ.setdefault(key, value)
     dataset = ErpDataset.generate(seed=7, customers=customers)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,8 +38,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from concord.airflow.plan import TaskItem, TaskPlan, plan_tasks, task_id_for  # noqa: E402
+from concord.airflow.tasks import concord_run_id  # noqa: E402
 from concord.config import load_config  # noqa: E402
-from concord.orchestration import TaskPlan, concord_run_id, plan_tasks, task_id_for  # noqa: E402
 from concord.pipeline import RunOptions, run_sync  # noqa: E402
 from concord.store import Store  # noqa: E402
 from concord.store import tables as t  # noqa: E402
@@ -164,7 +165,7 @@ def _airflow_cluster(home: Path, config: Path, erp_url: str, crm_url: str) -> It
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__PARALLELISM": "8",
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "concord.orchestration.worker_hostname",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "concord.airflow.settings.worker_hostname",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": "concord-scale-demo-secret",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG}/{DB_AIRFLOW}",
@@ -306,17 +307,15 @@ def _crm_state(crm: CrmServer) -> dict[str, dict[str, Any]]:
 
 def _item_label(plan: TaskPlan, task_id: str, map_index: int) -> str:
     """What a mapped task instance worked on, e.g. ``sandbox_erp/orders#2/4``."""
-    groups = {task_id_for("extract", pool): items for pool, items in plan.extract.items()}
+    groups: dict[str, Sequence[TaskItem]] = {
+        task_id_for("extract", pool): items for pool, items in plan.extract.items()
+    }
     groups["map"] = plan.map
     groups.update({task_id_for("push", pool): items for pool, items in plan.push.items()})
     items = groups.get(task_id)
     if items is None or map_index < 0 or map_index >= len(items):
         return "-"
-    item = items[map_index]
-    if "target" in item:
-        return str(item["target"])
-    shard = f"#{item['shard']}/{item['shards']}" if item.get("shard") is not None else ""
-    return f"{item['source']}/{item['entity']}{shard}"
+    return items[map_index].scope
 
 
 def _report(

@@ -15,7 +15,7 @@ from concord.errors import MappingError
 from concord.mapping.checks import check_mapping
 from concord.mapping.compiler import Apply, compile_mapping
 from concord.mapping.parser import parse_mapping
-from concord.mapping.spec import MappingSpec
+from concord.mapping.spec import Expr, MappingSpec, Mark
 
 
 class Mapping:
@@ -54,6 +54,22 @@ class Mapping:
         self._shallow_paths = tuple(p for p in self.read_paths if p.count(".") == 1)
         self._deep_paths = tuple(p for p in self.read_paths if p.count(".") > 1)
         self._containers = tuple(sorted({p.split(".")[0] for p in self._shallow_paths}))
+        self._field_marks: dict[str, Mark] = {}
+        _collect_marks([*([spec.id] if spec.id else []), *spec.fields.values()], self._field_marks)
+
+    def location(self, field: str | None = None) -> str:
+        """``file:line`` of an output field in the mapping file (for rejects).
+
+        ``field`` may be a path below a field with list indexes (``lines.0.quantity``, as the
+        canonical model reports it): the deepest field of the mapping on it is named; a field
+        the mapping does not write gives the file alone.
+        """
+        parts = [p for p in (field or "").split(".") if p and not p.isdigit()]
+        for size in range(len(parts), 0, -1):
+            mark = self._field_marks.get(".".join(parts[:size]))
+            if mark is not None:
+                return f"{self.path}:{mark.line}"
+        return str(self.path)
 
     def __repr__(self) -> str:
         return f"Mapping({str(self.path)!r}, {self.direction}, {self.entity!r})"
@@ -107,6 +123,13 @@ class Mapping:
                         self._unmapped(element, path + ".", found)
             elif path not in self.read_paths:
                 found.add(path)
+
+
+def _collect_marks(exprs: list[Expr], into: dict[str, Mark]) -> None:
+    """Where each output field (nested ones dotted) is written in the file."""
+    for expr in exprs:
+        into.setdefault(expr.field, expr.marks.get("@key", expr.mark))
+        _collect_marks([*(expr.object or {}).values(), *(expr.each_fields or {}).values()], into)
 
 
 def _shape(value: Any) -> tuple[str, ...] | str:

@@ -4,7 +4,8 @@
 operations the stages need (upserts through the driver's executemany with ``ON CONFLICT``).
 """
 
+from concord.store.rejects import Reject
 from concord.store.store import StagedRow, Store, WatermarkState
 from concord.store.types import MONEY_SCALE
 
-__all__ = ["MONEY_SCALE", "StagedRow", "Store", "WatermarkState"]
+__all__ = ["MONEY_SCALE", "Reject", "StagedRow", "Store", "WatermarkState"]

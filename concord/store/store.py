@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    bindparam,
     create_engine,
     delete,
     event,
-    inspect,
     select,
     update,
 )
@@ -35,12 +35,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from concord.errors import StoreError
 from concord.store import tables as t
+from concord.store.rejects import Reject
+from concord.utc import utcnow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +136,6 @@ class Store:
     @property
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
-
-    def has_schema(self) -> bool:
-        return inspect(self.engine).has_table("runs")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -315,13 +310,6 @@ class Store:
             ["source", "entity"],
         )
 
-    def reset_watermark(self, source: str, entity: str | None = None) -> None:
-        with self.begin() as conn:
-            stmt = delete(t.watermarks).where(t.watermarks.c.source == source)
-            if entity:
-                stmt = stmt.where(t.watermarks.c.entity == entity)
-            conn.execute(stmt)
-
     # -- raw staging ----------------------------------------------------------------------------
 
     def stage(
@@ -398,8 +386,6 @@ class Store:
         params = [{"sid": sid, "h": h} for sid, h in done]
         if not params:
             return
-        from sqlalchemy import bindparam
-
         conn.execute(
             update(raw)
             .where(
@@ -412,25 +398,15 @@ class Store:
             params,
         )
 
-    def count_pending(self, source: str, entity: str) -> int:
-        from sqlalchemy import func
-
-        raw = t.raw_records
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(raw)
-                    .where(raw.c.source == source, raw.c.entity == entity, raw.c.pending.is_(True))
-                ).scalar_one()
-            )
-
     # -- rejects ----------------------------------------------------------------------------------
 
-    def add_rejects(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
+    def add_rejects(self, conn: Connection, rejects: Sequence[Reject], *, run_id: str) -> None:
+        """Store rejects found by ``run_id``, in the caller's transaction."""
+        if rejects:
             now = utcnow()
-            conn.execute(t.rejects.insert(), [{"created_at": now, **r} for r in rows])
+            conn.execute(
+                t.rejects.insert(), [{**r.row(run_id), "created_at": now} for r in rejects]
+            )
 
     def resolve_rejects(
         self,

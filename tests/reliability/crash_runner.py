@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from concord import cli
+from concord.cli import sync as sync_command
+from concord.cli.app import app
 from concord.store.store import Store
 
 _state: dict[str, Any] = {"stage": None, "count": 0}
@@ -31,7 +32,7 @@ def main() -> None:
     after_commit = "--after-commit" in sys.argv[: sys.argv.index("--")]
     args = sys.argv[sys.argv.index("--") + 1 :]
     real_begin = Store.begin.__wrapped__  # type: ignore[attr-defined]
-    real_progress = cli.progress_events
+    real_progress = sync_command.progress_events
 
     @contextmanager
     def begin(self: Store) -> Iterator[Connection]:
@@ -70,9 +71,9 @@ def main() -> None:
             yield on_event
 
     Store.begin = begin  # type: ignore[method-assign]
-    cli.progress_events = progress_events
+    sync_command.progress_events = progress_events  # the name `concord sync` calls
     sys.argv = ["concord", *args]
-    cli.app()
+    app()
 
 
 if __name__ == "__main__":

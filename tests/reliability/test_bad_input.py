@@ -20,10 +20,10 @@ from concord.config import load_config
 from concord.errors import ConcordError
 from concord.mapping import mapping_from_text
 from concord.pipeline import RunOptions, open_context
-from concord.run import RunContext
+from concord.pipeline.context import RunContext
+from concord.pipeline.map import map_entity
 from concord.store import StagedRow
 from concord.store import tables as t
-from concord.transform import map_entity
 from tests.reliability.conftest import REPO, write_config
 
 SETTINGS = settings(

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 
 from concord.config import load_config
 from concord.pipeline import RunOptions, open_context
-from concord.reconcile import reconcile
+from concord.pipeline.reconcile import reconcile
 from concord.store import tables as t
 from tests.reliability.conftest import Sandbox, sync, write_config
 
@@ -29,7 +29,7 @@ def synced(tmp_path: Path, store_url: str, sandbox: Sandbox) -> tuple[Path, dict
 def _again(config: Path, run_id: str) -> dict[str, Any]:
     ctx = open_context(load_config(config), RunOptions(run_id=run_id))
     try:
-        return reconcile(ctx)
+        return reconcile(ctx).as_dict()
     finally:
         ctx.store.dispose()
 
@@ -94,10 +94,10 @@ def test_customer_never_pushed_is_flagged(synced: tuple[Path, dict[str, Any]]) -
 def test_money_above_the_sample_size_is_checked_on_a_sample(
     synced: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import concord.reconcile
+    import concord.pipeline.reconcile
 
     config, report = synced
-    monkeypatch.setattr(concord.reconcile, "MONEY_SAMPLE", 20)
+    monkeypatch.setattr(concord.pipeline.reconcile, "MONEY_SAMPLE", 20)
     body = _again(config, report["run_id"])
     assert body["mismatches"] == []
     orders = next(e for e in body["entities"] if e["entity"] == "orders")["this_run"]

@@ -13,9 +13,8 @@ import yaml
 
 from concord.config import load_config
 from concord.errors import StoreError
-from concord.extract import commit_shards, extract_shard
-from concord.orchestration import shard_windows
-from concord.run import RunContext, RunOptions, open_context
+from concord.pipeline.context import RunContext, RunOptions, open_context
+from concord.pipeline.shards import commit_shards, extract_shard, shard_windows
 from concord.store import tables as t
 from sandbox.erp_data import ErpDataset
 from sandbox.rest_erp import RestErpServer
@@ -70,15 +69,15 @@ def test_shards_stage_every_record_and_advance_the_watermark_once_all_committed(
     assert ctx.store.watermark("sandbox_erp", "orders").cursor is None
 
     reports.append(extract_shard(ctx, "sandbox_erp", "orders", shards[2]))
-    assert sum(r["records"] for r in reports) == dataset.count("orders") == _staged(ctx)
-    assert all(r["records"] > 0 for r in reports)
+    assert sum(r.records for r in reports) == dataset.count("orders") == _staged(ctx)
+    assert all(r.records > 0 for r in reports)
     total = commit_shards(ctx, "sandbox_erp", "orders", 3)
-    assert total["records"] == dataset.count("orders")
-    assert total["watermark"] == max(r["updated_at"] for r in dataset.iter_all("orders"))
-    assert ctx.store.watermark("sandbox_erp", "orders").cursor == total["watermark"]
+    assert total.records == dataset.count("orders")
+    assert total.watermark == max(r["updated_at"] for r in dataset.iter_all("orders"))
+    assert ctx.store.watermark("sandbox_erp", "orders").cursor == total.watermark
 
     again = extract_shard(ctx, "sandbox_erp", "orders", shards[1])
-    assert again["skipped"] == "already done in this run"
+    assert again.skipped == "already done in this run"
     ctx.store.dispose()
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from concord.cli import app
+from concord.cli.app import app
+from concord.config import load_config
+from concord.mapping import load_mapping
+from concord.store import Store
 from sandbox.crm import CrmServer
 from sandbox.erp_data import ErpDataset
 from sandbox.rest_erp import RestErpServer
@@ -65,6 +69,16 @@ def test_rejects_lists_reason_field_and_payload(synced: Path) -> None:
     assert '"id":"C-00001"' in result.output.replace(" ", "")
 
 
+def test_a_mapping_reject_names_the_mapping_file_and_line_of_its_field(synced: Path) -> None:
+    store = Store.open(load_config(synced).store_url)
+    rejects = [r for r in store.rejects(limit=100) if r["stage"] == "map"]
+    assert rejects
+    for r in rejects:
+        mapping = load_mapping(Path(r["location"].rsplit(":", 1)[0]))
+        assert r["location"] == mapping.location(r["field"])
+        assert re.search(r"\.yaml:\d+$", r["location"]), r["location"]
+
+
 def test_customers_show_finds_by_source_key(synced: Path) -> None:
     result = runner.invoke(app, ["customers", "show", "sandbox_erp:C-00004", "-c", str(synced)])
     assert result.exit_code == 0, result.output
@@ -99,6 +113,29 @@ def test_broken_config_prints_one_line_with_file_and_line(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert "bad.yaml:4" in result.output and "sources.erp.entities" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sync"],
+        ["push", "--dry-run"],
+        ["runs"],
+        ["customers", "show", "x"],
+        ["mappings", "preview", "erp", "orders"],
+    ],
+)
+def test_every_command_prints_errors_one_way_and_verbose_adds_the_trace(
+    tmp_path: Path, command: list[str]
+) -> None:
+    missing = str(tmp_path / "missing.yaml")
+    plain = runner.invoke(app, [*command, "-c", missing])
+    assert plain.exit_code == 1
+    assert "error:" in plain.output and "missing.yaml" in plain.output
+    assert "Traceback" not in plain.output
+    verbose = runner.invoke(app, ["--verbose", *command, "-c", missing])
+    assert verbose.exit_code == 1
+    assert "Traceback" in verbose.output and "missing.yaml" in verbose.output
 
 
 def test_mappings_validate_and_test_pass_for_the_repo() -> None:

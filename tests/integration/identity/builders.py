@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from concord.model import Customer, Invoice, Order, Payment, Shipment, SourceRef
+from concord.pipeline.map import canonical_row
 from concord.store import Store
 from concord.store import tables as t
-from concord.transform import _canonical_row
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -40,7 +40,7 @@ def write(store: Store, *models: Any, run_id: str = "run_test") -> None:
     }
     for m in models:
         entity = entity_of[type(m)]
-        by_entity.setdefault(entity, []).append(_canonical_row(entity, m, run_id))
+        by_entity.setdefault(entity, []).append(canonical_row(entity, m, run_id))
     with store.begin() as conn:
         for entity, rows in by_entity.items():
             store.upsert(conn, t.CANONICAL_TABLES[entity], rows, ["source", "source_id"])

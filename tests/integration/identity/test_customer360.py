@@ -11,12 +11,13 @@ import pytest
 from rich.console import Console
 from sqlalchemy import select
 
-from concord import customer360
+from concord.cli.render import render_customer, render_explanation
 from concord.config import PipelineConfig
-from concord.explain import explain, render_explanation
-from concord.identity import resolve
-from concord.lookup import find_customers, render_customer
+from concord.customer360.lookup import find_customers
+from concord.identity.explain import explain
 from concord.model import Invoice, Payment, Shipment, SourceRef
+from concord.pipeline.build_360 import build as build_360_rows
+from concord.pipeline.resolve import resolve_identities as resolve
 from concord.store import Store
 from concord.store import tables as t
 from tests.integration.identity.builders import customer, order, write
@@ -137,7 +138,7 @@ def test_each_360_metric_on_hand_built_data(store: Store) -> None:
     seed(store)
     cfg = pipeline_config()
     resolve(store, cfg.identity, "run_1")
-    report = customer360.build(store, cfg, AS_OF, "run_1")
+    report = build_360_rows(store, cfg, AS_OF, "run_1")
     assert report.customers == 2
     assert report.churn_model == "recency_heuristic"
     acme = rows(store)["erp_a:1"]
@@ -174,7 +175,7 @@ def test_survivorship_follows_the_configured_strategy_per_field(store: Store) ->
         }
     )
     resolve(store, cfg.identity, "run_1")
-    customer360.build(store, cfg, AS_OF, "run_1")
+    build_360_rows(store, cfg, AS_OF, "run_1")
     acme = rows(store)["erp_a:1"]
     assert acme["name"] == {"value": "ACME Corporation GmbH", "source": "erp_b:1"}
     assert acme["address"]["source"] == "erp_b:1"
@@ -187,8 +188,8 @@ def test_unchanged_rows_are_not_rewritten(store: Store) -> None:
     seed(store)
     cfg = pipeline_config()
     resolve(store, cfg.identity, "run_1")
-    customer360.build(store, cfg, AS_OF, "run_1")
-    again = customer360.build(store, cfg, AS_OF, "run_2")
+    build_360_rows(store, cfg, AS_OF, "run_1")
+    again = build_360_rows(store, cfg, AS_OF, "run_2")
     assert again.written == 0 and again.unchanged == 2
 
 
@@ -196,7 +197,7 @@ def test_explain_names_the_rule_and_show_prints_links(store: Store) -> None:
     seed(store)
     cfg = pipeline_config()
     resolve(store, cfg.identity, "run_1")
-    customer360.build(store, cfg, AS_OF, "run_1")
+    build_360_rows(store, cfg, AS_OF, "run_1")
     ex = explain(store, cfg, "erp_a:1", "erp_b:1")
     assert ex.same
     assert [s.rule for s in ex.path] == ["email"]
@@ -224,7 +225,7 @@ def test_bgnbd_is_used_once_the_base_has_enough_repeat_buyers(store: Store) -> N
     write(store, *models)
     cfg = pipeline_config(churn={"min_repeat_customers": 20})
     resolve(store, cfg.identity, "run_1")
-    report = customer360.build(store, cfg, AS_OF, "run_1")
+    report = build_360_rows(store, cfg, AS_OF, "run_1")
     assert report.churn_model == "bgnbd"
     assert report.churn_params is not None and set(report.churn_params) == {"r", "alpha", "a", "b"}
     risks = [r["churn_risk"] for r in rows(store).values()]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from concord import customer360
 from concord.config import IdentityConfig, MatchRuleConfig, PipelineConfig
-from concord.identity import resolve
-from concord.lookup import find_customers
+from concord.customer360.lookup import find_customers
+from concord.pipeline.build_360 import build as build_360_rows
+from concord.pipeline.resolve import resolve_identities as resolve
 from concord.store import Store
 from concord.store import tables as t
 from tests.integration.identity.builders import T0, customer, write
@@ -139,7 +139,7 @@ def test_a_merged_id_still_finds_its_survivor(store: Store) -> None:
     resolve(store, cfg.identity, "run_1")
     write(store, customer("erp_c", "5", "U", email="a@umbrella.de", tax_id="DE136695976"))
     resolve(store, cfg.identity, "run_2")
-    customer360.build(store, cfg, T0, "run_2")
+    build_360_rows(store, cfg, T0, "run_2")
     [(_kind, survivor, absorbed)] = events(store)
     [view] = find_customers(store, str(absorbed))
     assert view.asked_for == absorbed
@@ -219,3 +219,19 @@ def test_records_that_differ_stay_apart(store: Store) -> None:
     )
     resolve(store, config(), "run_1")
     assert len(set(ids(store).values())) == 4
+
+
+def test_explain_counts_common_name_words_over_the_name_keys_resolve_compares(
+    store: Store,
+) -> None:
+    from concord.identity.normalise import load_customer_records, name_keys_in_store
+
+    write(
+        store,
+        customer("erp", "1", "Smith John", is_person=True),
+        customer("crm", "1", "John Smith", is_person=True),
+        customer("erp", "2", "Acme Logistik GmbH"),
+    )
+    resolved = sorted(r.name_key for r in load_customer_records(store, config()))
+    assert sorted(name_keys_in_store(store)) == resolved
+    assert resolved.count("john smith") == 2  # a person's words are compared in any order

@@ -14,8 +14,10 @@ from sqlalchemy import update
 
 from concord.config import PipelineConfig
 from concord.model import Customer360
-from concord.push import PushPlan, dry_run_plan, push
-from concord.run import RunContext, RunOptions, load_mappings, new_run_id
+from concord.pipeline.context import RunContext, RunOptions, load_mappings, new_run_id
+from concord.pipeline.push import push
+from concord.pipeline.reports import PushReport
+from concord.push.plan import PushPlan, dry_run_plan
 from concord.store import Store
 from concord.store import tables as t
 from sandbox.crm import CrmServer
@@ -151,7 +153,7 @@ class Pusher:
         self.runs.append(run_id)
         return RunContext(cfg, self.store, run_id, RunOptions(dry_run=dry_run), load_mappings(cfg))
 
-    def push(self, target: str) -> dict[str, Any]:
+    def push(self, target: str) -> PushReport:
         return push(self.context(), target)
 
     def plan(self, target: str) -> PushPlan:

@@ -14,7 +14,7 @@ import pytest
 from concord.config import TargetConfig
 from concord.contracts import PushRecord, Supersession, Target, build_target
 from concord.errors import RunFailed
-from concord.pipeline import check_reject_ratio, run_report
+from concord.pipeline.lifecycle import locked_run
 from concord.store import Store
 from concord.testing import TargetContract
 from sandbox.crm import CrmServer
@@ -44,11 +44,11 @@ def test_unchanged_customers_are_not_sent_again(store: Store, hubspot: CrmServer
     pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
 
     first = pusher.push("hs")
-    assert (first["created"], first["accepted"], first["rejected"]) == (5, 5, 0)
+    assert (first.created, first.accepted, first.rejected) == (5, 5, 0)
     assert len(hubspot.objects["companies"]) == 5
 
     second = pusher.push("hs")
-    assert second["planned"] == 0 and second["unchanged"] == 5 and second["calls"] == 0
+    assert second.planned == 0 and second.unchanged == 5 and second.calls == 0
     assert hubspot.request_count(UPSERT) == 1
 
 
@@ -66,7 +66,7 @@ def test_only_the_changed_customer_is_sent_with_its_new_values(
     assert (change.field, change.old, change.new) == ("lifetime_revenue", "100.00", "250.50")
 
     report = pusher.push("hs")
-    assert (report["updated"], report["unchanged"]) == (1, 1)
+    assert (report.updated, report.unchanged) == (1, 1)
     assert hubspot.batches[-1]["inputs"][0]["id"] == "K001"
     assert len(hubspot.batches[-1]["inputs"]) == 1
     assert hubspot.objects["companies"]["K001"]["properties"]["lifetime_revenue"] == "250.50"
@@ -84,10 +84,10 @@ def test_a_360_change_the_mapping_does_not_send_is_not_pushed(
     seed(store, changed)
 
     report = pusher.push("hs")
-    assert (report["planned"], report["unchanged"], report["calls"]) == (0, 1, 0)
+    assert (report.planned, report.unchanged, report.calls) == (0, 1, 0)
     after = push_states(store, "hs")["K001"]["source_hash"]
     assert after is not None and after != before  # next time the row is skipped unmapped
-    assert pusher.push("hs")["unchanged"] == 1
+    assert pusher.push("hs").unchanged == 1
 
 
 def test_persons_become_contacts_and_companies_stay_companies(
@@ -99,7 +99,7 @@ def test_persons_become_contacts_and_companies_stay_companies(
         customer("K002", "Jane Doe", email="Jane@Doe.org", is_person=True),
     )
     report = Pusher(store, {"hs": hubspot_target(hubspot)}).push("hs")
-    assert report["accepted"] == 2
+    assert report.accepted == 2
     assert list(hubspot.objects["companies"]) == ["K001"]
     contact = hubspot.objects["contacts"]["K002"]["properties"]
     assert (contact["firstname"], contact["lastname"], contact["email"]) == (
@@ -118,7 +118,7 @@ def test_per_record_failure_is_stored_with_the_crm_message_and_retried(
     pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
 
     first = pusher.push("hs")
-    assert (first["accepted"], first["rejected"], first["calls"]) == (2, 1, 1)
+    assert (first.accepted, first.rejected, first.calls) == (2, 1, 1)
     state = push_states(store, "hs")["K002"]
     assert state["status"] == "rejected" and state["accepted_hash"] is None
     assert "blocklist" in state["error"] and "VALIDATION_ERROR" in state["error"]
@@ -126,13 +126,13 @@ def test_per_record_failure_is_stored_with_the_crm_message_and_retried(
     assert reject["source_id"] == "K002" and "blocklist" in reject["reason"]
 
     again = pusher.push("hs")  # still refused: retried, reported, not piled up
-    assert (again["planned"], again["retried"], again["rejected"]) == (1, 1, 1)
+    assert (again.planned, again.retried, again.rejected) == (1, 1, 1)
     assert len(open_rejects(store)) == 1
     assert push_states(store, "hs")["K002"]["attempts"] == 2
 
     hubspot.validators.clear()
     fixed = pusher.push("hs")
-    assert (fixed["retried"], fixed["retried_accepted"], fixed["accepted"]) == (1, 1, 1)
+    assert (fixed.retried, fixed.retried_accepted, fixed.accepted) == (1, 1, 1)
     assert push_states(store, "hs")["K002"]["status"] == "accepted"
     assert open_rejects(store) == []
     assert set(hubspot.objects["companies"]) == {"K001", "K002", "K003"}
@@ -147,11 +147,11 @@ def test_batch_refused_whole_is_split_until_the_bad_record_is_alone(
     pusher = Pusher(store, {"hs": hubspot_target(hubspot, multi_status=False)})
 
     report = pusher.push("hs")
-    assert (report["accepted"], report["rejected"]) == (7, 1)
+    assert (report.accepted, report.rejected) == (7, 1)
     assert "K005" not in hubspot.objects["companies"]
     assert len(hubspot.objects["companies"]) == 7
     # 8 -> 4+4 -> 2+2 -> 1+1: one call for the batch, then 2 + 2 + 2 splits
-    assert report["calls"] == hubspot.request_count(UPSERT) == 7
+    assert report.calls == hubspot.request_count(UPSERT) == 7
     assert "blocklist" in push_states(store, "hs")["K005"]["error"]
 
 
@@ -161,7 +161,7 @@ def test_429_with_retry_after_is_waited_out(store: Store, hubspot: CrmServer) ->
     started = time.monotonic()
     report = Pusher(store, {"hs": hubspot_target(hubspot)}).push("hs")
     assert time.monotonic() - started >= 0.9
-    assert report["accepted"] == 1
+    assert report.accepted == 1
     assert hubspot.request_count(UPSERT) == 2
 
 
@@ -172,7 +172,7 @@ def test_per_target_rate_limit_spaces_the_calls(store: Store, hubspot: CrmServer
     )
     started = time.monotonic()
     report = Pusher(store, {"hs": target}).push("hs")
-    assert report["calls"] == 4
+    assert report.calls == 4
     assert time.monotonic() - started >= 0.55  # 4 calls at 5/s: at least 3 intervals of 0.2 s
 
 
@@ -187,13 +187,13 @@ def test_merged_customers_are_merged_in_hubspot_never_duplicated(
 
     merge(store, "K002", "K001")
     report = pusher.push("hs")
-    assert report["merged"] == 1 and report["rejected"] == 0
+    assert report.merged == 1 and report.rejected == 0
     assert list(hubspot.objects["companies"]) == ["K001"]
     assert hubspot.merged == {absorbed_id: survivor_id}
     assert push_states(store, "hs")["K002"]["status"] == "superseded"
 
     rerun = pusher.push("hs")
-    assert rerun["merged"] == 0 and rerun["calls"] == 0
+    assert rerun.merged == 0 and rerun.calls == 0
     assert len(hubspot.objects["companies"]) == 1
 
 
@@ -208,7 +208,7 @@ def test_merge_already_done_in_hubspot_is_not_an_error(store: Store, hubspot: Cr
     with pytest.raises(Exception, match=r"502|gave up"):
         pusher.push("hs")
     report = pusher.push("hs")  # the retry finds the merge already done
-    assert report["merged"] == 1 and report["merge_failed"] == 0
+    assert report.merged == 1 and report.merge_failed == 0
     assert list(hubspot.objects["companies"]) == ["K001"]
 
 
@@ -221,7 +221,7 @@ def test_merge_of_a_customer_never_pushed_costs_no_call(store: Store, hubspot: C
     plan = pusher.plan("hs")
     assert [m.absorbed for m in plan.merges] == ["K002"] and plan.merge_calls == 0
     report = pusher.push("hs")
-    assert report["calls"] == 0 and report["merged"] == 0
+    assert report.calls == 0 and report.merged == 0
     assert push_states(store, "hs")["K002"]["status"] == "superseded"
     assert hubspot.request_count("/crm/v3/objects/companies/merge") == 0
 
@@ -246,11 +246,11 @@ def test_dry_run_plan_is_what_the_push_then_does(store: Store, hubspot: CrmServe
     assert plan.upsert_calls == 3 and plan.merge_calls == 2  # 135 companies, 1 contact
 
     report = pusher.push("hs")
-    assert report["created"] == len(plan.creates)
-    assert report["updated"] == len(plan.updates)
-    assert report["merged"] == len(plan.merges)
-    assert report["unchanged"] == plan.unchanged
-    assert report["calls"] == plan.api_calls == len(hubspot.requests) - requests_before
+    assert report.created == len(plan.creates)
+    assert report.updated == len(plan.updates)
+    assert report.merged == len(plan.merges)
+    assert report.unchanged == plan.unchanged
+    assert report.calls == plan.api_calls == len(hubspot.requests) - requests_before
     sent = {i["id"] for b in hubspot.batches[-3:] for i in b["inputs"]}
     assert sent == {p.key for p in (*plan.creates, *plan.updates)}
 
@@ -260,11 +260,10 @@ def test_rejects_past_the_ratio_fail_the_run(store: Store, hubspot: CrmServer) -
     hubspot.validators.append(reject_names("Blocked Ltd"))
     pusher = Pusher(store, {"hs": hubspot_target(hubspot)}, reject_ratio=0.25)
     ctx = pusher.context()
-    from concord.push import push
+    from concord.pipeline.push import push
 
-    push(ctx, "hs")
     with pytest.raises(RunFailed, match="target hs: 1 of 2 records rejected"):
-        check_reject_ratio(ctx, run_report(ctx))
+        locked_run(ctx, lambda: push(ctx, "hs"))
 
 
 class TestHubSpotTargetContract(TargetContract):

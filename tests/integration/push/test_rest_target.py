@@ -88,7 +88,7 @@ def _rest_token(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_per_record_results_are_read_back(store: Store, api: CustomerApi) -> None:
     seed(store, customer("K001"), customer("K002", "Bad"), customer("K003"))
     report = Pusher(store, {"api": rest_target(api)}).push("api")
-    assert (report["accepted"], report["rejected"], report["calls"]) == (2, 1, 1)
+    assert (report.accepted, report.rejected, report.calls) == (2, 1, 1)
     states = push_states(store, "api")
     assert states["K001"]["remote_id"] == "R-K001"
     assert states["K002"]["error"] == "name is not allowed"
@@ -98,7 +98,7 @@ def test_per_record_results_are_read_back(store: Store, api: CustomerApi) -> Non
 def test_batch_refused_whole_is_split(store: Store, api: CustomerApi) -> None:
     seed(store, *(customer(f"K{i:03d}") for i in range(4)), customer("K009", "Poison"))
     report = Pusher(store, {"api": rest_target(api)}).push("api")
-    assert (report["accepted"], report["rejected"]) == (4, 1)
+    assert (report.accepted, report.rejected) == (4, 1)
     assert "invalid record" in push_states(store, "api")["K009"]["error"]
 
 
@@ -106,7 +106,7 @@ def test_bare_array_without_results_accepts_on_2xx(store: Store, api: CustomerAp
     seed(store, customer("K001"), customer("K002"))
     target = rest_target(api, path="/bare", records_key=None, results_path=None, key_field="key")
     report = Pusher(store, {"api": target}).push("api")
-    assert report["accepted"] == 2
+    assert report.accepted == 2
     assert api.rows["K001"]["name"] == "Company K001"
 
 
@@ -115,14 +115,14 @@ def test_merges_are_marked_or_deleted(store: Store, api: CustomerApi) -> None:
     marking = Pusher(store, {"api": rest_target(api)})
     marking.push("api")
     merge(store, "K002", "K001")
-    assert marking.push("api")["merged"] == 1
+    assert marking.push("api").merged == 1
     assert api.rows["K002"]["superseded_by"] == "K001"
 
     merge(store, "K003", "K001")
     deleting = Pusher(store, {"api": rest_target(api, merge_mode="delete")})
     plan = deleting.plan("api")
     assert [m.absorbed for m in plan.merges] == ["K003"] and plan.merge_calls == 1
-    assert deleting.push("api")["merged"] == 1
+    assert deleting.push("api").merged == 1
     assert api.deleted == ["K003"]
     assert push_states(store, "api")["K003"]["status"] == "superseded"
 
@@ -163,7 +163,7 @@ def test_hubspot_refresh_token_grant_feeds_the_bearer(
             },
         )
         report = Pusher(store, {"hs": target}).push("hs")
-    assert report["accepted"] == 2 and report["calls"] == 2
+    assert report.accepted == 2 and report.calls == 2
     assert [g["grant_type"] for g in tokens.grants] == ["refresh_token"]  # one token, two calls
 
 

@@ -46,12 +46,12 @@ def test_accounts_are_upserted_by_external_id_200_to_a_call(
     seed(store, *(customer(f"K{i:03d}", revenue="12.5") for i in range(250)))
     pusher = Pusher(store, {"sf": salesforce_target(salesforce)})
     report = pusher.push("sf")
-    assert (report["created"], report["calls"]) == (250, 2)
+    assert (report.created, report.calls) == (250, 2)
     assert salesforce.request_count(UPSERT, "PATCH") == 2
     account = salesforce.records["Account"]["K007"]
     assert account["Name"] == "Company K007" and account["Lifetime_Revenue__c"] == 12.5
     assert push_states(store, "sf")["K007"]["remote_id"] == account["Id"]
-    assert pusher.push("sf")["calls"] == 0
+    assert pusher.push("sf").calls == 0
 
 
 def test_partial_success_keeps_the_good_records_and_stores_salesforce_errors(
@@ -61,7 +61,7 @@ def test_partial_success_keeps_the_good_records_and_stores_salesforce_errors(
     salesforce.validators.append(blocklist("Evil Corp"))
     pusher = Pusher(store, {"sf": salesforce_target(salesforce)})
     report = pusher.push("sf")
-    assert (report["accepted"], report["rejected"], report["calls"]) == (2, 1, 1)
+    assert (report.accepted, report.rejected, report.calls) == (2, 1, 1)
     assert set(salesforce.records["Account"]) == {"K001", "K003"}
     error = push_states(store, "sf")["K002"]["error"]
     assert error == "FIELD_CUSTOM_VALIDATION_EXCEPTION: Evil Corp may not be a customer"
@@ -69,7 +69,7 @@ def test_partial_success_keeps_the_good_records_and_stores_salesforce_errors(
 
     salesforce.validators.clear()
     retry = pusher.push("sf")
-    assert (retry["retried"], retry["retried_accepted"]) == (1, 1)
+    assert (retry.retried, retry.retried_accepted) == (1, 1)
     assert open_rejects(store) == []
 
 
@@ -119,7 +119,7 @@ def test_jwt_bearer_token_is_used_and_renewed_after_session_expiry(
             "private_key": {"env": "TEST_SF_KEY"},
         }
         seed(store, customer("K001"))
-        assert Pusher(store, {"sf": target_cfg}).push("sf")["accepted"] == 1
+        assert Pusher(store, {"sf": target_cfg}).push("sf").accepted == 1
         assert sf.tokens_issued == 1
 
         settings = SalesforceSettings.model_validate(
@@ -155,10 +155,10 @@ def test_merged_customer_is_marked_superseded(store: Store, salesforce: Salesfor
     plan = pusher.plan("sf")
     assert plan.merge_action == "mark" and plan.merge_calls == 1
     report = pusher.push("sf")
-    assert report["merged"] == 1 and report["calls"] == 1
+    assert report.merged == 1 and report.calls == 1
     assert salesforce.records["Account"]["K002"]["Superseded_By__c"] == "K001"
     assert push_states(store, "sf")["K002"]["status"] == "superseded"
-    assert pusher.push("sf")["calls"] == 0
+    assert pusher.push("sf").calls == 0
 
 
 def test_merged_customer_is_deleted_when_configured(
@@ -171,7 +171,7 @@ def test_merged_customer_is_deleted_when_configured(
     merge(store, "K002", "K001")
     merge(store, "K003", "K002")  # a chain: K003 -> K002 -> K001
     report = pusher.push("sf")
-    assert report["merged"] == 2 and report["calls"] == 1
+    assert report.merged == 2 and report.calls == 1
     assert set(salesforce.records["Account"]) == {"K001"}
     assert salesforce.deleted == gone
 

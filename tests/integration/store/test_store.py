@@ -19,6 +19,19 @@ def _row(sid: str, body: str) -> StagedRow:
     return StagedRow(sid, payload, f"h-{body}", "2026-01-01T00:00:00Z")
 
 
+def count_pending(store: Store, source: str, entity: str) -> int:
+    """Raw records of one source entity still waiting for the map stage."""
+    raw = t.raw_records
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(raw)
+                .where(raw.c.source == source, raw.c.entity == entity, raw.c.pending.is_(True))
+            ).scalar_one()
+        )
+
+
 def test_migrations_create_every_table_and_rerun_cleanly(store_url: str) -> None:
     store = Store.open(store_url)
     store.migrate()
@@ -39,7 +52,7 @@ def test_stage_writes_only_new_or_changed_payloads(store_url: str) -> None:
         )
     assert (first.new, first.changed, first.unchanged) == (2, 0, 0)
     assert (second.new, second.changed, second.unchanged) == (1, 1, 1)
-    assert store.count_pending("erp", "orders") == 3
+    assert count_pending(store, "erp", "orders") == 3
 
 
 def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str) -> None:
@@ -51,7 +64,7 @@ def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str
     with store.begin() as conn:
         store.stage(conn, "erp", "orders", [_row("2", "b2")], "r2")
         store.mark_mapped(conn, "erp", "orders", [("1", "h-a"), ("2", "h-b")])
-    assert store.count_pending("erp", "orders") == 1
+    assert count_pending(store, "erp", "orders") == 1
 
 
 def test_money_sums_stay_exact(store_url: str) -> None:

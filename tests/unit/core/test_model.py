@@ -61,16 +61,51 @@ def test_public_api_of_the_pipeline_is_pinned() -> None:
     assert sorted(concord.pipeline.__all__) == [
         "RunContext",
         "RunOptions",
+        "RunReport",
         "build_360",
+        "dry_run_plan",
         "extract",
         "load_mappings",
+        "locked_run",
         "map_entity",
         "new_run_id",
         "open_context",
-        "plan_push",
         "push",
         "reconcile",
         "resolve",
         "run_sync",
     ]
+    for name in concord.pipeline.__all__:
+        assert getattr(concord.pipeline, name) is not None, name
     assert sorted(concord.mapping.__all__) == ["Mapping", "load_mapping", "mapping_from_text"]
+
+
+def test_public_api_of_the_connector_contracts_is_pinned() -> None:
+    import concord.contracts
+    import concord.testing
+
+    assert sorted(concord.contracts.__all__) == [
+        "Checkpoint",
+        "EntityConfig",
+        "MergingTarget",
+        "ObjectKind",
+        "Page",
+        "PushOutcome",
+        "PushRecord",
+        "SOURCE_TYPES",
+        "ShardSpec",
+        "Source",
+        "SourceConfig",
+        "SourceType",
+        "Supersession",
+        "TARGET_TYPES",
+        "Target",
+        "TargetConfig",
+        "TargetType",
+        "Window",
+        "build_source",
+        "build_target",
+        "source_type",
+        "target_type",
+    ]
+    assert sorted(concord.testing.__all__) == ["SourceContract", "TargetContract"]

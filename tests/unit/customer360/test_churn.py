@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from concord.churn import (
+from concord.customer360.churn import (
     BgNbdParams,
     History,
     fit,
     log_likelihood,
     p_alive,
     score,
-    simulate,
 )
+from tests.unit.customer360.simulation import simulate
 
 CDNOW = BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)  # the paper's estimates
 

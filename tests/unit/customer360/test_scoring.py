@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from concord.config import FieldSurvivorship
-from concord.customer360 import Candidate, _tiers, choose, quintiles
+from concord.customer360.segments import quintiles, value_tiers
+from concord.identity.survivorship import Candidate, choose
 from concord.model import ValueTier
 
 
@@ -58,7 +59,7 @@ def test_quintiles_score_lowest_1_highest_5_and_ties_alike() -> None:
 def test_pareto_tiers_a_makes_80_percent_b_the_next_15() -> None:
     revenue = {"big": Decimal(70), "mid": Decimal(20), "small": Decimal(6), "tiny": Decimal(4)}
     revenue["none"] = Decimal(0)
-    tiers = _tiers(revenue)
+    tiers = value_tiers(revenue)
     assert tiers == {
         "big": ValueTier.A,
         "mid": ValueTier.A,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concord.identity import assign_ids, concord_id_for
+from concord.identity.ids import IdentityEvent, assign_ids, concord_id_for
 
 
 def test_new_clusters_get_ids_derived_from_their_first_record() -> None:
@@ -24,9 +24,7 @@ def test_merge_keeps_the_id_with_most_records_and_records_the_absorbed_one() -> 
     prior = {"a:1": "cc_small", "b:1": "cc_big", "b:2": "cc_big"}
     out = assign_ids([["a:1", "b:1", "b:2"]], prior, {"cc_small", "cc_big"})
     assert set(out.ids.values()) == {"cc_big"}
-    assert out.events == [
-        {"kind": "merge", "concord_id": "cc_big", "other_id": "cc_small", "detail": {"members": 3}}
-    ]
+    assert out.events == [IdentityEvent("merge", "cc_big", "cc_small", {"members": 3})]
 
 
 def test_split_leaves_the_id_with_the_larger_part() -> None:
@@ -35,8 +33,8 @@ def test_split_leaves_the_id_with_the_larger_part() -> None:
     assert out.ids["b:1"] == out.ids["b:2"] == "cc_x"
     assert out.ids["a:1"] != "cc_x"
     [event] = out.events
-    assert event["kind"] == "split"
-    assert (event["concord_id"], event["other_id"]) == (out.ids["a:1"], "cc_x")
+    assert event.kind == "split"
+    assert (event.concord_id, event.other_id) == (out.ids["a:1"], "cc_x")
 
 
 def test_derived_ids_never_collide_with_taken_ones() -> None:

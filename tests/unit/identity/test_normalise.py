@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from concord.identity import (
+from concord.identity.normalise import (
     email_domain,
     name_key,
     normalise_email,

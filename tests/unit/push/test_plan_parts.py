@@ -7,15 +7,11 @@ from decimal import Decimal
 
 from rich.console import Console
 
-from concord.push import (
-    PlannedUpsert,
-    PushPlan,
-    Supersession,
-    content_hash,
-    final_survivor,
-    json_form,
-)
-from concord.push_plan import plan_as_dict, render_plan
+from concord.cli.render import render_plan
+from concord.contracts import Supersession
+from concord.push.diff import PlannedUpsert, content_hash, json_form
+from concord.push.merges import final_survivor
+from concord.push.plan import PushPlan
 
 
 def planned(
@@ -83,6 +79,6 @@ def test_rendered_plan_shows_old_and_new_values_and_the_call_count() -> None:
     assert "2 API calls" in text
     assert "tier" in text and " B " in text and " A " in text
     assert "K9" in text and "merge" in text
-    data = plan_as_dict(plan)
+    data = plan.as_dict()
     assert data["updates"][0]["changes"] == [{"field": "tier", "old": "B", "new": "A"}]
     assert data["api_calls"] == 2

@@ -10,7 +10,7 @@ import pytest
 from concord.config import TargetConfig
 from concord.contracts import MergingTarget, Target, build_target, target_type
 from concord.errors import ConfigError
-from concord.push import batch_size
+from concord.push.plan import batch_size
 
 SETTINGS = {
     "hubspot": {"base_url": "http://127.0.0.1:9"},

@@ -1,0 +1,1 @@
+"""The ``concord`` command line (``concord.cli.app:app``); ``render`` is everything it shows."""

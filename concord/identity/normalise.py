@@ -1,0 +1,281 @@
+"""Normalisation for matching: names, emails, tax ids, phones and postcodes made comparable.
+
+``record_from_data`` turns one canonical customer into the ``CustomerRecord`` every rule
+compares; ``load_customer_records`` streams them out of the store and ``name_keys_in_store``
+yields just their name keys (what the "common word" count of ``fuzzy_name`` needs), computed
+the same way, so ``concord customers explain`` sees what the resolve stage saw.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cleanco.clean import prepare_default_terms
+from cleanco.non_nfkd_map import NON_NFKD_MAP
+from rapidfuzz import fuzz
+from sqlalchemy import Text, cast, select, tuple_
+from stdnum import get_cc_module
+from stdnum.eu import vat as eu_vat
+from stdnum.exceptions import ValidationError as StdnumError
+
+from concord.config import IdentityConfig
+from concord.model import record_key
+from concord.store import Store
+from concord.store import tables as t
+
+_NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
+_NON_DIGIT = re.compile(r"\D")
+_DROP_CHARS = str.maketrans("", "", ".'’`´")
+_SPACE_CHARS = re.compile(r"[^\w]+")
+_STOPWORDS = frozenset({"the", "and", "und", "et", "of"})
+ABBREVIATIONS: dict[str, str] = {
+    "corporation": "corp",
+    "company": "co",
+    "incorporated": "inc",
+    "limited": "ltd",
+    "international": "intl",
+    "brothers": "bros",
+    "manufacturing": "mfg",
+    "technologies": "tech",
+    "technology": "tech",
+    "industries": "ind",
+    "associates": "assoc",
+    "gesellschaft": "ges",
+    "mit": "m",
+    "beschrankter": "b",
+    "haftung": "h",
+}
+"""Spelled-out words mapped to the abbreviation used in names, before legal forms are stripped."""
+
+
+@functools.cache
+def _legal_forms() -> frozenset[tuple[str, ...]]:
+    """Legal-form token sequences from cleanco's term data (GmbH, Corp, S.A., Ltd, ...)."""
+    forms = {tuple(parts) for _n, parts in prepare_default_terms()}
+    forms |= {("gmbh", "co", "kg"), ("m", "b", "h"), ("ges", "m", "b", "h"), ("co", "kg")}
+    return frozenset(forms)
+
+
+def fold(text: str) -> str:
+    """Case-folded text without accents (é -> e, ß -> ss, ø -> o)."""
+    text = text.casefold()
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(NON_NFKD_MAP.get(c, c) for c in decomposed if unicodedata.category(c) != "Mn")
+
+
+LONG_LEGAL_WORDS = (
+    "corporation",
+    "incorporated",
+    "limited",
+    "company",
+    "gesellschaft",
+    "aktiengesellschaft",
+    "unlimited",
+)
+"""Spelled-out legal forms also stripped when misspelt ("Corportion", "Limitd")."""
+
+
+def _is_legal_form(tokens: list[str], forms: frozenset[tuple[str, ...]], size: int) -> bool:
+    if tuple(tokens) in forms:
+        return True
+    return (
+        size == 1
+        and len(tokens[0]) >= 6
+        and any(fuzz.ratio(tokens[0], w) >= 80 for w in LONG_LEGAL_WORDS)
+    )
+
+
+@functools.lru_cache(maxsize=262_144)
+def name_key(name: str | None, sort_tokens: bool = False) -> str:
+    """Comparable company or person name: folded, abbreviated, legal forms stripped.
+
+    "ACME Corporation GmbH", "Acme Corp." and "acme corp" all give "acme". With ``sort_tokens``
+    (used for private persons) word order does not matter: "Smith John" == "John Smith". A name
+    made only of legal-form words is kept whole.
+    """
+    if not name:
+        return ""
+    text = _SPACE_CHARS.sub(" ", fold(name).replace("&", " and ").translate(_DROP_CHARS))
+    tokens = [ABBREVIATIONS.get(tok, tok) for tok in text.split() if tok not in _STOPWORDS]
+    forms = _legal_forms()
+    stripped = list(tokens)
+    changed = True
+    while changed and len(stripped) > 1:
+        changed = False
+        for size in (4, 3, 2, 1):
+            if len(stripped) > size and _is_legal_form(stripped[-size:], forms, size):
+                del stripped[-size:]
+                changed = True
+                break
+            if len(stripped) > size and tuple(stripped[:size]) in forms:
+                del stripped[:size]
+                changed = True
+                break
+    kept = stripped or tokens
+    return " ".join(sorted(kept) if sort_tokens else kept)
+
+
+def normalise_email(value: str | None, free_mail: frozenset[str] = frozenset()) -> str | None:
+    """Lower-cased address; None for shared free-mail domains (they do not identify a company)."""
+    if not value or "@" not in value:
+        return None
+    email = value.strip().lower()
+    if email.rsplit("@", 1)[1] in free_mail:
+        return None
+    return email
+
+
+def email_domain(value: str | None, free_mail: frozenset[str] = frozenset()) -> str | None:
+    """The domain of a company address (None for free-mail domains)."""
+    email = normalise_email(value, free_mail)
+    return email.rsplit("@", 1)[1] if email else None
+
+
+@functools.lru_cache(maxsize=65536)
+def normalise_tax_id(value: str | None, country: str | None = None) -> str | None:
+    """Compact, validated VAT number with country prefix (python-stdnum); None if invalid.
+
+    EU numbers are validated by ``stdnum.eu.vat``; other countries (GB, CH, NO, ...) by their
+    ``vat`` module when the record's country is known.
+    """
+    if not value:
+        return None
+    compact = _NON_ALNUM.sub("", value).upper()
+    if not compact:
+        return None
+    if country and not compact[:2].isalpha():
+        compact = country.upper() + compact
+    try:
+        return str(eu_vat.validate(compact))
+    except StdnumError:
+        pass
+    cc = compact[:2].lower()
+    try:
+        module = get_cc_module(cc, "vat")
+    except (ImportError, ValueError):
+        module = None
+    if module is None:
+        return None
+    try:
+        return cc.upper() + _NON_ALNUM.sub("", str(module.validate(compact[2:]))).upper()
+    except StdnumError:
+        try:
+            return cc.upper() + _NON_ALNUM.sub("", str(module.validate(compact))).upper()
+        except StdnumError:
+            return None
+
+
+def normalise_phone(value: str | None) -> str | None:
+    """Last nine digits of a phone number (drops country and trunk prefixes); None if too short."""
+    if not value:
+        return None
+    digits = _NON_DIGIT.sub("", value)
+    return digits[-9:] if len(digits) >= 6 else None
+
+
+def normalise_postcode(value: str | None) -> str | None:
+    """Postcode without spaces or punctuation, upper-cased; None when empty."""
+    if not value:
+        return None
+    code = _NON_ALNUM.sub("", value).upper()
+    return code or None
+
+
+@dataclass(slots=True)
+class CustomerRecord:
+    """What identity needs of one canonical customer row, already normalised for matching."""
+
+    source: str
+    source_id: str
+    name: str
+    name_key: str
+    country: str | None
+    is_person: bool
+    tax_id: str | None
+    emails: tuple[str, ...]
+    email_domains: tuple[str, ...]
+    phones: tuple[str, ...]
+    postcodes: tuple[str, ...]
+    cities: tuple[str, ...]
+    crossrefs: tuple[str, ...]
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """The record key, ``source:id``."""
+        return record_key(self.source, self.source_id)
+
+
+def record_from_data(
+    source: str,
+    source_id: str,
+    data: dict[str, Any],
+    free_mail: frozenset[str],
+    updated_at: datetime | None = None,
+) -> CustomerRecord:
+    """Normalise one canonical customer (``Customer.model_dump(mode='json')``) for matching."""
+    country = data.get("country") or None
+    raw_emails = data.get("emails") or []
+    emails = tuple(e for e in (normalise_email(x, free_mail) for x in raw_emails) if e)
+    addresses = [a for a in data.get("addresses") or [] if isinstance(a, dict)]
+    if country is None:
+        country = next((a.get("country") for a in addresses if a.get("country")), None)
+    return CustomerRecord(
+        source=source,
+        source_id=source_id,
+        name=str(data.get("name") or ""),
+        name_key=record_name_key(data),
+        country=country,
+        is_person=bool(data.get("is_person")),
+        tax_id=normalise_tax_id(data.get("tax_id"), country),
+        emails=emails,
+        email_domains=tuple(sorted({e.rsplit("@", 1)[1] for e in emails})),
+        phones=tuple(p for p in (normalise_phone(x) for x in data.get("phones") or []) if p),
+        postcodes=tuple(p for p in (normalise_postcode(a.get("postcode")) for a in addresses) if p),
+        cities=tuple(fold(a["city"]).strip() for a in addresses if a.get("city")),
+        crossrefs=tuple(str(x) for x in data.get("crossrefs") or [] if x),
+        updated_at=updated_at,
+    )
+
+
+def record_name_key(data: dict[str, Any]) -> str:
+    """The name key of a canonical customer: word order ignored for private persons."""
+    return name_key(data.get("name"), bool(data.get("is_person")))
+
+
+def load_customer_records(
+    store: Store, config: IdentityConfig, keys: Iterable[tuple[str, str]] | None = None
+) -> list[CustomerRecord]:
+    """Every canonical customer (or only ``keys``), normalised, sorted by key; streamed."""
+    free_mail = frozenset(d.lower() for d in config.free_mail_domains)
+    c = t.customers
+    q = select(c.c.source, c.c.source_id, c.c.updated_at, cast(c.c.data, Text))
+    if keys is not None:
+        q = q.where(tuple_(c.c.source, c.c.source_id).in_(list(keys)))
+    out: list[CustomerRecord] = []
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=20_000).execute(q)
+        for source, sid, updated, data in result:
+            out.append(record_from_data(source, sid, orjson.loads(data), free_mail, updated))
+    out.sort(key=lambda r: r.key)
+    return out
+
+
+def name_keys_in_store(store: Store) -> Iterator[str]:
+    """The name key of every canonical customer, streamed (no other field is normalised)."""
+    c = t.customers
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+            select(cast(c.c.data, Text))
+        )
+        for (data,) in result:
+            yield record_name_key(orjson.loads(data))

@@ -1,0 +1,176 @@
+"""Extract stage: pull one source entity into raw staging, page by page.
+
+Each page is staged together with the checkpoint that resumes after it, in one transaction; the
+watermark advances only when the whole window was committed. Records without an id are stored as
+rejects with their payload. Where the window starts is one rule for the CLI and Airflow
+(``window_start``). A large entity can instead be pulled in shards (``concord.pipeline.shards``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from concord.contracts import Checkpoint, Window, build_source
+from concord.hashing import digest
+from concord.pipeline.context import RunContext, record_stage
+from concord.pipeline.reports import ExtractReport, PullCounts
+from concord.store import Reject, StagedRow
+from concord.utc import parse_time, utcnow
+
+ProgressSaver = Callable[[Connection, str | None, str | None], None]
+"""Saves (checkpoint token, highest cursor so far) in the transaction that staged a page."""
+
+
+def window_start(
+    requested: datetime | None, watermark: str | None, *, full_refresh: bool
+) -> datetime | None:
+    """Where an extract's window starts: the requested start, widened back to the watermark.
+
+    Never synced (or a full refresh): from the beginning. Otherwise the watermark, or the
+    requested start (Airflow's data interval) when that is earlier, so nights missed while the
+    scheduler was down are pulled too; records pulled twice are staged as unchanged, so this
+    stays idempotent.
+    """
+    if full_refresh or watermark is None:
+        return None
+    try:
+        mark = parse_time(watermark)
+    except ValueError:
+        return requested
+    if requested is None:
+        return mark
+    return min(requested, mark)
+
+
+def _cursor_key(value: str | None) -> Any:
+    if value is None:
+        return (0, "")
+    try:
+        return (1, parse_time(value).timestamp())
+    except ValueError:
+        return (2, value)
+
+
+def max_cursor(a: str | None, b: str | None) -> str | None:
+    """The later of two cursor values (times compared as times, other values as text)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if _cursor_key(a) >= _cursor_key(b) else b
+
+
+def _cursor_value(record: dict[str, Any], path: str | None) -> str | None:
+    if not path:
+        return None
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return None if value is None else str(value)
+
+
+def pull(
+    ctx: RunContext,
+    source_name: str,
+    entity: str,
+    window: Window,
+    resume: str | None,
+    high: str | None,
+    report: PullCounts,
+    save_progress: ProgressSaver,
+) -> str | None:
+    """Stage every page of the window; return the highest cursor seen (with ``high``)."""
+    scfg = ctx.config.sources[source_name]
+    ecfg = scfg.entities[entity]
+    source = build_source(scfg)
+    try:
+        for page in source.extract(entity, window, Checkpoint(resume) if resume else None):
+            rows: list[StagedRow] = []
+            rejects: list[Reject] = []
+            for record in page.records:
+                payload = orjson.dumps(record)
+                sid = record.get(ecfg.id_field) if isinstance(record, dict) else None
+                if sid in (None, ""):
+                    report.missing_id += 1
+                    rejects.append(
+                        Reject(
+                            stage="extract",
+                            source=source_name,
+                            entity=entity,
+                            source_id=None,
+                            field=ecfg.id_field,
+                            reason=f"record has no '{ecfg.id_field}'",
+                            payload=payload,
+                        )
+                    )
+                    continue
+                cursor = _cursor_value(record, ecfg.cursor_field)
+                high = max_cursor(high, cursor)
+                rows.append(StagedRow(str(sid), payload, digest(payload), cursor))
+            with ctx.store.begin() as conn:
+                counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
+                ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
+                save_progress(conn, page.checkpoint.token if page.checkpoint else None, high)
+            report.pages += 1
+            report.records += len(page.records)
+            report.new += counts.new
+            report.changed += counts.changed
+            report.unchanged += counts.unchanged
+            ctx.emit("page", source=source_name, entity=entity, records=len(page.records))
+    finally:
+        source.close()
+    return high
+
+
+def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
+    """Pull one source entity into raw staging, committing page by page with its checkpoint."""
+    started = utcnow()
+    ecfg = ctx.config.sources[source_name].entities[entity]
+    state = ctx.store.watermark(source_name, entity)
+    full = ctx.options.full_refresh or ecfg.full_refresh
+    start = window_start(ctx.options.window_start, state.cursor, full_refresh=full)
+    report = ExtractReport(
+        resumed=state.checkpoint is not None,
+        window_start=start.isoformat() if start else None,
+    )
+
+    def save_progress(conn: Connection, checkpoint: str | None, high: str | None) -> None:
+        ctx.store.save_checkpoint(
+            conn,
+            source_name,
+            entity,
+            cursor=state.cursor,
+            checkpoint=checkpoint,
+            checkpoint_cursor=high,
+            run_id=ctx.run_id,
+        )
+
+    high = pull(
+        ctx,
+        source_name,
+        entity,
+        Window(start=start, end=ctx.options.window_end),
+        state.checkpoint,
+        state.checkpoint_cursor if state.checkpoint else None,
+        report,
+        save_progress,
+    )
+    cursor = high if full else max_cursor(state.cursor, high)
+    with ctx.store.begin() as conn:
+        ctx.store.save_checkpoint(
+            conn,
+            source_name,
+            entity,
+            cursor=cursor or state.cursor,
+            checkpoint=None,
+            checkpoint_cursor=None,
+            run_id=ctx.run_id,
+        )
+    report.watermark = cursor or state.cursor
+    record_stage(ctx, "extract", f"{source_name}/{entity}", started, report)
+    return report

@@ -1,0 +1,115 @@
+"""The lifecycle of a run: lock, begin, run the stages, finish (report, reject ratio), release.
+
+One ``locked_run`` serves the CLI sync and the CLI push: it takes the store's sync lock (so one
+run at a time, naming the run that holds it), registers the run, runs the body, and then
+``finish_run`` assembles the run report from the stage reports, fails the run past the reject
+ratio and stores it, whatever happened; the lock is released last. An Airflow DAG run spans
+many processes, so its ``begin`` and ``finish`` tasks call ``begin_run`` and ``finish_run``
+themselves (Airflow's ``max_active_runs=1`` keeps its nights apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from concord.errors import ConcordError, RunFailed
+from concord.pipeline.context import RunContext
+from concord.pipeline.reports import RunReport
+from concord.redact import redact
+from concord.store import tables as t
+
+LOCK_NAME = "sync"
+LOCK_STALE_AFTER = timedelta(hours=6)
+"""A lock whose heartbeat is older than this is taken to belong to a dead run on another host."""
+
+
+def begin_run(ctx: RunContext) -> None:
+    """Register the run and its window in the store (a rerun of the same run reuses its row)."""
+    ctx.store.start_run(
+        ctx.run_id,
+        trigger=ctx.options.trigger,
+        window_start=ctx.options.window_start,
+        window_end=ctx.options.window_end,
+    )
+
+
+def heartbeat(ctx: RunContext) -> None:
+    """Tell other runs that this run's lock is still alive (between long stages)."""
+    ctx.store.heartbeat_lock(LOCK_NAME, ctx.run_id)
+
+
+def run_report(ctx: RunContext) -> RunReport:
+    """The run's report assembled from its stage reports."""
+    sr = t.stage_reports
+    report: RunReport = {"run_id": ctx.run_id, "stages": {}}
+    with ctx.store.engine.connect() as conn:
+        for stage, scope, status, body in conn.execute(
+            select(sr.c.stage, sr.c.scope, sr.c.status, sr.c.report)
+            .where(sr.c.run_id == ctx.run_id)
+            .order_by(sr.c.started_at)
+        ):
+            report["stages"].setdefault(stage, {})[scope] = {"status": status, **body}
+    return report
+
+
+def reject_ratio_error(ctx: RunContext, report: RunReport) -> str | None:
+    """Why the run fails on rejects (map stage, then each target), or None when it does not."""
+    maps = report["stages"].get("map", {}).values()
+    records = sum(m.get("records", 0) for m in maps)
+    rejected = sum(m.get("rejected", 0) for m in maps)
+    if records and rejected / records > ctx.config.reject_ratio:
+        return (
+            f"{rejected} of {records} records rejected in mapping "
+            f"({rejected / records:.1%}), above reject_ratio "
+            f"{ctx.config.reject_ratio:.1%}; see `concord rejects`"
+        )
+    for tname, body in report["stages"].get("push", {}).items():
+        limit = ctx.config.targets[tname].reject_ratio
+        limit = ctx.config.reject_ratio if limit is None else limit
+        sent = body.get("accepted", 0) + body.get("rejected", 0)
+        if sent and body.get("rejected", 0) / sent > limit:
+            return (
+                f"target {tname}: {body['rejected']} of {sent} records rejected, "
+                f"above reject_ratio {limit:.1%}"
+            )
+    return None
+
+
+def finish_run(
+    ctx: RunContext, *, error: str | None = None, report: RunReport | None = None
+) -> RunReport:
+    """Store the run report: failed with ``error``, or with the reject-ratio failure if any."""
+    report = report if report is not None else run_report(ctx)
+    error = error or reject_ratio_error(ctx, report)
+    if error:
+        report["error"] = error
+    ctx.store.save_run_report(ctx.run_id, dict(report), status="failed" if error else "succeeded")
+    return report
+
+
+def locked_run(ctx: RunContext, body: Callable[[], None]) -> RunReport:
+    """Run ``body`` as one run under the sync lock; return the stored run report.
+
+    An error of the body is recorded on the run and raised again (an unexpected one, a bug,
+    too); past the reject ratio the run is stored as failed and ``RunFailed`` raised.
+    """
+    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=LOCK_STALE_AFTER)
+    try:
+        begin_run(ctx)
+        try:
+            body()
+        except ConcordError as exc:
+            finish_run(ctx, error=exc.message)
+            raise
+        except Exception as exc:  # a bug, not bad input: still recorded on the run
+            finish_run(ctx, error=redact(f"unexpected {type(exc).__name__}: {exc}"))
+            raise
+        report = finish_run(ctx)
+        if "error" in report:
+            raise RunFailed(report["error"])
+        return report
+    finally:
+        ctx.store.release_lock(LOCK_NAME, ctx.run_id)

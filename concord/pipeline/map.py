@@ -1,0 +1,152 @@
+"""Map stage: pending raw records through the compiled mapping into canonical rows.
+
+A record that fails the mapping or the canonical model becomes a reject with the field, reason,
+mapping file and line, and the payload; a record that maps closes its earlier rejects. Raw
+records are marked mapped in the same transaction as their canonical rows, so a crash repeats
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from concord.errors import RecordRejected
+from concord.hashing import json_digest
+from concord.mapping import Mapping
+from concord.model import ENTITY_MODELS, CanonicalModel
+from concord.pipeline.context import RunContext, record_stage
+from concord.pipeline.reports import MapReport
+from concord.store import Reject
+from concord.store import tables as t
+from concord.utc import utcnow
+
+
+def canonical_row(entity: str, model: CanonicalModel, run_id: str) -> dict[str, Any]:
+    """The canonical table row of one mapped record (its JSON, hash and query columns)."""
+    table = t.CANONICAL_TABLES[entity]
+    data = model.model_dump(mode="json")
+    row: dict[str, Any] = {
+        "source": data["ref"]["system"],
+        "source_id": data["ref"]["id"],
+        "data": data,
+        "hash": json_digest(data),
+        "updated_at": getattr(model, "updated_at", None),
+        "run_id": run_id,
+    }
+    for col in table.columns.keys():
+        if col in row:
+            continue
+        if col == "email":
+            emails = getattr(model, "emails", [])
+            row[col] = emails[0] if emails else None
+        else:
+            value = getattr(model, col)
+            row[col] = (
+                value.value
+                if hasattr(value, "value") and not isinstance(value, (str, int))
+                else value
+            )
+    return row
+
+
+def _describe_validation(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return loc, f"{err['msg']} (got {str(err.get('input'))[:80]!r})"
+
+
+def map_entity(ctx: RunContext, source_name: str, entity: str) -> MapReport:
+    """Map pending raw records to canonical rows; failures become rejects with the payload."""
+    started = utcnow()
+    mapping = ctx.mappings[(source_name, entity)]
+    model_cls = ENTITY_MODELS[mapping.entity]
+    table = t.CANONICAL_TABLES[mapping.entity]
+    report = MapReport(canonical_entity=mapping.entity)
+    drift: Counter[str] = Counter()
+    missing: Counter[str] = Counter()
+    for batch in ctx.store.pending_batches(source_name, entity, ctx.config.batch_size):
+        rows: list[dict[str, Any]] = []
+        rejects: list[Reject] = []
+        ok_ids: list[str] = []
+        for sid, payload, _h in batch:
+            report.records += 1
+            record = orjson.loads(payload)
+            if not isinstance(record, dict):
+                rejects.append(
+                    _reject(
+                        source_name,
+                        entity,
+                        sid,
+                        None,
+                        "payload is not a JSON object",
+                        mapping,
+                        payload,
+                    )
+                )
+                continue
+            missing.update(mapping.missing_paths(record))
+            try:
+                out = mapping.apply(record)
+                out.pop("id", None)
+                out["ref"] = {"system": source_name, "entity": entity, "id": sid}
+                model = model_cls.model_validate(out)
+            except RecordRejected as exc:
+                rejects.append(
+                    _reject(source_name, entity, sid, exc.field, exc.reason, mapping, payload)
+                )
+                continue
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # pydantic's ValidationError is a ValueError: the model refused the output.
+                if isinstance(exc, ValidationError):
+                    fld, reason = _describe_validation(exc)
+                else:
+                    fld, reason = None, f"unexpected payload shape: {type(exc).__name__}: {exc}"
+                rejects.append(_reject(source_name, entity, sid, fld, reason, mapping, payload))
+                continue
+            drift.update(mapping.unmapped_paths(record))
+            rows.append(canonical_row(mapping.entity, model, ctx.run_id))
+            ok_ids.append(sid)
+        with ctx.store.begin() as conn:
+            ctx.store.upsert(conn, table, rows, ["source", "source_id"])
+            ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
+            ctx.store.resolve_rejects(
+                conn,
+                stage="map",
+                source=source_name,
+                entity=entity,
+                source_ids=ok_ids,
+                run_id=ctx.run_id,
+            )
+            ctx.store.mark_mapped(conn, source_name, entity, [(s, h) for s, _p, h in batch])
+        report.mapped += len(rows)
+        report.rejected += len(rejects)
+        ctx.emit("mapped", source=source_name, entity=entity, records=len(batch))
+    report.unmapped_fields = dict(drift.most_common(20))
+    report.missing_fields = dict(missing.most_common(20))
+    record_stage(ctx, "map", f"{source_name}/{entity}", started, report)
+    return report
+
+
+def _reject(
+    source: str,
+    entity: str,
+    sid: str,
+    fld: str | None,
+    reason: str,
+    mapping: Mapping,
+    payload: bytes,
+) -> Reject:
+    return Reject(
+        stage="map",
+        source=source,
+        entity=entity,
+        source_id=sid,
+        field=fld,
+        reason=reason,
+        location=mapping.location(fld),
+        payload=payload,
+    )

@@ -1,0 +1,295 @@
+"""Reconcile stage: do the source pull, the canonical store and the CRM push agree?
+
+For every source entity it checks counts over the whole store (every staged record is canonical,
+rejected or still pending) and, for what this run pulled, counts and money totals per currency:
+the pulled payloads run through the entity's mapping on one side, the canonical rows written for
+them on the other. For every target it checks that each golden customer with a 360 row was
+pushed (accepted or rejected with a reason) unless the run was a dry run. Any difference is listed
+in ``mismatches`` with source, entity and numbers, so the run report flags it; reconciliation never
+fails the run by itself. Work is proportional to what the run pulled, read in batches; above
+``MONEY_SAMPLE`` records the money re-check covers a deterministic sample (the counts stay exact).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Table, and_, case, func, select, true
+
+from concord.errors import RecordRejected
+from concord.mapping import Mapping
+from concord.pipeline.context import RunContext, record_stage
+from concord.pipeline.reports import ReconcileReport
+from concord.store import tables as t
+from concord.store.types import money_or_zero
+from concord.utc import utcnow
+
+# The money column of each canonical entity that has one.
+MONEY_COLUMNS: dict[str, str] = {"orders": "gross_total", "invoices": "total", "payments": "amount"}
+BATCH = 2000
+# Money of at most about this many canonical records a run per source entity is re-derived from
+# the pulled payloads (a deterministic sample by payload hash above it; counts stay exact).
+MONEY_SAMPLE = 20_000
+
+
+def reconcile(ctx: RunContext) -> ReconcileReport:
+    """Counts and money totals per source entity and per target; mismatches listed."""
+    started = utcnow()
+    out = ReconcileReport()
+    with ctx.store.engine.connect() as conn:
+        for sname, scfg in ctx.config.sources.items():
+            for ename in scfg.entities:
+                mapping = ctx.mappings[(sname, ename)]
+                row = entity_counts(conn, sname, ename, mapping)
+                if row["staged"] != row["canonical"] + row["rejected"] + row["pending"]:
+                    out.mismatches.append(
+                        f"{sname}/{ename}: staged {row['staged']} != canonical "
+                        f"{row['canonical']} + rejected {row['rejected']} + pending "
+                        f"{row['pending']}"
+                    )
+                pulled = pulled_this_run(conn, ctx.run_id, sname, ename, mapping)
+                row["this_run"] = pulled
+                out.mismatches.extend(f"{sname}/{ename}: {m}" for m in pulled.pop("problems"))
+                out.entities.append(row)
+        for tname, tcfg in ctx.config.targets.items():
+            if not tcfg.enabled:
+                continue
+            body = target_counts(conn, tname)
+            if body["not_pushed"] and not ctx.options.dry_run:
+                out.mismatches.append(
+                    f"target {tname}: {body['not_pushed']} of {body['customers']} customers "
+                    "neither pushed nor rejected"
+                )
+            out.targets.append(body)
+    out.ok = not out.mismatches
+    record_stage(ctx, "reconcile", "all", started, out)
+    return out
+
+
+def entity_counts(conn: Connection, source: str, entity: str, mapping: Mapping) -> dict[str, Any]:
+    """Whole-store counts for one source entity and canonical money totals per currency."""
+    raw, rj = t.raw_records, t.rejects
+    table = t.CANONICAL_TABLES[mapping.entity]
+    at_source = and_(raw.c.source == source, raw.c.entity == entity)
+    staged = conn.execute(select(func.count()).select_from(raw).where(at_source)).scalar_one()
+    pending = conn.execute(
+        select(func.count()).select_from(raw).where(at_source, raw.c.pending.is_(True))
+    ).scalar_one()
+    canonical = conn.execute(
+        select(func.count()).select_from(table).where(table.c.source == source)
+    ).scalar_one()
+    rejected = conn.execute(
+        select(func.count(func.distinct(rj.c.source_id))).where(
+            rj.c.source == source,
+            rj.c.entity == entity,
+            rj.c.stage == "map",
+            rj.c.resolved_run.is_(None),
+        )
+    ).scalar_one()
+    return {
+        "source": source,
+        "entity": entity,
+        "canonical_entity": mapping.entity,
+        "staged": int(staged),
+        "canonical": int(canonical),
+        "rejected": int(rejected),
+        "pending": int(pending),
+        "money": canonical_money(conn, table, source),
+    }
+
+
+def canonical_money(conn: Connection, table: Table, source: str) -> dict[str, str]:
+    """Money totals per currency of a source's canonical rows ({} for entities without money)."""
+    column = MONEY_COLUMNS.get(table.name)
+    if column is None:
+        return {}
+    rows = conn.execute(
+        select(table.c.currency, func.sum(table.c[column]))
+        .where(table.c.source == source)
+        .group_by(table.c.currency)
+    )
+    return {str(cur): str(money_or_zero(total)) for cur, total in rows}
+
+
+def _mapped_payloads(
+    conn: Connection, where: Any, table: Table, column: str
+) -> Iterator[list[tuple[str, bytes, str, Decimal | None]]]:
+    """(source id, pulled payload, canonical currency, canonical amount) of the records matching
+    `where` that are canonical, in batches by source id."""
+    raw = t.raw_records
+    after = ""
+    while True:
+        rows = conn.execute(
+            select(raw.c.source_id, raw.c.payload, table.c.currency, table.c[column])
+            .join(
+                table,
+                and_(table.c.source == raw.c.source, table.c.source_id == raw.c.source_id),
+            )
+            .where(where, raw.c.source_id > after)
+            .order_by(raw.c.source_id)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            return
+        yield [(str(r[0]), bytes(r[1]), str(r[2]), r[3]) for r in rows]
+        after = str(rows[-1][0])
+
+
+def sample_filter(pulled: int) -> tuple[Any, float]:
+    """A deterministic filter on the payload hash keeping about MONEY_SAMPLE of `pulled` rows,
+    and the share kept (1.0: every row)."""
+    if pulled <= MONEY_SAMPLE:
+        return true(), 1.0
+    share = MONEY_SAMPLE / pulled
+    bound = f"{int(share * 0x10000):04x}"
+    return t.raw_records.c.hash < bound, share
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def pulled_this_run(
+    conn: Connection, run_id: str, source: str, entity: str, mapping: Mapping
+) -> dict[str, Any]:
+    """What this run pulled (new or changed payloads) against what became of each record.
+
+    Every pulled record must be canonical, an open reject or still pending (counted in SQL); for
+    canonical ones the money the mapping gives for the pulled payload must equal the stored
+    amount, summed per currency (a stale or half-written canonical row shows as a difference).
+    """
+    raw, rj = t.raw_records, t.rejects
+    table = t.CANONICAL_TABLES[mapping.entity]
+    column = MONEY_COLUMNS.get(table.name)
+    this_run = and_(raw.c.source == source, raw.c.entity == entity, raw.c.run_id == run_id)
+    joined = raw.join(
+        table, and_(table.c.source == raw.c.source, table.c.source_id == raw.c.source_id)
+    )
+    done = and_(this_run, raw.c.pending.is_(False))
+
+    def count(query: Any) -> int:
+        return int(conn.execute(query).scalar_one())
+
+    pulled, pending = (
+        int(n or 0)
+        for n in conn.execute(
+            select(func.count(), func.sum(case((raw.c.pending.is_(True), 1), else_=0))).where(
+                this_run
+            )
+        ).one()
+    )
+    canonical = count(select(func.count()).select_from(joined).where(done))
+    has_canonical = (
+        select(table.c.source_id)
+        .where(table.c.source == raw.c.source, table.c.source_id == raw.c.source_id)
+        .exists()
+    )
+    has_reject = (
+        select(rj.c.id)
+        .where(
+            rj.c.source == raw.c.source,
+            rj.c.entity == raw.c.entity,
+            rj.c.source_id == raw.c.source_id,
+            rj.c.stage == "map",
+            rj.c.resolved_run.is_(None),
+        )
+        .exists()
+    )
+    rejected = count(
+        select(func.count(func.distinct(rj.c.source_id)))
+        .select_from(
+            rj.join(
+                raw,
+                and_(
+                    raw.c.source == rj.c.source,
+                    raw.c.entity == rj.c.entity,
+                    raw.c.source_id == rj.c.source_id,
+                ),
+            )
+        )
+        .where(
+            rj.c.source == source,
+            rj.c.entity == entity,
+            rj.c.stage == "map",
+            rj.c.resolved_run.is_(None),
+            done,
+            ~has_canonical,
+        )
+    )
+    lost = pulled - pending - canonical - rejected
+    problems: list[str] = []
+    if lost:
+        examples = conn.execute(
+            select(raw.c.source_id).where(done, ~has_canonical, ~has_reject).limit(5)
+        ).scalars()
+        problems.append(
+            f"{lost} records pulled this run are neither canonical, rejected nor pending "
+            f"(e.g. {', '.join(map(str, examples))})"
+        )
+    result: dict[str, Any] = {
+        "pulled": pulled,
+        "canonical": canonical,
+        "rejected": rejected,
+        "pending": pending,
+        "lost": lost,
+    }
+    if column is None:
+        return {**result, "problems": problems}
+    sample, share = sample_filter(canonical)
+    store_money: dict[str, Decimal] = defaultdict(Decimal)
+    pull_money: dict[str, Decimal] = defaultdict(Decimal)
+    checked = 0
+    for batch in _mapped_payloads(conn, and_(done, sample), table, column):
+        for _sid, payload, currency, stored in batch:
+            checked += 1
+            store_money[currency] += money_or_zero(stored)
+            try:
+                amount = _money(mapping.apply(orjson.loads(payload)).get(column))
+            except RecordRejected:
+                amount = None
+            pull_money[currency] += amount or Decimal(0)
+    for currency in sorted(set(pull_money) | set(store_money)):
+        pulled_total = pull_money.get(currency, Decimal(0))
+        stored_total = store_money.get(currency, Decimal(0))
+        if pulled_total != stored_total:
+            problems.append(
+                f"{currency} total {pulled_total} in the pull != {stored_total} in the "
+                f"canonical store ({checked} records checked)"
+            )
+    return {
+        **result,
+        "money_checked": checked,
+        "money_sampled": share < 1.0,
+        "pull_money": {c: str(v) for c, v in sorted(pull_money.items())},
+        "canonical_money": {c: str(v) for c, v in sorted(store_money.items())},
+        "problems": problems,
+    }
+
+
+def target_counts(conn: Connection, target: str) -> dict[str, Any]:
+    """Push states of one target against the golden customers that have a 360 row."""
+    ps, c360 = t.push_state, t.customer360
+    counts = {
+        str(status): int(n)
+        for status, n in conn.execute(
+            select(ps.c.status, func.count()).where(ps.c.target == target).group_by(ps.c.status)
+        ).all()
+    }
+    customers = conn.execute(select(func.count()).select_from(c360)).scalar_one()
+    not_pushed = conn.execute(
+        select(func.count())
+        .select_from(
+            c360.outerjoin(ps, and_(ps.c.concord_id == c360.c.concord_id, ps.c.target == target))
+        )
+        .where(ps.c.concord_id.is_(None))
+    ).scalar_one()
+    return {"target": target, "customers": int(customers), "not_pushed": int(not_pushed), **counts}

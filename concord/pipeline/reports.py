@@ -1,0 +1,173 @@
+"""What each stage reports: one dataclass per stage, and the run report assembled from them.
+
+A stage returns its report typed; ``as_dict`` is the form stored in ``stage_reports`` (and so
+in the run report) and handed to Airflow's XCom, ``from_dict`` reads a stored one back. The run
+report (``RunReport``) is the stored JSON document: every stage's report by stage and scope,
+each with its ``status``, plus the run's error when it failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, NotRequired, Self, TypedDict
+
+
+class StageReport:
+    """Serialisation shared by every stage report (all are dataclasses of JSON values)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON data: what the store keeps and Airflow passes on."""
+        data: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """A stored report read back; keys this version does not know are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class PullCounts(StageReport):
+    """What one pull staged: pages and records, and how many were new, changed or unchanged."""
+
+    pages: int = 0
+    records: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    missing_id: int = 0
+    resumed: bool = False
+    window_start: str | None = None
+
+    def add(self, other: PullCounts) -> None:
+        """Count ``other`` in too (the shards of one entity)."""
+        for name in ("pages", "records", "new", "changed", "unchanged", "missing_id"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.resumed = self.resumed or other.resumed
+
+
+@dataclass
+class ExtractReport(PullCounts):
+    """One source entity pulled (or its shards committed); ``watermark`` is where it now stands."""
+
+    watermark: str | None = None
+    shards: int | None = None
+
+
+@dataclass
+class ShardReport(PullCounts):
+    """One shard of an entity pulled, or ``skipped`` because this run already committed it."""
+
+    shard: str = ""
+    window_end: str | None = None
+    high_cursor: str | None = None
+    skipped: str | None = None
+
+
+@dataclass
+class MapReport(StageReport):
+    """Pending raw records of one source entity mapped; drift is counted per source path."""
+
+    records: int = 0
+    mapped: int = 0
+    rejected: int = 0
+    canonical_entity: str = ""
+    unmapped_fields: dict[str, int] = field(default_factory=dict)
+    missing_fields: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ResolveReport(StageReport):
+    """Clusters found, ids given and changed, links written, by which rules."""
+
+    records: int = 0
+    clusters: int = 0
+    multi_record_clusters: int = 0
+    new_ids: int = 0
+    merges: int = 0
+    splits: int = 0
+    links_written: int = 0
+    links_removed: int = 0
+    comparisons: int = 0
+    blocked_by_override: int = 0
+    links_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Build360Report(StageReport):
+    """Customer-360 rows computed and written, unconverted money, which churn model ran."""
+
+    customers: int = 0
+    written: int = 0
+    unchanged: int = 0
+    unconverted_currencies: dict[str, int] = field(default_factory=dict)
+    churn_model: str = ""
+    churn_reason: str = ""
+    churn_params: dict[str, float] | None = None
+
+
+@dataclass
+class PlanCounts(StageReport):
+    """What a push plan holds (``concord push --dry-run`` and dry-run syncs)."""
+
+    creates: int = 0
+    updates: int = 0
+    merges: int = 0
+    unchanged: int = 0
+    retries: int = 0
+    mapping_failed: int = 0
+    api_calls: int = 0
+
+
+@dataclass
+class PushReport(StageReport):
+    """One target pushed: outcomes by kind, merges, API calls.
+
+    ``accepted``/``rejected`` are what the reject-ratio check reads; ``rejected`` counts CRM
+    refusals, failed merges and records the outbound mapping refused. A dry run sends nothing
+    and carries its ``plan``.
+    """
+
+    planned: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    retried: int = 0
+    retried_accepted: int = 0
+    mapping_failed: int = 0
+    merged: int = 0
+    merge_failed: int = 0
+    merge_deferred: int = 0
+    calls: int = 0
+    dry_run: bool = False
+    plan: PlanCounts | None = None
+    error: str | None = None
+
+
+@dataclass
+class ReconcileReport(StageReport):
+    """Counts and money per source entity and push coverage per target; mismatches listed."""
+
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+@dataclass
+class FailedStage(StageReport):
+    """What is stored for a stage that raised: the one-line failure text."""
+
+    error: str = ""
+
+
+class RunReport(TypedDict):
+    """The stored report of one run: stage -> scope -> that stage report plus its ``status``."""
+
+    run_id: str
+    stages: dict[str, dict[str, dict[str, Any]]]
+    error: NotRequired[str]

@@ -1,0 +1,162 @@
+"""Resolve stage: link every canonical customer into golden customers with stable concord ids.
+
+Reads the customers (``concord.identity.normalise``), links them by the configured rules and
+overrides (``linking``, ``constraints``), gives each cluster its id across runs (``ids``) and
+writes in one transaction: new golden records, merges (``golden.status='merged'``,
+``merged_into``), splits, and only the ``identity_links`` rows that changed, with the events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, tuple_, update
+
+from concord.config import IdentityConfig
+from concord.identity.constraints import load_overrides, overrides_path
+from concord.identity.ids import Assignment, assign_ids
+from concord.identity.linking import link_records
+from concord.identity.normalise import load_customer_records
+from concord.model import record_key, split_record_key
+from concord.pipeline.context import RunContext, record_stage
+from concord.pipeline.reports import ResolveReport
+from concord.store import Store
+from concord.store import tables as t
+from concord.utc import utcnow
+
+
+def resolve(ctx: RunContext) -> ResolveReport:
+    """The stage: resolve identities for the run and record the report."""
+    started = utcnow()
+    report = resolve_identities(
+        ctx.store, ctx.config.identity, ctx.run_id, base_dir=ctx.config.path.parent
+    )
+    record_stage(ctx, "resolve", "all", started, report)
+    return report
+
+
+def resolve_identities(
+    store: Store, config: IdentityConfig, run_id: str, *, base_dir: Path | None = None
+) -> ResolveReport:
+    """Link all canonical customers and persist clusters with stable ids, in one transaction.
+
+    ``base_dir`` is where a relative overrides path is read from (the config file's folder).
+    """
+    overrides = load_overrides(overrides_path(config, base_dir))
+    records = load_customer_records(store, config)
+    result = link_records(records, config, overrides)
+    keys = [r.key for r in records]
+    report = ResolveReport(
+        records=len(records),
+        clusters=len(result.clusters),
+        multi_record_clusters=sum(1 for c in result.clusters if len(c) > 1),
+        comparisons=result.comparisons,
+        blocked_by_override=len(result.blocked),
+    )
+    for link in result.links:
+        report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
+    now = utcnow()
+    il, g = t.identity_links, t.golden
+    with store.begin() as conn:
+        prior_rows = {
+            record_key(s, sid): (gid, rule, score, matched)
+            for s, sid, gid, rule, score, matched in conn.execute(
+                select(
+                    il.c.source,
+                    il.c.source_id,
+                    il.c.concord_id,
+                    il.c.rule,
+                    il.c.score,
+                    il.c.matched_to,
+                )
+            )
+        }
+        prior = {k: v[0] for k, v in prior_rows.items()}
+        golden = dict(conn.execute(select(g.c.concord_id, g.c.status)).all())
+        between: dict[frozenset[str], tuple[str, str, str]] = {}
+        for i, link in enumerate(result.links):
+            if link.matched_to is None:
+                continue
+            pa, pb = prior.get(keys[i]), prior.get(link.matched_to)
+            if pa and pb and pa != pb:
+                between.setdefault(frozenset((pa, pb)), (link.rule, link.matched_to, keys[i]))
+        assignment = assign_ids(
+            [[keys[i] for i in c] for c in result.clusters], prior, set(golden), between
+        )
+        report.new_ids = len(assignment.new_ids)
+        report.merges = sum(1 for e in assignment.events if e.kind == "merge")
+        report.splits = sum(1 for e in assignment.events if e.kind == "split")
+        _persist_golden(conn, assignment, golden, run_id)
+        changed: list[dict[str, Any]] = []
+        for i, key in enumerate(keys):
+            link = result.links[i]
+            row = (assignment.ids[key], link.rule, link.score, link.matched_to)
+            if prior_rows.get(key) != row:
+                source, sid = split_record_key(key)
+                changed.append(
+                    {
+                        "source": source,
+                        "source_id": sid,
+                        "concord_id": row[0],
+                        "rule": row[1],
+                        "score": row[2],
+                        "matched_to": row[3],
+                        "run_id": run_id,
+                    }
+                )
+        for start in range(0, len(changed), 5000):
+            store.upsert(conn, il, changed[start : start + 5000], ["source", "source_id"])
+        report.links_written = len(changed)
+        gone = sorted(set(prior_rows) - set(assignment.ids))
+        for start in range(0, len(gone), 500):
+            pairs = [split_record_key(k) for k in gone[start : start + 500]]
+            conn.execute(delete(il).where(tuple_(il.c.source, il.c.source_id).in_(pairs)))
+        report.links_removed = len(gone)
+        if assignment.events:
+            conn.execute(
+                t.identity_events.insert(), [e.row(run_id, now) for e in assignment.events]
+            )
+    return report
+
+
+def _persist_golden(
+    conn: Connection, assignment: Assignment, golden: dict[str, str], run_id: str
+) -> None:
+    g = t.golden
+    new_rows = [
+        {
+            "concord_id": gid,
+            "status": "active",
+            "merged_into": None,
+            "created_run": run_id,
+            "updated_run": run_id,
+        }
+        for gid in assignment.new_ids
+        if gid not in golden
+    ]
+    for start in range(0, len(new_rows), 5000):
+        conn.execute(g.insert(), new_rows[start : start + 5000])
+    for e in assignment.events:
+        if e.kind != "merge":
+            continue
+        survivor, absorbed = e.concord_id, e.other_id
+        conn.execute(
+            update(g)
+            .where(g.c.concord_id == absorbed)
+            .values(status="merged", merged_into=survivor, updated_run=run_id)
+        )
+        # Ids merged earlier into the absorbed one now point at the survivor (no chains).
+        conn.execute(
+            update(g)
+            .where(g.c.merged_into == absorbed)
+            .values(merged_into=survivor, updated_run=run_id)
+        )
+    active = set(assignment.ids.values())
+    revived = sorted(gid for gid in active if golden.get(gid) == "merged")
+    if revived:
+        conn.execute(
+            update(g)
+            .where(g.c.concord_id.in_(revived))
+            .values(status="active", merged_into=None, updated_run=run_id)
+        )

@@ -1,0 +1,235 @@
+"""What a push would change: each customer's outbound properties against what the CRM holds.
+
+Change detection is per target and customer: the hash of the outbound properties the target last
+accepted, kept in ``push_state`` with those properties themselves (so a dry run can show old and
+new values). ``candidates`` keyset-pages the 360 table and yields, per customer that needs it, a
+``PlannedUpsert`` (with the field-level diff), a ``MapFailure`` (the outbound mapping refused the
+customer) or a ``Refresh`` (unchanged for the target, but the 360 row changed); a row already
+accepted from the same 360 data and mappings is skipped without mapping it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Text, cast, func, select
+
+from concord.contracts import ObjectKind, PushRecord
+from concord.errors import RecordRejected
+from concord.hashing import digest, json_digest
+from concord.mapping import Mapping, load_mapping
+from concord.model import Customer360
+from concord.pipeline.context import RunContext
+from concord.store import Reject
+from concord.store import tables as t
+
+COMPANY: ObjectKind = "company"
+PERSON: ObjectKind = "person"
+PUSH_ENTITY = "customer360"
+"""The entity push rejects are stored under (their source is the target's name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One property whose value the push changes (``old`` is None when never sent)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(slots=True)
+class PlannedUpsert:
+    """One customer to create or update in the target, with what the target holds now."""
+
+    key: str
+    object_type: ObjectKind
+    properties: dict[str, Any]
+    hash: str
+    remote_id: str | None
+    previous: dict[str, Any] | None  # properties the target last accepted (None: never)
+    prior_hash: str | None
+    prior_status: str | None
+    prior_attempts: int
+    source_hash: str | None = None  # fingerprint of the 360 row and mapping it came from
+
+    @property
+    def action(self) -> str:
+        """``update`` when the target holds an accepted version of the customer, else ``create``."""
+        known = self.prior_hash is not None and self.prior_status != "superseded"
+        return "update" if known else "create"
+
+    @property
+    def retry(self) -> bool:
+        """The last attempt of this customer was rejected: this send is a retry."""
+        return self.prior_status == "rejected"
+
+    @property
+    def stored(self) -> dict[str, Any]:
+        """The properties as kept in ``push_state`` (JSON: Decimals as text)."""
+        return json_form(self.properties)
+
+    def changes(self) -> list[FieldChange]:
+        """Field-level diff against what the target last accepted."""
+        old = self.previous or {}
+        new = self.stored
+        names = sorted(set(old) | set(new))
+        return [FieldChange(n, old.get(n), new.get(n)) for n in names if old.get(n) != new.get(n)]
+
+    def record(self) -> PushRecord:
+        """What is handed to the target."""
+        return PushRecord(
+            self.key, self.properties, object_type=self.object_type, remote_id=self.remote_id
+        )
+
+
+@dataclass(slots=True)
+class MapFailure:
+    """A customer the outbound mapping refused: stored as a reject, not sent."""
+
+    reject: Reject
+
+
+@dataclass(slots=True)
+class Refresh:
+    """Unchanged for the target, but mapped from a newer 360 row: remember the new fingerprint."""
+
+    key: str
+    source_hash: str
+
+
+def json_form(properties: dict[str, Any]) -> dict[str, Any]:
+    """Mapped properties as JSON data (what is stored and diffed): Decimals and dates as text."""
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(properties, default=str))
+    return loaded
+
+
+def content_hash(object_type: str, properties: dict[str, Any]) -> str:
+    """Hash of what is sent: the object kind and the properties (order-insensitive)."""
+    return json_digest({"object_type": object_type, "properties": properties})
+
+
+def mapping_fingerprint(*mappings: Mapping | None) -> bytes:
+    """What identifies the mappings' behaviour: file text, generated code and lookup tables."""
+    parts: list[bytes] = []
+    for m in mappings:
+        if m is None:
+            continue
+        parts.append(m.path.read_bytes() if m.path.is_file() else b"")
+        parts.append(m.python_source.encode())
+        parts.append(repr(m.spec.tables).encode())
+    return bytes.fromhex(digest(b"".join(parts)))
+
+
+def source_fingerprint(data_text: str | bytes, mappings: bytes) -> str:
+    """Fingerprint of one stored 360 row (its JSON text) as mapped by the given mappings."""
+    body = data_text.encode() if isinstance(data_text, str) else data_text
+    return digest(body + mappings)
+
+
+Candidate = PlannedUpsert | MapFailure | Refresh
+"""What the diff yields per customer: an upsert to send, a mapping failure, or a refresh."""
+
+
+def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
+    """Every customer whose outbound properties differ from what the target last accepted.
+
+    Keyset-paged over the 360 table so memory stays flat however many customers there are. A row
+    accepted from the same 360 data and mappings is skipped without validating or mapping it.
+    """
+    tcfg = ctx.config.targets[target_name]
+    company_mapping = ctx.mappings.get(("target", target_name)) or load_mapping(
+        ctx.config.resolve_path(tcfg.mapping)
+    )
+    person_mapping = ctx.mappings.get(("target-person", target_name))
+    mappings_fp = mapping_fingerprint(company_mapping, person_mapping)
+    c360, ps = t.customer360, t.push_state
+    page = max(ctx.config.batch_size, 100)
+    after = ""
+    while True:
+        with ctx.store.engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    select(
+                        c360.c.concord_id,
+                        cast(c360.c.data, Text),
+                        ps.c.accepted_hash,
+                        ps.c.remote_id,
+                        cast(ps.c.accepted_properties, Text),
+                        ps.c.status,
+                        ps.c.attempts,
+                        ps.c.source_hash,
+                    )
+                    .select_from(
+                        c360.outerjoin(
+                            ps,
+                            (ps.c.concord_id == c360.c.concord_id) & (ps.c.target == target_name),
+                        )
+                    )
+                    .where(c360.c.concord_id > after)
+                    .order_by(c360.c.concord_id)
+                    .limit(page)
+                )
+            )
+        if not rows:
+            return
+        after = rows[-1][0]
+        for gid, data_text, accepted, remote_id, accepted_text, status, attempts, seen in rows:
+            fingerprint = source_fingerprint(data_text, mappings_fp)
+            if status == "accepted" and seen == fingerprint:
+                continue
+            data = orjson.loads(data_text)
+            customer = Customer360.model_validate(data)
+            is_person = customer.is_person and person_mapping is not None
+            mapping = person_mapping if is_person and person_mapping else company_mapping
+            kind = PERSON if is_person else COMPANY
+            try:
+                props = mapping.apply(customer.model_dump(mode="python"))
+            except RecordRejected as exc:
+                yield MapFailure(
+                    Reject(
+                        stage="push",
+                        source=target_name,
+                        entity=PUSH_ENTITY,
+                        source_id=gid,
+                        field=exc.field,
+                        reason=exc.reason,
+                        location=mapping.location(exc.field),
+                        payload=orjson.dumps(data),
+                    )
+                )
+                continue
+            h = content_hash(kind, props)
+            if accepted == h and status != "superseded":
+                if status in ("accepted", "rejected"):
+                    yield Refresh(gid, fingerprint)
+                continue
+            yield PlannedUpsert(
+                key=gid,
+                object_type=kind,
+                properties=props,
+                hash=h,
+                remote_id=remote_id if status != "superseded" else None,
+                previous=_loads(accepted_text) if status != "superseded" else None,
+                prior_hash=accepted,
+                prior_status=status,
+                prior_attempts=attempts or 0,
+                source_hash=fingerprint,
+            )
+
+
+def _loads(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    loaded = orjson.loads(text)
+    return loaded if isinstance(loaded, dict) else None
+
+
+def unchanged_count(ctx: RunContext, planned: int, failed: int) -> int:
+    """Customers with a 360 row that the push neither plans to send nor failed to map."""
+    with ctx.store.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(t.customer360)).scalar_one()
+    return int(total) - planned - failed
