@@ -29,6 +29,7 @@ from pydantic import (
 from concord.contracts.registry import source_type, target_type
 from concord.contracts.sections import EntityConfig, ShardSpec, SourceConfig, TargetConfig
 from concord.errors import ConfigError
+from concord.overrides import load_overrides
 from concord.secrets import SecretRef
 from concord.yamlfile import LoadedYaml, load_yaml
 
@@ -288,7 +289,11 @@ def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYa
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Load and validate ``concord.yaml``, every file it names and every connector's settings."""
+    """Load and validate ``concord.yaml``, the files it names and every connector's settings.
+
+    Mapping files must exist, the overrides file must parse, and every enabled source and
+    target connector checks its own settings; any error names file, line and key.
+    """
     path = Path(path)
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
@@ -307,6 +312,8 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
     for tname, tcfg in config.targets.items():
         tcfg.name = tname
     _check_files(config, doc)
+    if config.identity.overrides is not None:
+        load_overrides(config.resolve_path(config.identity.overrides))
     _check_connectors(config, doc)
     return config
 

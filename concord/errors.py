@@ -29,6 +29,7 @@ class ConcordError(Exception):
 
     @property
     def message(self) -> str:
+        """The message, already redacted."""
         return str(self.args[0])
 
 

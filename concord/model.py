@@ -31,6 +31,8 @@ CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 
 class CanonicalModel(BaseModel):
+    """What every canonical row shares: unknown fields refused, text stripped."""
+
     model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True)
 
 
@@ -59,6 +61,8 @@ class SourceRef(CanonicalModel):
 
 
 class Address(CanonicalModel):
+    """A postal address (country as ISO 3166 alpha-2)."""
+
     line: str | None = None
     city: str | None = None
     postcode: str | None = None
@@ -66,6 +70,8 @@ class Address(CanonicalModel):
 
 
 class Customer(CanonicalModel):
+    """A customer as one source holds it, before identity resolution."""
+
     ref: SourceRef
     name: str = Field(min_length=1)
     legal_name: str | None = None
@@ -87,6 +93,8 @@ class Customer(CanonicalModel):
 
 
 class OrderStatus(StrEnum):
+    """Where an order is in its life."""
+
     DRAFT = "draft"
     OPEN = "open"
     CONFIRMED = "confirmed"
@@ -96,6 +104,8 @@ class OrderStatus(StrEnum):
 
 
 class OrderLine(CanonicalModel):
+    """One line of an order."""
+
     sku: str | None = None
     description: str | None = None
     quantity: Decimal
@@ -104,6 +114,8 @@ class OrderLine(CanonicalModel):
 
 
 class Order(CanonicalModel):
+    """A sales order with its totals (net, tax, gross) in its own currency."""
+
     ref: SourceRef
     number: str
     customer_id: str = Field(description="Source id of the customer in the same system.")
@@ -118,6 +130,8 @@ class Order(CanonicalModel):
 
 
 class ShipmentStatus(StrEnum):
+    """Where a shipment is."""
+
     PENDING = "pending"
     SHIPPED = "shipped"
     DELIVERED = "delivered"
@@ -126,6 +140,8 @@ class ShipmentStatus(StrEnum):
 
 
 class Shipment(CanonicalModel):
+    """A shipment of an order, with the promised and actual delivery times."""
+
     ref: SourceRef
     number: str
     order_id: str | None = None
@@ -140,6 +156,8 @@ class Shipment(CanonicalModel):
 
 
 class InvoiceStatus(StrEnum):
+    """Where an invoice is."""
+
     DRAFT = "draft"
     POSTED = "posted"
     PAID = "paid"
@@ -147,6 +165,8 @@ class InvoiceStatus(StrEnum):
 
 
 class Invoice(CanonicalModel):
+    """An invoice with its total and the amount still open."""
+
     ref: SourceRef
     number: str
     order_id: str | None = None
@@ -161,6 +181,8 @@ class Invoice(CanonicalModel):
 
 
 class PaymentStatus(StrEnum):
+    """Where a payment is."""
+
     PENDING = "pending"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -168,6 +190,8 @@ class PaymentStatus(StrEnum):
 
 
 class Payment(CanonicalModel):
+    """A payment received from a customer, against an invoice when known."""
+
     ref: SourceRef
     reference: str
     customer_id: str
@@ -181,12 +205,16 @@ class Payment(CanonicalModel):
 
 
 class ValueTier(StrEnum):
+    """Pareto value tier: A makes 80% of revenue, B the next 15%, C the rest."""
+
     A = "A"
     B = "B"
     C = "C"
 
 
 class LifecycleStage(StrEnum):
+    """Lifecycle stage from the first and last order."""
+
     NEW = "new"
     ACTIVE = "active"
     AT_RISK = "at_risk"
@@ -202,6 +230,8 @@ class SourcedValue(CanonicalModel):
 
 
 class Customer360(CanonicalModel):
+    """One golden customer: best values with their sources, and the 360 figures."""
+
     concord_id: str
     name: SourcedValue
     email: SourcedValue | None = None

@@ -71,6 +71,7 @@ class RedactingFilter(logging.Filter):
     """Passes every record's final message through ``redact`` (for third-party loggers too)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message in place; never drops a record."""
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:

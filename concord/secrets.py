@@ -38,6 +38,7 @@ class SecretRef(BaseModel):
         return self
 
     def describe(self) -> str:
+        """Where the secret is looked up, for messages (never its value)."""
         return f"env {self.env}" if self.env else f"connection {self.connection}.{self.field}"
 
     def resolve(self) -> str:

@@ -28,36 +28,48 @@ class _AuthModel(BaseModel):
 
 
 class NoAuth(_AuthModel):
+    """No authentication."""
+
     type: Literal["none"] = "none"
 
     def build(self, session: requests.Session, timeout: float) -> AuthBase | None:
+        """Nothing to attach."""
         return None
 
 
 class BearerAuth(_AuthModel):
+    """``Authorization: Bearer <token>``."""
+
     type: Literal["bearer"]
     token: SecretRef
 
     def build(self, session: requests.Session, timeout: float) -> AuthBase:
+        """The bearer header, token resolved now."""
         return _HeaderAuth("Authorization", f"Bearer {self.token.resolve()}")
 
 
 class BasicAuth(_AuthModel):
+    """HTTP Basic with a username and a password reference."""
+
     type: Literal["basic"]
     username: str
     password: SecretRef
 
     def build(self, session: requests.Session, timeout: float) -> AuthBase:
+        """Basic auth, password resolved now."""
         return HTTPBasicAuth(self.username, self.password.resolve())
 
 
 class ApiKeyAuth(_AuthModel):
+    """An API key in a header or a query parameter."""
+
     type: Literal["api_key"]
     key: SecretRef
     name: str = "X-API-Key"
     location: Literal["header", "query"] = "header"
 
     def build(self, session: requests.Session, timeout: float) -> AuthBase:
+        """The key in its header or query parameter, resolved now."""
         value = self.key.resolve()
         if self.location == "header":
             return _HeaderAuth(self.name, value)
@@ -75,6 +87,7 @@ class OAuth2ClientCredentials(_AuthModel):
     refresh_margin_seconds: float = 60.0
 
     def build(self, session: requests.Session, timeout: float) -> AuthBase:
+        """A bearer token from the client-credentials grant, renewed before it expires."""
         return _OAuth2Token(self, session, timeout)
 
 

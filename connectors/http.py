@@ -68,8 +68,10 @@ class RateLimiter:
 
     @classmethod
     def shared(cls, name: str, per_second: float | None) -> RateLimiter:
-        """The process-wide limiter of connector ``name``: every client of one source (one per
-        entity, on any thread) draws from the same budget."""
+        """The process-wide limiter of connector ``name``.
+
+        Every client of one source (one per entity, on any thread) draws from the same budget.
+        """
         with _SHARED_LOCK:
             limiter = _SHARED.get(name)
             if limiter is None or limiter.per_second != per_second:
@@ -94,6 +96,8 @@ _SHARED_LOCK = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
+    """One answer: status, headers, raw body and the parsed JSON (None when not JSON)."""
+
     status: int
     headers: requests.structures.CaseInsensitiveDict[str]
     body: bytes
@@ -111,6 +115,7 @@ def safe_url(url: str) -> str:
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, default ports filled in."""
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
@@ -150,6 +155,7 @@ class HttpClient:
         self.sleep: Callable[[float], None] = time.sleep
 
     def url(self, path_or_url: str) -> str:
+        """The absolute URL of a path, or the URL itself when it is absolute."""
         return (
             urljoin(self.base_url, path_or_url.lstrip("/"))
             if "://" not in path_or_url
@@ -157,9 +163,11 @@ class HttpClient:
         )
 
     def same_origin(self, url: str) -> bool:
+        """Whether ``url`` is on the client's own origin (credentials may go there)."""
         return origin(url) == origin(self.base_url)
 
     def close(self) -> None:
+        """Close the session."""
         self.session.close()
 
     def request(

@@ -94,8 +94,11 @@ class MergingTarget(Protocol):
     """A target that can resolve identity merges in the CRM."""
 
     def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
-        """Merge, mark or delete each absorbed record as the target documents; one outcome per
-        item, keyed by the absorbed customer (an already merged pair counts as done)."""
+        """Merge, mark or delete each absorbed record as the target documents.
+
+        One outcome per item, keyed by the absorbed customer; an already merged pair counts as
+        done.
+        """
         ...
 
 

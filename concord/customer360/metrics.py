@@ -61,6 +61,7 @@ class Fx:
         self.unconverted: dict[str, int] = {}
 
     def __call__(self, amount: Decimal, currency: str) -> Decimal:
+        """``amount`` in the base currency (0, and counted, without a rate)."""
         rate = self.rates.get(currency)
         if rate is None:
             self.unconverted[currency] = self.unconverted.get(currency, 0) + 1

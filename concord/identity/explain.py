@@ -16,11 +16,11 @@ from sqlalchemy import Connection, select
 
 from concord.config import PipelineConfig
 from concord.errors import ConcordError
-from concord.identity.constraints import load_overrides, overrides_path
 from concord.identity.ids import surviving_id
 from concord.identity.linking import SEED_RULE, common_tokens, rule_verdict
 from concord.identity.normalise import CustomerRecord, load_customer_records, name_keys_in_store
 from concord.model import record_key, split_record_key
+from concord.overrides import load_overrides, overrides_path
 from concord.store import Store
 from concord.store import tables as t
 
@@ -151,7 +151,7 @@ def explain(store: Store, config: PipelineConfig, a: str, b: str) -> Explanation
         common = common_tokens(name_keys_in_store(store))
         out.checks = rule_checks(records[ka], records[kb], config, common)
     base = config.path.parent if config.path else None
-    overrides = load_overrides(overrides_path(config.identity, base))
+    overrides = load_overrides(overrides_path(config.identity.overrides, base))
     never, forced = overrides.never(ka, kb), overrides.forced(ka, kb)
     if never:
         out.override = f"never_merge at {never.where}" + (

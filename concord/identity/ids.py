@@ -124,8 +124,10 @@ def assign_ids(
 
 
 def surviving_id(conn: Connection, concord_id: str) -> str | None:
-    """The concord id that holds ``concord_id``'s records now (following merges), or None when
-    the store never gave that id."""
+    """The concord id that holds ``concord_id``'s records now, following merges.
+
+    None when the store never gave that id.
+    """
     g = t.golden
     seen: set[str] = set()
     current = concord_id

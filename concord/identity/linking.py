@@ -23,8 +23,9 @@ from rapidfuzz.process import cdist
 
 from concord.config import IdentityConfig, MatchRuleConfig
 from concord.identity.blocking import blocks
-from concord.identity.constraints import FORCE_RULE, ConstrainedUnionFind, Overrides
+from concord.identity.constraints import FORCE_RULE, ConstrainedUnionFind
 from concord.identity.normalise import CustomerRecord
+from concord.overrides import Overrides
 
 SEED_RULE = "seed"
 """The rule name of a cluster's first record: it matched nothing, the others matched it."""
@@ -60,8 +61,7 @@ class LinkResult:
 
 
 def crossref_names(rec: CustomerRecord) -> tuple[str, str]:
-    """How another record's ``crossrefs`` may name ``rec``: ``source:id`` or
-    ``source:customers:id``."""
+    """How another record's ``crossrefs`` may name ``rec``: ``source:id`` or the entity form."""
     return rec.key, f"{rec.source}:customers:{rec.source_id}"
 
 

@@ -40,7 +40,7 @@ _HINTS = {
 }
 
 
-class Checker:
+class _Checker:
     """Runs the checks for one spec; ``targets`` afterwards holds the inbound field targets."""
 
     def __init__(self, spec: MappingSpec) -> None:
@@ -251,4 +251,4 @@ def _describe(target: Target) -> str:
 
 def check_mapping(spec: MappingSpec) -> dict[str, Target] | None:
     """Check ``spec``; returns the inbound model's field targets (None for outbound)."""
-    return Checker(spec).run()
+    return _Checker(spec).run()

@@ -61,11 +61,13 @@ class _Scope:
 
 
 def reject(label: str, field: str, item: int | None, error: Exception) -> RecordRejected:
+    """A reject naming the mapping, the output field (and list item) and the cause."""
     where = f" (item {item + 1})" if item is not None else ""
     return RecordRejected(f"{label} field '{field}'{where}: {error}", field=field)
 
 
 def missing(label: str, field: str, item: int | None, what: str) -> RecordRejected:
+    """A reject for a required value that is missing, naming field and item."""
     where = f" (item {item + 1})" if item is not None else ""
     return RecordRejected(f"{label} field '{field}'{where}: {what}", field=field)
 
@@ -211,7 +213,7 @@ def _comparer(compare: Compare) -> Callable[[Any], bool]:
 
 
 @dataclass
-class Compiler:
+class _Compiler:
     """Generates the source of one mapping function and the constants it refers to."""
 
     spec: MappingSpec
@@ -661,4 +663,4 @@ class Compiler:
 
 def compile_mapping(spec: MappingSpec, targets: dict[str, Target] | None) -> Compiled:
     """Generate, compile and return the function for ``spec`` (``targets``: inbound model)."""
-    return Compiler(spec, targets).compile()
+    return _Compiler(spec, targets).compile()

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from concord.mapping.codes import COUNTRY_CODES, CURRENCY_CODES
+from concord.utc import as_utc
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
@@ -32,6 +33,7 @@ def show(value: Any) -> str:
 
 
 def fail(value: Any, kind: str) -> ConversionError:
+    """The conversion error for ``value`` that is not a ``kind``."""
     return ConversionError(f"cannot parse {show(value)} as {kind}")
 
 
@@ -66,6 +68,7 @@ def _tryton(value: dict[str, Any]) -> Any:
 
 
 def to_decimal(value: Any) -> Decimal:
+    """An exact ``Decimal`` from a number or numeric text (no floats in between)."""
     if isinstance(value, dict):
         value = _tryton(value)
     if isinstance(value, bool):
@@ -87,6 +90,7 @@ def to_decimal(value: Any) -> Decimal:
 
 
 def to_int(value: Any) -> int:
+    """An ``int`` from an integral number or numeric text (booleans refused)."""
     if isinstance(value, bool):
         raise fail(value, "int")
     if isinstance(value, int):
@@ -106,6 +110,7 @@ def to_int(value: Any) -> int:
 
 
 def to_float(value: Any) -> float:
+    """A ``float`` from a number or numeric text."""
     if isinstance(value, float):
         return value
     try:
@@ -115,6 +120,7 @@ def to_float(value: Any) -> float:
 
 
 def to_bool(value: Any) -> bool:
+    """A ``bool`` from a boolean, 0/1, or true/false, yes/no text."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -129,6 +135,7 @@ def to_bool(value: Any) -> bool:
 
 
 def to_str(value: Any) -> str:
+    """Text of a value; numbers without exponent noise."""
     if isinstance(value, str):
         return value if value.__class__ is str else str(value)
     if isinstance(value, bool):
@@ -143,6 +150,7 @@ def to_str(value: Any) -> str:
 
 
 def to_currency(value: Any) -> str:
+    """An ISO 4217 currency code, upper-cased and checked."""
     if isinstance(value, str):
         code = value.strip().upper()
         if code in CURRENCY_CODES:
@@ -151,6 +159,7 @@ def to_currency(value: Any) -> str:
 
 
 def to_country(value: Any) -> str:
+    """An ISO 3166 alpha-2 country code, upper-cased and checked."""
     if isinstance(value, str):
         code = value.strip().upper()
         if code in COUNTRY_CODES:
@@ -168,7 +177,7 @@ def datetime_parser(fmt: str | None, tz: tzinfo) -> Callable[[Any], datetime]:
     def finish(parsed: datetime) -> datetime:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=tz)
-        return parsed.astimezone(UTC)
+        return as_utc(parsed)
 
     def parse(value: Any) -> datetime:
         if isinstance(value, dict):
@@ -255,6 +264,7 @@ def rounder(places: int) -> Callable[[Any], Any]:
 
 
 def negate(value: Any) -> Any:
+    """The number with its sign flipped (``negate_if``)."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ConversionError(f"cannot negate {show(value)}: not a number")
     return -value
@@ -267,7 +277,7 @@ def stringify(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ";".join(stringify(v) for v in value if v is not None)
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return as_utc(value).isoformat().replace("+00:00", "Z")
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, dict):

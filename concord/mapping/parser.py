@@ -91,7 +91,7 @@ def _mark(node: Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-class Parser:
+class _Parser:
     """Parses one mapping file; ``fail`` raises a ``MappingError`` at a node."""
 
     def __init__(self, file: Path) -> None:
@@ -623,4 +623,4 @@ def _mappings_root(file: Path) -> Path:
 
 def parse_mapping(file: Path, text: str) -> MappingSpec:
     """Parse the text of ``file`` into a spec, raising ``MappingError`` at the first problem."""
-    return Parser(file).parse(text)
+    return _Parser(file).parse(text)

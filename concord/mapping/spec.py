@@ -68,18 +68,24 @@ class Compare:
 
 @dataclass
 class AllOf:
+    """``all: [...]``: every condition holds."""
+
     items: list[Condition]
     mark: Mark
 
 
 @dataclass
 class AnyOf:
+    """``any: [...]``: at least one condition holds."""
+
     items: list[Condition]
     mark: Mark
 
 
 @dataclass
 class Not:
+    """``not: {...}``: the condition does not hold."""
+
     item: Condition
     mark: Mark
 
@@ -139,6 +145,7 @@ class Expr:
 
     @property
     def source_kind(self) -> str:
+        """Which source the expression reads: path, coalesce, concat, when, object, each, const."""
         for kind in ("path", "coalesce", "concat", "when", "object", "each"):
             if getattr(self, kind) is not None:
                 return kind

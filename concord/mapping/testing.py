@@ -109,6 +109,7 @@ def run_mapping_tests(path: Path) -> list[CaseResult]:
 
 
 def run_case(mapping: Mapping, line: int, case: dict[str, Any]) -> CaseResult:
+    """Run one test case of a mapping; the result says what differed."""
     name = str(case["name"])
 
     def result(passed: bool, message: str = "") -> CaseResult:
@@ -147,6 +148,7 @@ def run_case(mapping: Mapping, line: int, case: dict[str, Any]) -> CaseResult:
 
 
 def validation_problem(entity: str, output: dict[str, Any]) -> str | None:
+    """Why the canonical model refuses a mapped output, or None when it takes it."""
     model = ENTITY_MODELS[entity]
     data = {k: v for k, v in output.items() if k != "id"}
     data["ref"] = {"system": "test", "entity": entity, "id": str(output.get("id"))}

@@ -15,7 +15,6 @@ from typing import Any
 
 from concord.config import PipelineConfig
 from concord.errors import MappingError
-from concord.identity.constraints import load_overrides
 from concord.mapping import Mapping, load_mapping
 from concord.model import ENTITY_MODELS
 from concord.pipeline.reports import StageReport
@@ -109,10 +108,8 @@ def open_context(
     on_event: EventHook | None = None,
     store: Store | None = None,
 ) -> RunContext:
-    """Compile the mappings and read the overrides (errors before any I/O), open the store."""
+    """Compile the mappings (errors before any I/O), open the store."""
     mappings = load_mappings(config)
-    if config.identity.overrides is not None:
-        load_overrides(config.resolve_path(config.identity.overrides))
     store = store or Store.open(config.store_url)
     return RunContext(config, store, options.run_id or new_run_id(), options, mappings, on_event)
 

@@ -118,8 +118,10 @@ def canonical_money(conn: Connection, table: Table, source: str) -> dict[str, st
 def _mapped_payloads(
     conn: Connection, where: Any, table: Table, column: str
 ) -> Iterator[list[tuple[str, bytes, str, Decimal | None]]]:
-    """(source id, pulled payload, canonical currency, canonical amount) of the records matching
-    `where` that are canonical, in batches by source id."""
+    """Pulled payloads of canonical records matching ``where``, with their stored money.
+
+    Batches of (source id, pulled payload, canonical currency, canonical amount) by source id.
+    """
     raw = t.raw_records
     after = ""
     while True:
@@ -140,8 +142,10 @@ def _mapped_payloads(
 
 
 def sample_filter(pulled: int) -> tuple[Any, float]:
-    """A deterministic filter on the payload hash keeping about MONEY_SAMPLE of `pulled` rows,
-    and the share kept (1.0: every row)."""
+    """A deterministic payload-hash filter keeping about MONEY_SAMPLE of ``pulled`` rows.
+
+    Returns the filter and the share it keeps (1.0: every row).
+    """
     if pulled <= MONEY_SAMPLE:
         return true(), 1.0
     share = MONEY_SAMPLE / pulled

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, tuple_, update
 
 from concord.config import IdentityConfig
-from concord.identity.constraints import load_overrides, overrides_path
 from concord.identity.ids import Assignment, assign_ids
 from concord.identity.linking import link_records
 from concord.identity.normalise import load_customer_records
 from concord.model import record_key, split_record_key
+from concord.overrides import load_overrides, overrides_path
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ResolveReport
 from concord.store import Store
@@ -43,7 +43,7 @@ def resolve_identities(
 
     ``base_dir`` is where a relative overrides path is read from (the config file's folder).
     """
-    overrides = load_overrides(overrides_path(config, base_dir))
+    overrides = load_overrides(overrides_path(config.overrides, base_dir))
     records = load_customer_records(store, config)
     result = link_records(records, config, overrides)
     keys = [r.key for r in records]

@@ -53,6 +53,8 @@ class StagedRow:
 
 @dataclass(frozen=True, slots=True)
 class WatermarkState:
+    """Where an entity's extract stands: committed cursor, checkpoint of a pull in progress."""
+
     cursor: str | None
     checkpoint: str | None
     checkpoint_cursor: str | None
@@ -60,6 +62,8 @@ class WatermarkState:
 
 @dataclass(frozen=True, slots=True)
 class StageCounts:
+    """How many staged records were new, changed or unchanged."""
+
     new: int
     changed: int
     unchanged: int
@@ -135,9 +139,11 @@ class Store:
 
     @property
     def safe_url(self) -> str:
+        """The store URL with any password hidden, for messages."""
         return self.url.render_as_string(hide_password=True)
 
     def dispose(self) -> None:
+        """Close the engine's connections."""
         self.engine.dispose()
 
     @contextmanager
@@ -175,6 +181,7 @@ class Store:
         window_start: datetime | None,
         window_end: datetime | None,
     ) -> None:
+        """Register a run as running (a rerun of the same run id reuses its row)."""
         with self.begin() as conn:
             self.upsert(
                 conn,
@@ -197,6 +204,7 @@ class Store:
     def save_run_report(
         self, run_id: str, report: dict[str, Any], *, status: str | None = None
     ) -> None:
+        """Store a run's report; a final ``status`` also sets the finish time."""
         values: dict[str, Any] = {"report": report}
         if status is not None:
             values["status"] = status
@@ -206,11 +214,13 @@ class Store:
             conn.execute(update(t.runs).where(t.runs.c.run_id == run_id).values(**values))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's row, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
         return dict(row) if row else None
 
     def last_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The most recent runs, newest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(t.runs).order_by(t.runs.c.started_at.desc()).limit(limit)
@@ -253,6 +263,7 @@ class Store:
             raise StoreError(f"another sync holds the '{name}' lock: {holder}") from None
 
     def heartbeat_lock(self, name: str, run_id: str) -> None:
+        """Renew a held lock so other runs see it is alive."""
         with self.begin() as conn:
             conn.execute(
                 update(t.locks)
@@ -261,12 +272,14 @@ class Store:
             )
 
     def release_lock(self, name: str, run_id: str) -> None:
+        """Release a lock this run holds."""
         with self.begin() as conn:
             conn.execute(delete(t.locks).where(t.locks.c.name == name, t.locks.c.run_id == run_id))
 
     # -- watermarks ---------------------------------------------------------------------------
 
     def watermark(self, source: str, entity: str) -> WatermarkState:
+        """Where an entity's extract stands (all None when never pulled)."""
         with self.engine.connect() as conn:
             row = (
                 conn.execute(
@@ -438,6 +451,7 @@ class Store:
     def rejects(
         self, *, run_id: str | None = None, open_only: bool = True, limit: int = 100
     ) -> list[dict[str, Any]]:
+        """Stored rejects, newest first: of one run, open ones only, or all."""
         rj = t.rejects
         stmt = select(rj).order_by(rj.c.id.desc()).limit(limit)
         if run_id:

@@ -7,12 +7,14 @@ naive in UTC and come back timezone-aware.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
+
+from concord.utc import as_utc
 
 MONEY_SCALE = 1_000_000
 
@@ -24,11 +26,13 @@ class MoneyType(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        """Decimal to integer millionths."""
         if value is None:
             return None
         return int((Decimal(value) * MONEY_SCALE).to_integral_value())
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        """Integer millionths back to a Decimal."""
         if value is None:
             return None
         return Decimal(int(value)) / MONEY_SCALE
@@ -46,16 +50,18 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """An aware datetime to naive UTC (a naive one is refused)."""
         if value is None:
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected datetime, got {type(value).__name__}")
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return as_utc(value).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Naive UTC back to an aware datetime."""
         if value is None:
             return None
         parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return parsed.replace(tzinfo=UTC)
+        return as_utc(parsed)

@@ -42,6 +42,7 @@ class SourceContract:
         return [r[self.id_field] for p in pages for r in p.records]
 
     def test_it_is_a_source(self, source: Source) -> None:
+        """The built connector is a ``Source`` whose class validates and builds from config."""
         assert isinstance(source, Source)
         assert callable(getattr(type(source), "validate", None))
         assert callable(getattr(type(source), "from_config", None))
@@ -49,6 +50,7 @@ class SourceContract:
     def test_pages_are_fetched_as_they_are_consumed(
         self, source: Source, requests_made: Callable[[], int]
     ) -> None:
+        """No request before the first page is asked for, and one page at a time after."""
         before = requests_made()
         pages = source.extract(self.entity, ALL, None)
         assert requests_made() == before, "extract fetched before the first page was asked for"
@@ -59,18 +61,21 @@ class SourceContract:
         assert requests_made() > after_first
 
     def test_every_page_but_the_last_carries_a_checkpoint(self, source: Source) -> None:
+        """A crash after any page but the last can resume; the last says nothing is left."""
         pages = list(source.extract(self.entity, ALL, None))
         assert len(pages) >= 3, f"{self.entity} needs at least three pages for this suite"
         assert all(p.checkpoint is not None for p in pages[:-1])
         assert pages[-1].checkpoint is None
 
     def test_every_record_has_an_id(self, source: Source) -> None:
+        """Every record carries its id."""
         ids = self.ids(list(source.extract(self.entity, ALL, None)))
         assert ids and all(i not in (None, "") for i in ids)
 
     def test_resuming_from_any_checkpoint_pulls_the_rest_without_duplicates(
         self, source: Source
     ) -> None:
+        """Resuming after page k pulls exactly the records after page k."""
         pages = list(source.extract(self.entity, ALL, None))
         everything = self.ids(pages)
         assert len(everything) == len(set(everything)), "a clean pull repeated a record"
@@ -79,5 +84,6 @@ class SourceContract:
             assert self.ids(pages[:done]) + resumed == everything, f"resumed after page {done}"
 
     def test_an_entity_that_is_not_configured_is_a_source_error(self, source: Source) -> None:
+        """An entity missing from the config is a ``SourceError``, not an empty pull."""
         with pytest.raises(SourceError, match="not configured"):
             list(source.extract("no_such_entity", ALL, None))

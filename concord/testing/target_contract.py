@@ -37,6 +37,7 @@ class TargetContract:
         raise NotImplementedError("override merged_as_documented()")
 
     def test_it_is_a_target_whose_type_plans_without_building_one(self, target: Target) -> None:
+        """The built connector is a ``Target`` whose class answers what a plan asks."""
         assert isinstance(target, Target)
         cls = type(target)
         assert 1 <= cls.default_batch <= cls.max_batch  # type: ignore[attr-defined]
@@ -44,10 +45,12 @@ class TargetContract:
             assert callable(getattr(cls, member, None)), member
 
     def test_nothing_to_push_is_no_outcome_and_no_call(self, target: Target) -> None:
+        """An empty push makes no call."""
         assert target.push([]) == []
         assert target.calls == 0
 
     def test_one_outcome_per_record_in_order(self, target: Target) -> None:
+        """Each record gets one outcome, in the order sent."""
         records = [self.record(f"K{i:03d}") for i in range(5)]
         outcomes = target.push(records)
         assert [o.key for o in outcomes] == [r.key for r in records]
@@ -55,6 +58,7 @@ class TargetContract:
         assert target.calls >= 1
 
     def test_a_refused_record_is_an_outcome_with_the_crms_reason(self, target: Target) -> None:
+        """A record the CRM refuses is an outcome with its message; its neighbours go through."""
         records = [self.record("K-good-1"), self.refused("K-bad"), self.record("K-good-2")]
         outcomes = target.push(records)
         assert [o.key for o in outcomes] == [r.key for r in records]
@@ -62,6 +66,7 @@ class TargetContract:
         assert outcomes[1].error
 
     def test_more_records_than_one_call_takes_are_split_into_calls(self, target: Target) -> None:
+        """More records than one call takes are sent in several calls, one outcome each."""
         size = type(target).max_batch  # type: ignore[attr-defined]
         records = [self.record(f"B{i:05d}") for i in range(size + 1)]
         outcomes = target.push(records)
@@ -70,6 +75,7 @@ class TargetContract:
         assert target.calls >= 2
 
     def test_a_merge_is_resolved_as_documented_and_again_is_done(self, target: Target) -> None:
+        """A merge resolves as the connector documents; resolving it again is done, not an error."""
         if not isinstance(target, MergingTarget):
             pytest.skip("this target does not resolve merges")
         survivor, absorbed = target.push([self.record("M-survivor"), self.record("M-absorbed")])

@@ -76,10 +76,12 @@ class CrmClient:
         return self.http.request(method, path, **kwargs)
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.http.close()
 
 
 def error_body(exc: PushError) -> Any:
+    """The CRM's parsed error body kept on a ``PushError``, if any."""
     return getattr(exc, "body", None)
 
 
@@ -103,6 +105,7 @@ def bisect(
 
 
 def chunks(records: Sequence[PushRecord], size: int) -> list[Sequence[PushRecord]]:
+    """``records`` in slices of at most ``size``."""
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 

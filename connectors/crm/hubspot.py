@@ -35,6 +35,8 @@ ObjectType = Literal["companies", "contacts"]
 
 
 class HubSpotSettings(BaseModel):
+    """The HubSpot target section: API URL, auth, object types and id properties."""
+
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://")

@@ -52,6 +52,7 @@ class TokenAuth(AuthBase):
         self.fetches = 0
 
     def token(self) -> str:
+        """A valid access token, fetched or renewed when needed."""
         with self._lock:
             if self._token is None or time.monotonic() >= self._expires_at:
                 got = self.fetch()
@@ -68,6 +69,7 @@ class TokenAuth(AuthBase):
             self._token = None
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Attach the bearer token to a request."""
         r.headers["Authorization"] = f"Bearer {self.token()}"
         return r
 
@@ -123,8 +125,11 @@ def _lifetime(body: dict[str, Any]) -> float | None:
 
 
 class OAuth2RefreshToken(BaseModel):
-    """OAuth2 refresh-token grant (HubSpot public apps): a long-lived refresh token is exchanged
-    for short-lived access tokens, renewed shortly before they expire."""
+    """OAuth2 refresh-token grant (HubSpot public apps).
+
+    A long-lived refresh token is exchanged for short-lived access tokens, renewed shortly before
+    they expire.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -136,6 +141,8 @@ class OAuth2RefreshToken(BaseModel):
     refresh_margin_seconds: float = Field(default=60.0, ge=0)
 
     def build(self, session: requests.Session, timeout: float) -> TokenAuth:
+        """The token auth for this grant."""
+
         def fetch() -> Token:
             body = request_token(
                 session,

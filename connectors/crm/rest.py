@@ -37,6 +37,8 @@ MAX_BATCH = 1000
 
 
 class RestTargetSettings(BaseModel):
+    """The generic REST target section: endpoint, batch shape, result fields, merge mode."""
+
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(pattern=r"^https?://")
@@ -58,6 +60,7 @@ class RestTargetSettings(BaseModel):
 
 
 def parse_settings(config: TargetConfig) -> RestTargetSettings:
+    """The section's settings; errors name ``targets.<name>.<key>``."""
     return _parse(RestTargetSettings, config)
 
 
@@ -152,6 +155,7 @@ class RestTarget:
         ]
 
     def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
+        """Mark each absorbed record superseded (in batches) or delete it, per ``merge_mode``."""
         s = self.settings
         if s.merge_mode == "mark":
             out: list[PushOutcome] = []

@@ -38,6 +38,8 @@ GONE = frozenset({"ENTITY_IS_DELETED"})
 
 
 class SalesforceSettings(BaseModel):
+    """The Salesforce target section: instance URL, auth, sObjects, external ids, merge mode."""
+
     model_config = ConfigDict(extra="forbid")
 
     instance_url: str = Field(pattern=r"^https?://", description="the org's My Domain URL")

@@ -22,6 +22,7 @@ JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 def token_url(login_url: str) -> str:
+    """The OAuth2 token endpoint of a Salesforce login URL."""
     return login_url.rstrip("/") + "/services/oauth2/token"
 
 
@@ -37,6 +38,8 @@ class SalesforceClientCredentials(BaseModel):
     session_seconds: float = Field(default=7200.0, gt=0, description="org session timeout")
 
     def build(self, session: requests.Session, timeout: float) -> TokenAuth:
+        """The token auth for the client-credentials flow."""
+
         def fetch() -> Token:
             body = request_token(
                 session,
@@ -71,6 +74,7 @@ class SalesforceJwtBearer(BaseModel):
     session_seconds: float = Field(default=7200.0, gt=0)
 
     def assertion(self) -> str:
+        """A signed JWT assertion for the bearer flow (RS256)."""
         import jwt
 
         now = int(time.time())
@@ -83,6 +87,8 @@ class SalesforceJwtBearer(BaseModel):
         return jwt.encode(claims, self.private_key.resolve(), algorithm="RS256")
 
     def build(self, session: requests.Session, timeout: float) -> TokenAuth:
+        """The token auth for the JWT bearer flow."""
+
         def fetch() -> Token:
             body = request_token(
                 session,

@@ -16,19 +16,21 @@ simply an open window.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from concord.contracts import Window
+from concord.utc import as_utc
 from connectors.erp import tryton
 
 TimeFormat = Literal["iso", "iso_z", "epoch", "date"]
 
 
 def format_time(value: datetime, fmt: TimeFormat) -> str:
-    value = value.astimezone(UTC)
+    """A time in the format an API expects (ISO, ISO with Z, epoch seconds or date)."""
+    value = as_utc(value)
     if fmt == "epoch":
         return str(int(value.timestamp()))
     if fmt == "date":
@@ -52,9 +54,11 @@ class ParamsWindow(_Style):
     order: dict[str, str] = Field(default_factory=dict)
 
     def encode(self, value: datetime) -> str:
+        """A window bound as the API's parameter value."""
         return format_time(value, self.format)
 
     def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+        """Add the window's start and end (and the order) to the query parameters."""
         out = {**params, **self.order}
         if window.start is not None:
             out[self.start_param] = self.encode(window.start)
@@ -77,6 +81,7 @@ class TrytonDomainWindow(_Style):
     order_param: str | None = "o"
 
     def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+        """Append the window's ``last_modified_at`` clauses to the Tryton domain, ordered."""
         out = dict(params)
         static = out.pop(self.param, None)
         if isinstance(static, str):  # already encoded by hand
@@ -104,13 +109,14 @@ class ODataFilterWindow(_Style):
     id_field: str = "id"
 
     def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+        """Join the window's ``$filter`` clauses with the entity's own, ordered."""
         out = dict(params)
         clauses = [f"({out[self.param]})"] if out.get(self.param) else []
         if window.start is not None:
-            start = window.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            start = as_utc(window.start).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             clauses.append(f"{self.cursor_field} {self.start_operator} {start}")
         if window.end is not None:
-            end = window.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            end = as_utc(window.end).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             clauses.append(f"{self.cursor_field} lt {end}")
         if clauses:
             out[self.param] = " and ".join(clauses)

@@ -1,6 +1,7 @@
-"""Paginators for REST sources: each, given the last request and response, returns the next
-request or None (stop). They are stateless; the source keeps the loop guard and stores the next
-request as the checkpoint, so a crash resumes on the page after the last committed one.
+"""Paginators for REST sources: given the last request and response, the next request or None.
+
+They are stateless; the source keeps the loop guard and stores the next request as the
+checkpoint, so a crash resumes on the page after the last committed one.
 
 Stop conditions are explicit per style: a short or empty page (offset, page number, range), a
 missing or empty token (cursor), a missing link (next link), a reported total reached (offset's
@@ -26,6 +27,7 @@ class PageRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The request as JSON data (what a checkpoint stores)."""
         data: dict[str, Any] = {"url": self.url, "params": self.params}
         if self.headers:
             data["headers"] = self.headers
@@ -33,6 +35,7 @@ class PageRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PageRequest:
+        """A request back from a checkpoint."""
         return cls(
             url=str(data["url"]),
             params=dict(data.get("params") or {}),
@@ -75,11 +78,13 @@ class SinglePage(_Pager):
     type: Literal["single"] = "single"
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        """The request as configured: there is one page."""
         return req
 
     def next(
         self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
+        """None: nothing follows the only page."""
         return None
 
 
@@ -92,6 +97,7 @@ class OffsetPaginator(_Pager):
     total_path: str | None = None
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        """The first page: offset 0 and the page size."""
         return PageRequest(
             req.url,
             {**req.params, self.offset_param: 0, self.limit_param: page_size},
@@ -101,6 +107,7 @@ class OffsetPaginator(_Pager):
     def next(
         self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
+        """The next offset, or None after a short page or the reported total."""
         if count < page_size:
             return None
         offset = int(req.params.get(self.offset_param, 0)) + count
@@ -120,6 +127,7 @@ class PageNumberPaginator(_Pager):
     total_pages_path: str | None = None
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        """The first page number and the page size."""
         return PageRequest(
             req.url,
             {**req.params, self.page_param: self.first_page, self.size_param: page_size},
@@ -129,6 +137,7 @@ class PageNumberPaginator(_Pager):
     def next(
         self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
+        """The next page number, or None after a short page or the last page."""
         if count < page_size:
             return None
         page = int(req.params.get(self.page_param, self.first_page))
@@ -147,6 +156,7 @@ class CursorPaginator(_Pager):
     limit_param: str | None = "limit"
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        """The request with the page size (no cursor yet)."""
         params = dict(req.params)
         if self.limit_param:
             params[self.limit_param] = page_size
@@ -155,6 +165,7 @@ class CursorPaginator(_Pager):
     def next(
         self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
+        """The request with the response's cursor, or None when it is missing or empty."""
         token = json_path(body, self.cursor_path)
         if token in (None, "") or count == 0:
             return None
@@ -177,6 +188,7 @@ class NextLinkPaginator(_Pager):
     page_size_format: str = "{page_size}"  # e.g. "odata.maxpagesize={page_size}"
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        """The request, with the preferred page size header when configured."""
         if self.page_size_header is None:
             return req
         value = self.page_size_format.format(page_size=page_size)
@@ -185,6 +197,7 @@ class NextLinkPaginator(_Pager):
     def next(
         self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
+        """The response's next link (same origin only), or None when there is none."""
         if self.next_path is not None:
             link = json_path(body, self.next_path)
         else:
@@ -215,6 +228,7 @@ class RangePaginator(_Pager):
         return f"{self.unit}={start}-{end}"
 
     def first(self, req: PageRequest, page_size: int) -> PageRequest:
+        """The request for the first range of records."""
         return PageRequest(
             req.url, req.params, {**req.headers, "Range": self._header(0, page_size)}
         )
@@ -222,6 +236,7 @@ class RangePaginator(_Pager):
     def next(
         self, req: PageRequest, body: Any, headers: Headers, count: int, page_size: int
     ) -> PageRequest | None:
+        """The next range, or None after a short page, the total, or an empty-range status."""
         if count < page_size:
             return None
         start = int(req.headers.get("Range", "=0-").split("=", 1)[1].split("-", 1)[0]) + count

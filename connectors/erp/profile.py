@@ -35,6 +35,7 @@ def merge(base: Any, override: Any) -> Any:
 
 
 def profile_path(name: str) -> Path:
+    """The profile file for a name (``tryton``) or a path to one."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         return path

@@ -32,8 +32,10 @@ BodyHook = Callable[[bytes], bytes]
 
 @dataclass(frozen=True)
 class Decoding:
-    """A source dialect: a fast rewrite of the raw body, then a per-record decoder applied
-    only to pages whose rewritten body still contains ``marker``."""
+    """A source dialect: a fast rewrite of the raw body, then a per-record decoder.
+
+    The decoder runs only on pages whose rewritten body still contains ``marker``.
+    """
 
     body_hook: BodyHook
     record: Decoder
@@ -144,6 +146,7 @@ class RestSource:
         )
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.client.close()
 
     def _paginator(self, entity: str) -> PaginatorConfig:

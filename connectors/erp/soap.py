@@ -168,6 +168,7 @@ class SoapSource:
         return cls(config.name, *cls.parse_settings(config))
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.http.close()
 
     # -- contract -------------------------------------------------------------------------------

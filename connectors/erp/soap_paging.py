@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from concord.utc import as_utc
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -32,11 +34,13 @@ class BookmarkPaging(_Model):
     stop_on_short_page: bool = False
 
     def first(self, size: int) -> dict[str, Any]:
+        """The arguments of the first call: the set size, no bookmark."""
         return {self.size_arg: size}
 
     def next(
         self, args: dict[str, Any], records: list[dict[str, Any]], size: int
     ) -> dict[str, Any] | None:
+        """The last record's bookmark key as the next call's, or None on an empty (or short) set."""
         if not records or (self.stop_on_short_page and len(records) < size):
             return None
         key = records[-1].get(self.key_field)
@@ -54,11 +58,13 @@ class PageNumberPaging(_Model):
     first_page: int = 1
 
     def first(self, size: int) -> dict[str, Any]:
+        """The arguments of the first call: the first page and the size."""
         return {self.page_arg: self.first_page, self.size_arg: size}
 
     def next(
         self, args: dict[str, Any], records: list[dict[str, Any]], size: int
     ) -> dict[str, Any] | None:
+        """The next page number, or None after a short page."""
         if len(records) < size:
             return None
         return {**args, self.page_arg: int(args[self.page_arg]) + 1}
@@ -71,11 +77,13 @@ class SingleCall(_Model):
     size_arg: str | None = None
 
     def first(self, size: int) -> dict[str, Any]:
+        """The arguments of the only call."""
         return {self.size_arg: size} if self.size_arg else {}
 
     def next(
         self, args: dict[str, Any], records: list[dict[str, Any]], size: int
     ) -> dict[str, Any] | None:
+        """None: one call returns everything."""
         return None
 
 
@@ -84,7 +92,8 @@ TimeFormat = Literal["date", "datetime", "iso_z"]
 
 
 def encode_time(value: datetime, fmt: TimeFormat) -> str:
-    value = value.astimezone(UTC)
+    """A time as the service expects it (date, datetime or ISO with Z)."""
+    value = as_utc(value)
     if fmt == "date":
         return value.date().isoformat()
     if fmt == "iso_z":
@@ -102,6 +111,7 @@ class FilterIncremental(_Model):
     criteria_key: str = "Criteria"
 
     def criteria(self, start: datetime | None, end: datetime | None) -> str | None:
+        """The NAV range filter (``low..high``) for a window, or None when it is open."""
         if start is None and end is None:
             return None
         low = encode_time(start, self.format) if start else ""
@@ -118,6 +128,7 @@ class FilterIncremental(_Model):
         start: datetime | None,
         end: datetime | None,
     ) -> dict[str, Any]:
+        """The arguments with the window's filter element added."""
         criteria = self.criteria(start, end)
         if criteria is None:
             return arguments
@@ -141,6 +152,7 @@ class ArgumentIncremental(_Model):
         start: datetime | None,
         end: datetime | None,
     ) -> dict[str, Any]:
+        """The arguments with the window's start and end as named arguments."""
         out = dict(arguments)
         if start is not None:
             out[self.start_arg] = encode_time(start, self.format)
@@ -159,6 +171,7 @@ class DateWindows(_Model):
     start: date
 
     def slices(self, start: datetime | None, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Day-aligned windows of the configured length from ``start`` (or day one) to ``end``."""
         low = start or datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)
         while low < end:
             high = min(low + timedelta(days=self.days), end)

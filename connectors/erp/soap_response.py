@@ -183,6 +183,8 @@ def _converter(xsd_type: Any) -> Callable[[str], Any] | None:
 
 @dataclass
 class FieldShape:
+    """One field of a record shape: its element name, whether it repeats, its own shape."""
+
     key: str
     many: bool
     convert: Callable[[str], Any] | None = None
@@ -200,6 +202,7 @@ class RecordShape:
 
     @classmethod
     def from_xsd(cls, name: str, xsd_type: Any, depth: int = 0) -> RecordShape:
+        """The record shape of an XSD type (nested types to a depth of 8)."""
         shape = cls(name)
         if depth > 8:
             return shape
@@ -340,7 +343,7 @@ def read_with_lxml(body: bytes, plan: ResponsePlan) -> list[dict[str, Any]]:
 
 
 def plain(value: Any) -> Any:
-    """zeep's Python values to the plain form both readers share (see the module docstring)."""
+    """Zeep's Python values to the plain form both readers share (see the module docstring)."""
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -356,7 +359,7 @@ def plain(value: Any) -> Any:
 
 
 def zeep_xml_parser(client: Any) -> Callable[[bytes], Any]:
-    """zeep's own XML parsing with the client's settings (DTDs and entities forbidden)."""
+    """Zeep's own XML parsing with the client's settings (DTDs and entities forbidden)."""
     from zeep.loader import parse_xml
 
     def parse(body: bytes) -> Any:

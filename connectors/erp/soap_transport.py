@@ -1,5 +1,6 @@
-"""HTTP for SOAP sources: one requests session with TLS options, origin-bound credentials, and
-a retry loop that retries only what retrying can help.
+"""HTTP for SOAP sources: a session with TLS options and origin-bound credentials, and retries.
+
+The retry loop retries only what retrying can help.
 
 Connection errors, timeouts, 502, 503, 504, 408 and 429 are retried with exponential backoff and
 full jitter (``Retry-After`` wins, up to a cap). A 500 is returned to the caller, which reads the
@@ -45,6 +46,7 @@ class OriginBoundAuth(AuthBase):
         self.inner, self.origins = inner, origins
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Attach the credentials only to requests for the configured origins."""
         if r.url and origin(r.url) in self.origins:
             return self.inner(r)
         return r
@@ -53,8 +55,10 @@ class OriginBoundAuth(AuthBase):
 def build_session(
     tls: TlsSettings, auth: AuthBase | None, origins: set[tuple[str, str, int | None]]
 ) -> requests.Session:
-    """A session with the TLS options; ``auth`` goes only to ``origins`` (kept by reference,
-    so origins learnt later from the WSDL are honoured)."""
+    """A session with the TLS options whose ``auth`` goes only to ``origins``.
+
+    ``origins`` is kept by reference, so origins learnt later from the WSDL are honoured.
+    """
     session = requests.Session()
     session.trust_env = False
     session.headers["User-Agent"] = "concord/0.1 (soap)"
@@ -68,6 +72,8 @@ def build_session(
 
 @dataclass(frozen=True, slots=True)
 class SoapReply:
+    """A SOAP answer: HTTP status and body."""
+
     status: int
     body: bytes
 
@@ -82,6 +88,7 @@ class SoapHttp:
         self.sleep: Callable[[float], None] = time.sleep
 
     def close(self) -> None:
+        """Close the session."""
         self.session.close()
 
     def post(self, url: str, body: bytes, headers: dict[str, str], operation: str) -> SoapReply:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
+
+from concord.utc import as_utc
 
 _DECIMAL = re.compile(rb'\{"__class__": ?"Decimal", ?"decimal": ?("[^"\\]*")\}')
 _DATE = re.compile(rb'\{"__class__": ?"date", ?"year": ?(\d+), ?"month": ?(\d+), ?"day": ?(\d+)\}')
@@ -71,9 +73,11 @@ def _datetime_bytes(m: re.Match[bytes]) -> bytes:
 
 
 def rewrite_tags(body: bytes) -> bytes:
-    """Fast path on the raw response: Decimal, date and datetime tags in the layout Tryton
-    writes them become plain JSON strings before parsing (C regex instead of a Python walk).
-    Anything it does not recognise stays for ``decode_record``."""
+    """Fast path on the raw response: Tryton's tagged values become plain JSON strings.
+
+    Decimal, date and datetime tags in the layout Tryton writes them are rewritten before
+    parsing (a C regex instead of a Python walk); anything else stays for ``decode_record``.
+    """
     if TAG not in body:
         return body
     body = _DECIMAL.sub(rb"\1", body)
@@ -99,7 +103,7 @@ def decode_record(record: Any) -> Any:
 
 def encode_datetime(value: datetime) -> dict[str, Any]:
     """A UTC datetime as Tryton's tagged JSON (Tryton stores naive UTC timestamps)."""
-    value = value.astimezone(UTC)
+    value = as_utc(value)
     return {
         "__class__": "datetime",
         "year": value.year,

@@ -6,9 +6,9 @@ from typing import Any
 
 from concord.config import IdentityConfig, MatchRuleConfig
 from concord.identity.blocking import blocking_fields
-from concord.identity.constraints import OverridePair, Overrides
 from concord.identity.linking import fuzzy_edges, link_records
 from concord.identity.normalise import CustomerRecord, record_from_data
+from concord.overrides import OverridePair, Overrides
 
 FREE = frozenset({"gmail.com"})
 

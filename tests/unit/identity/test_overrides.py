@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from concord.errors import ConfigError
-from concord.identity.constraints import load_overrides
+from concord.overrides import load_overrides
 
 
 def test_overrides_file_is_read_with_reasons_and_locations(tmp_path: Path) -> None:
