@@ -13,7 +13,8 @@ RUN mkdir -p /opt/concord && chown airflow: /opt/concord
 USER airflow
 WORKDIR /opt/concord
 
-# The package (concord, connectors, sandbox) first, then what changes most: DAGs, mappings, config.
+# The package (concord, connectors) and the sandbox first, then what changes most: DAGs, mappings,
+# config. The wheel ships no sandbox: the sandbox services run it from here (`python -m sandbox`).
 COPY --chown=airflow: pyproject.toml README.md ./
 COPY --chown=airflow: concord ./concord
 COPY --chown=airflow: connectors ./connectors

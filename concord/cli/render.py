@@ -21,6 +21,7 @@ from rich.text import Text
 from concord.customer360.lookup import CustomerView
 from concord.errors import RecordRejected
 from concord.identity.explain import Explanation
+from concord.model import record_key
 from concord.push.plan import PushPlan
 
 console = Console(highlight=False)
@@ -172,7 +173,7 @@ def render_customer(console: Console, view: CustomerView) -> None:
     )
     for link in view.links:
         links.add_row(
-            f"{link['source']}:{link['source_id']}",
+            record_key(link["source"], link["source_id"]),
             link["rule"],
             f"{link['score']:.2f}",
             link["matched_to"] or "-",

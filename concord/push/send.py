@@ -84,15 +84,7 @@ def send_batch(
             )
     with ctx.store.begin() as conn:
         ctx.store.upsert(conn, t.push_state, states, ["target", "concord_id"])
-        add_new_rejects(ctx, conn, target_name, rejects)
-        ctx.store.resolve_rejects(
-            conn,
-            stage="push",
-            source=target_name,
-            entity=PUSH_ENTITY,
-            run_id=ctx.run_id,
-            source_ids=accepted,
-        )
+        _settle_rejects(ctx, conn, target_name, rejects, done=accepted)
     report.accepted += len(accepted)
     report.rejected += len(rejects)
     ctx.emit("pushed", target=target_name, records=len(chunk))
@@ -143,6 +135,21 @@ def add_new_rejects(
     )
     fresh = [r for r in rows if (r.source_id, r.reason) not in open_now]
     ctx.store.add_rejects(conn, fresh, run_id=ctx.run_id)
+
+
+def _settle_rejects(
+    ctx: RunContext, conn: Connection, target_name: str, rejects: list[Reject], *, done: list[str]
+) -> None:
+    """Store new rejects and close the open ones of customers that have now gone through."""
+    add_new_rejects(ctx, conn, target_name, rejects)
+    ctx.store.resolve_rejects(
+        conn,
+        stage="push",
+        source=target_name,
+        entity=PUSH_ENTITY,
+        run_id=ctx.run_id,
+        source_ids=done,
+    )
 
 
 def resolve_merges(ctx: RunContext, target: Target, target_name: str, report: PushReport) -> None:
@@ -196,14 +203,6 @@ def resolve_merges(ctx: RunContext, target: Target, target_name: str, report: Pu
                 .where(ps.c.target == target_name, ps.c.concord_id == s.absorbed)
                 .values(run_id=ctx.run_id, updated_at=now, **values)
             )
-        add_new_rejects(ctx, conn, target_name, rejects)
-        ctx.store.resolve_rejects(
-            conn,
-            stage="push",
-            source=target_name,
-            entity=PUSH_ENTITY,
-            run_id=ctx.run_id,
-            source_ids=done,
-        )
+        _settle_rejects(ctx, conn, target_name, rejects, done=done)
     report.rejected += len(rejects)
     report.calls += len(remote)

@@ -10,10 +10,18 @@ documents: merged away, marked as superseded, or deleted).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from concord.contracts import MergingTarget, PushRecord, Supersession, Target
+from concord.contracts import (
+    MergingTarget,
+    PushRecord,
+    Supersession,
+    Target,
+    TargetConfig,
+    build_target,
+)
 
 
 class TargetContract:
@@ -23,6 +31,17 @@ class TargetContract:
     def target(self) -> Iterator[Target]:
         """A target built from its config section against a loopback CRM (closed afterwards)."""
         raise NotImplementedError("override the target fixture")
+
+    @staticmethod
+    def built(section: dict[str, Any], name: str) -> Iterator[Target]:
+        """Build the target of a ``targets.<name>`` section, yield it, close it (for fixtures)."""
+        config = TargetConfig.model_validate(section)
+        config.name = name
+        target = build_target(config)
+        try:
+            yield target
+        finally:
+            target.close()
 
     def record(self, key: str) -> PushRecord:
         """A company record the CRM accepts."""

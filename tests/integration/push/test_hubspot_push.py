@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from concord.config import TargetConfig
-from concord.contracts import PushRecord, Supersession, Target, build_target
+from concord.contracts import PushRecord, Supersession, Target
 from concord.errors import RunFailed
 from concord.pipeline.lifecycle import locked_run
 from concord.store import Store
@@ -274,11 +273,7 @@ class TestHubSpotTargetContract(TargetContract):
     def target(self, hubspot: CrmServer) -> Iterator[Target]:  # type: ignore[override]
         hubspot.validators.append(reject_names("Bad"))
         self.server = hubspot
-        cfg = TargetConfig.model_validate(hubspot_target(hubspot))
-        cfg.name = "hs"
-        built = build_target(cfg)
-        yield built
-        built.close()
+        yield from self.built(hubspot_target(hubspot), "hs")
 
     def record(self, key: str) -> PushRecord:
         return PushRecord(key, {"name": f"Company {key}"})

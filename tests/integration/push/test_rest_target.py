@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from concord.config import TargetConfig
-from concord.contracts import PushRecord, Supersession, Target, build_target
+from concord.contracts import PushRecord, Supersession, Target
 from concord.store import Store
 from concord.testing import TargetContract
 from sandbox.crm import CrmServer
@@ -174,11 +173,7 @@ class TestRestTargetContract(TargetContract):
     @pytest.fixture
     def target(self, api: CustomerApi) -> Iterator[Target]:  # type: ignore[override]
         self.server = api
-        cfg = TargetConfig.model_validate(rest_target(api))
-        cfg.name = "rest"
-        built = build_target(cfg)
-        yield built
-        built.close()
+        yield from self.built(rest_target(api), "rest")
 
     def record(self, key: str) -> PushRecord:
         return PushRecord(key, {"name": f"Company {key}"})

@@ -12,8 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from concord.config import TargetConfig
-from concord.contracts import PushRecord, Supersession, Target, build_target
+from concord.contracts import PushRecord, Supersession, Target
 from concord.errors import PushError
 from concord.store import Store
 from concord.testing import TargetContract
@@ -183,11 +182,7 @@ class TestSalesforceTargetContract(TargetContract):
     @pytest.fixture
     def target(self, salesforce: SalesforceServer) -> Iterator[Target]:  # type: ignore[override]
         self.server = salesforce
-        cfg = TargetConfig.model_validate(salesforce_target(salesforce))
-        cfg.name = "sf"
-        built = build_target(cfg)
-        yield built
-        built.close()
+        yield from self.built(salesforce_target(salesforce), "sf")
 
     def record(self, key: str) -> PushRecord:
         return PushRecord(key, {"Name": f"Company {key}"})

@@ -187,3 +187,12 @@ def test_every_concord_module_is_placed_in_a_layer() -> None:
         and me not in ("concord", "concord.pipeline")
     ]
     assert unplaced == []
+
+
+def test_the_wheel_ships_concord_and_connectors_but_no_sandbox() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert sorted(packages) == ["concord*", "connectors*"]
+    assert project["project"]["scripts"]["concord"] == "concord.cli.app:app"

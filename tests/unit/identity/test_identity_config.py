@@ -55,3 +55,12 @@ def test_a_bad_rule_type_names_file_line_and_key(tmp_path: Path) -> None:
 def test_duplicate_rule_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
         IdentityConfig.model_validate({"rules": ["email", "email"]})
+
+
+def test_the_retired_name_threshold_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="concord.config"):
+        config = IdentityConfig.model_validate({"name_threshold": 95})
+    assert not hasattr(config, "name_threshold")
+    assert "name_threshold never had an effect" in caplog.text
