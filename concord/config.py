@@ -30,7 +30,7 @@ from concord.contracts.registry import source_type, target_type
 from concord.contracts.sections import EntityConfig, ShardSpec, SourceConfig, TargetConfig
 from concord.errors import ConfigError
 from concord.overrides import load_overrides
-from concord.secrets import SecretRef
+from concord.secrets import SECRET_KEYS, SecretRef, inline_secret
 from concord.yamlfile import LoadedYaml, load_yaml
 
 __all__ = [
@@ -44,18 +44,6 @@ __all__ = [
 ]
 log = logging.getLogger("concord.config")
 
-SECRET_KEYS = {
-    "password",
-    "token",
-    "secret",
-    "client_secret",
-    "api_key",
-    "apikey",
-    "key",
-    "private_key",
-    "access_token",
-    "refresh_token",
-}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -264,28 +252,41 @@ def _interpolate(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> Any
 
 
 def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> None:
+    """Refuse every secret written by value (``concord.secrets``); references are checked."""
     if isinstance(value, dict):
+        parent = str(loc[-1]) if loc else None
         for k, v in value.items():
-            if str(k).lower() in SECRET_KEYS and not isinstance(v, dict) and v not in (None, ""):
+            where = (*loc, k)
+            secret_key = str(k).lower() in SECRET_KEYS
+            problem = inline_secret(str(k), v, parent=parent)
+            if secret_key and not isinstance(v, dict) and v not in (None, ""):
+                problem = "secrets must be references such as {env: NAME} or {connection: conn_id}"
+            if problem:
                 raise ConfigError(
-                    "secrets must be references such as {env: NAME} or {connection: conn_id}, "
-                    "not values in the file",
+                    f"{problem}, not values in the file (see docs/security.md)",
                     file=str(doc.path),
-                    line=doc.line((*loc, k)),
-                    key=".".join(map(str, (*loc, k))),
+                    line=doc.line(where),
+                    key=".".join(map(str, where)),
                 )
-            if str(k).lower() in SECRET_KEYS and isinstance(v, dict):
+            if secret_key and isinstance(v, dict):
                 try:
                     SecretRef.model_validate(v)
                 except ValidationError as exc:
                     raise ConfigError.from_validation(
-                        exc, prefix=(*loc, k), file=str(doc.path), line_of=doc.line
+                        exc, prefix=where, file=str(doc.path), line_of=doc.line
                     ) from None
                 continue
-            _refuse_inline_secrets(v, (*loc, k), doc)
+            _refuse_inline_secrets(v, where, doc)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _refuse_inline_secrets(v, (*loc, i), doc)
+    elif isinstance(value, str) and (found := inline_secret("", value)):
+        raise ConfigError(
+            f"{found}, not values in the file (see docs/security.md)",
+            file=str(doc.path),
+            line=doc.line(loc),
+            key=".".join(map(str, loc)),
+        )
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> PipelineConfig:

@@ -1,7 +1,9 @@
 """One exception hierarchy for everything concord raises, grouped by what a caller should do.
 
-``ConfigError`` and ``MappingError`` are fatal before any I/O; ``SourceError`` and ``PushError``
-carry ``retriable`` so the retry layer and Airflow know whether trying again can help. Record-level
+Every error says whether trying again can help (``retriable``): fatal errors (a broken config or
+mapping, credentials refused, a 4xx other than 408/429, a run past its reject ratio) stop at once
+and are never retried; retriable ones (timeouts, 5xx, 429, the sync lock busy) may pass on a later
+try, which is what the HTTP kit retries and what the Airflow tasks let Airflow retry. Record-level
 problems are not exceptions in the pipeline: they become rejects (``RecordRejected`` is only raised
 inside a mapping call and caught per record). Messages go through ``concord.redact`` so no secret
 reaches a log line.
@@ -10,7 +12,7 @@ reaches a log line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from concord.redact import redact
 
@@ -22,7 +24,9 @@ LineOf = Callable[[tuple[str | int, ...]], int | None]
 
 
 class ConcordError(Exception):
-    """Base of every error concord raises on purpose."""
+    """Base of every error concord raises on purpose; fatal unless it says it is retriable."""
+
+    retriable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -100,7 +104,10 @@ class RecordRejected(ConcordError):
 
 
 class SourceError(ConcordError):
-    """Pulling from a source failed; says source, url (no secrets), status and attempt."""
+    """Pulling from a source failed; says source, url (no secrets), status and attempt.
+
+    ``auth`` marks refused credentials; ``body`` is the parsed error answer, if any.
+    """
 
     def __init__(
         self,
@@ -111,6 +118,8 @@ class SourceError(ConcordError):
         status: int | None = None,
         attempt: int | None = None,
         retriable: bool = False,
+        auth: bool = False,
+        body: Any = None,
     ) -> None:
         bits = [f"source '{source}'"]
         if url:
@@ -122,10 +131,18 @@ class SourceError(ConcordError):
         super().__init__(f"{', '.join(bits)}: {message}")
         self.source, self.url, self.status, self.attempt = source, url, status, attempt
         self.retriable = retriable
+        self.auth = auth
+        """Credentials refused (a token endpoint, HTTP 401/403): fatal, never per record."""
+        self.body = body
+        """The parsed error answer, if any (read for its code, never logged whole)."""
 
 
 class PushError(ConcordError):
-    """Pushing to a target failed as a whole (not per record); says target and call."""
+    """Pushing to a target failed as a whole (not per record); says target and call.
+
+    ``body`` is the CRM's parsed error answer when it gave one (read to describe a refused
+    record, never logged whole).
+    """
 
     def __init__(
         self,
@@ -134,19 +151,37 @@ class PushError(ConcordError):
         target: str,
         url: str | None = None,
         status: int | None = None,
+        attempt: int | None = None,
         retriable: bool = False,
+        auth: bool = False,
+        body: Any = None,
     ) -> None:
         bits = (
             [f"target '{target}'"]
             + ([url] if url else [])
             + ([f"HTTP {status}"] if status is not None else [])
+            + ([f"attempt {attempt}"] if attempt is not None else [])
         )
         super().__init__(f"{', '.join(bits)}: {message}")
-        self.target, self.url, self.status, self.retriable = target, url, status, retriable
+        self.target, self.url, self.status, self.attempt = target, url, status, attempt
+        self.retriable, self.auth, self.body = retriable, auth, body
 
 
 class StoreError(ConcordError):
     """The store is unreachable, locked by another run, or at the wrong schema version."""
+
+
+class LockBusy(StoreError):
+    """Another run holds the sync lock: retriable, the holder finishes or its heartbeat ages out.
+
+    ``run_id`` is the concord run that holds the lock (an Airflow run's id starts with ``af_``).
+    """
+
+    retriable = True
+
+    def __init__(self, message: str, *, run_id: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class RunFailed(ConcordError):

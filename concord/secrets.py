@@ -1,17 +1,25 @@
-"""Resolve secret references (never inline values) to their value, and register them for redaction.
+"""Secrets: what counts as one in a config, and resolving references to their registered value.
 
 A reference names an environment variable (``{env: NAME}``) or an Airflow Connection
 (``{connection: conn_id, field: password}``). Inside Airflow the Connection comes from Airflow's
 secrets backends; outside it (the CLI), the same Connection can be given as ``AIRFLOW_CONN_<ID>``
 in the environment, in Airflow's URI or JSON form, so one config serves both.
+
+A value written in the file is refused where it looks like a secret (``inline_secret``): under a
+key named like one (``token``, ``password``, ...), a header named like one (``Authorization``,
+``X-API-Key``, ``Cookie``, ...) or holding a credential (``Bearer ...``, ``Basic ...``), a query
+parameter named like one (``api_key``, ``access_token``, ``signature``, ...), or a URL carrying a
+password (``https://user:pw@host``) or such a query parameter. docs/security.md lists them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Literal
-from urllib.parse import unquote, urlsplit
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -19,6 +27,94 @@ from concord.errors import ConfigError
 from concord.redact import register_secret
 
 ConnectionField = Literal["password", "login", "host", "token", "extra"]
+
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "token",
+        "secret",
+        "client_secret",
+        "api_key",
+        "apikey",
+        "key",
+        "private_key",
+        "access_token",
+        "refresh_token",
+    }
+)
+"""Config keys whose value is a secret: only a reference is allowed there."""
+
+_SECRET_NAME = re.compile(
+    r"(^|_)(authorization|auth|password|passwd|pwd|secret|token|apikey|api_key|access_key|"
+    r"subscription_key|secret_key|private_key|hapikey|signature|sig|cookie|credentials?|session)"
+    r"(_|$)"
+)
+_CREDENTIAL_VALUE = re.compile(r"(?i)^\s*(bearer|basic|digest|token|negotiate|ntlm)\s+\S")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def secret_name(name: str) -> bool:
+    """Whether a header or query parameter called ``name`` carries a secret."""
+    normal = name.lower().replace("-", "_").lstrip("$")
+    return normal in SECRET_KEYS or _SECRET_NAME.search(normal) is not None
+
+
+def url_secret(text: str) -> str | None:
+    """What secret a URL carries (a password, a secret query parameter), or None."""
+    if not _URL.match(text):
+        return None
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return None
+    if password:
+        return "a URL with a password in it"
+    for name, _value in parse_qsl(parts.query, keep_blank_values=False):
+        if secret_name(name):
+            return f"a URL with a secret query parameter '{name}'"
+    return None
+
+
+def inline_secret(key: str, value: Any, *, parent: str | None = None) -> str | None:
+    """Why ``key: value`` written in a config is a secret by value (refused), or None.
+
+    ``parent`` is the key of the mapping holding it: under ``headers`` the name and the value
+    are checked as a header, under ``params`` the name as a query parameter.
+    """
+    if isinstance(value, str) and (found := url_secret(value)):
+        return found
+    owner = (parent or "").lower()
+    if owner == "headers" and (
+        secret_name(key) or (isinstance(value, str) and _CREDENTIAL_VALUE.match(value))
+    ):
+        return f"header '{key}' holds a credential"
+    if owner in ("params", "query") and secret_name(key):
+        return f"query parameter '{key}' holds a credential"
+    return None
+
+
+def _refuse(field: str, items: Mapping[str, Any]) -> None:
+    for key, value in items.items():
+        problem = inline_secret(key, value, parent=field)
+        if problem:
+            raise ValueError(
+                f"{problem}: secrets are never written in the config; use 'auth' "
+                "(bearer, basic, api_key with a header or query name) with {env: NAME} "
+                "or {connection: id}"
+            )
+
+
+def refuse_inline_headers(cls: type, value: dict[str, str]) -> dict[str, str]:
+    """Pydantic validator for a ``headers`` field: refuses credentials written as values."""
+    _refuse("headers", value)
+    return value
+
+
+def refuse_inline_params(cls: type, value: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic validator for a ``params`` field: refuses secret query parameters."""
+    _refuse("params", value)
+    return value
 
 
 class SecretRef(BaseModel):

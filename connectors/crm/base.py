@@ -18,12 +18,21 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from concord.contracts import PushOutcome, PushRecord, TargetConfig
-from concord.errors import ConcordError, ConfigError, PushError
+from concord.errors import ConfigError, PushError
 from concord.redact import redact
-from connectors.auth import ApiKeyAuth, BasicAuth, BearerAuth, NoAuth, OAuth2ClientCredentials
-from connectors.crm.oauth import OAuth2RefreshToken, TokenRefused
 from connectors.crm.salesforce_auth import SalesforceClientCredentials, SalesforceJwtBearer
-from connectors.http import HttpClient, HttpResponse, HttpSettings
+from connectors.http import (
+    ApiKeyAuth,
+    BasicAuth,
+    BearerAuth,
+    HttpClient,
+    HttpResponse,
+    HttpSettings,
+    NoAuth,
+    OAuth2ClientCredentials,
+    OAuth2RefreshToken,
+    Side,
+)
 
 CrmAuth = Annotated[
     NoAuth
@@ -49,26 +58,12 @@ def parse_settings(model: type[S], config: TargetConfig) -> S:
 
 
 class CrmClient:
-    """The shared HTTP client of one target, raising ``PushError`` and counting calls."""
+    """The kit's HTTP client for one target (errors are ``PushError``), counting calls."""
 
     def __init__(self, name: str, base_url: str, auth: Any, http: HttpSettings) -> None:
         self.name = name
         self.calls = 0
-        self.http = HttpClient(name, base_url, auth=auth, settings=http, error=self._error)
-
-    def _error(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        attempt: int | None = None,
-        retriable: bool = False,
-        body: Any = None,
-    ) -> ConcordError:
-        err = PushError(message, target=self.name, url=url, status=status, retriable=retriable)
-        err.body = body  # type: ignore[attr-defined]
-        return err
+        self.http = HttpClient(Side.target(name), base_url, auth=auth, settings=http)
 
     def request(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
         """One API call (the HTTP client renews a refreshable token once after a 401)."""
@@ -82,7 +77,12 @@ class CrmClient:
 
 def error_body(exc: PushError) -> Any:
     """The CRM's parsed error body kept on a ``PushError``, if any."""
-    return getattr(exc, "body", None)
+    return exc.body
+
+
+def is_call_failure(exc: PushError) -> bool:
+    """Whether an error is about the call, not one record: retriable, or credentials refused."""
+    return exc.retriable or exc.auth or exc.status in (401, 403)
 
 
 def bisect(
@@ -96,7 +96,7 @@ def bisect(
     try:
         return send(records)
     except PushError as exc:
-        if isinstance(exc, TokenRefused) or exc.status not in WHOLE_BATCH_REFUSED:
+        if exc.auth or exc.status not in WHOLE_BATCH_REFUSED:
             raise
         if len(records) == 1:
             return [PushOutcome(records[0].key, ok=False, error=redact(describe(exc)))]

@@ -19,17 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
 from concord.errors import PushError
-from connectors.auth import NoAuth
 from connectors.crm.base import (
     CrmAuth,
     CrmClient,
     bisect,
     chunks,
     error_body,
+    is_call_failure,
     parse_settings,
 )
-from connectors.crm.oauth import TokenRefused
-from connectors.http import HttpSettings
+from connectors.http import HttpSettings, NoAuth
 
 ObjectType = Literal["companies", "contacts"]
 
@@ -179,7 +178,7 @@ class HubSpotTarget:
             try:
                 self.client.request("POST", f"/crm/v3/objects/{object_type}/merge", json=body)
             except PushError as exc:
-                if exc.retriable or exc.status in (401, 403) or isinstance(exc, TokenRefused):
+                if is_call_failure(exc):
                     raise
                 if self._already_merged(object_type, s):
                     out.append(PushOutcome(s.absorbed, ok=True, remote_id=s.survivor_remote_id))

@@ -20,18 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
 from concord.errors import PushError
-from connectors.auth import NoAuth
 from connectors.crm.base import (
     CrmAuth,
     CrmClient,
     bisect,
     chunks,
     error_body,
+    is_call_failure,
     jsonable,
 )
 from connectors.crm.base import parse_settings as _parse
-from connectors.crm.oauth import TokenRefused
-from connectors.http import HttpSettings
+from connectors.http import HttpSettings, NoAuth
 
 MAX_BATCH = 1000
 
@@ -180,7 +179,7 @@ class RestTarget:
                 if exc.status == 404:  # already gone: the merge is done
                     done.append(PushOutcome(x.absorbed, ok=True))
                     continue
-                if exc.retriable or exc.status in (401, 403) or isinstance(exc, TokenRefused):
+                if is_call_failure(exc):
                     raise
                 done.append(PushOutcome(x.absorbed, ok=False, error=_describe(exc)))
                 continue

@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
 from concord.errors import PushError
-from connectors.auth import NoAuth
 from connectors.crm.base import (
     CrmAuth,
     CrmClient,
@@ -31,7 +30,7 @@ from connectors.crm.base import (
     jsonable,
     parse_settings,
 )
-from connectors.http import HttpSettings
+from connectors.http import HttpSettings, NoAuth
 
 MAX_RECORDS = 200
 GONE = frozenset({"ENTITY_IS_DELETED"})

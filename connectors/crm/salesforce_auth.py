@@ -4,7 +4,9 @@ Both post to ``<login_url>/services/oauth2/token`` and get an access token back 
 not say how long it lives: it lasts the org's session timeout, so the target renews it when a
 call is refused with 401). The JWT bearer flow signs a short assertion (``iss`` = consumer key,
 ``sub`` = username, ``aud`` = login URL, ``exp`` a few minutes ahead) with the connected app's
-private key, RS256, via PyJWT. Secrets (client secret, private key PEM) come by reference.
+private key, RS256, via PyJWT. Secrets (client secret, private key PEM) come by reference. The
+token is kept in the kit's one ``TokenCache`` and fetched through its token client, so a refused
+grant is this target's ``PushError``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from concord.secrets import SecretRef
-from connectors.crm.oauth import Token, TokenAuth, request_token
+from connectors.http import HttpSettings, Side, Token, TokenAuth, TokenCache, request_token
+from connectors.http import token_client as make_token_client
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -37,24 +39,21 @@ class SalesforceClientCredentials(BaseModel):
     client_secret: SecretRef
     session_seconds: float = Field(default=7200.0, gt=0, description="org session timeout")
 
-    def build(self, session: requests.Session, timeout: float) -> TokenAuth:
+    def build(self, side: Side, settings: HttpSettings) -> TokenAuth:
         """The token auth for the client-credentials flow."""
+        url = token_url(self.login_url)
+        client = make_token_client(side, url, settings)
 
         def fetch() -> Token:
-            body = request_token(
-                session,
-                token_url(self.login_url),
-                {
-                    "grant_type": "client_credentials",
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret.resolve(),
-                },
-                timeout,
-                flow="Salesforce client-credentials",
-            )
-            return Token(str(body["access_token"]), self.session_seconds)
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret.resolve(),
+            }
+            body = request_token(client, url, form, flow="Salesforce client-credentials")
+            return Token(body["access_token"], self.session_seconds)
 
-        return TokenAuth(fetch)
+        return TokenAuth(TokenCache(fetch, refresh_margin=60.0))
 
 
 class SalesforceJwtBearer(BaseModel):
@@ -86,17 +85,14 @@ class SalesforceJwtBearer(BaseModel):
         }
         return jwt.encode(claims, self.private_key.resolve(), algorithm="RS256")
 
-    def build(self, session: requests.Session, timeout: float) -> TokenAuth:
+    def build(self, side: Side, settings: HttpSettings) -> TokenAuth:
         """The token auth for the JWT bearer flow."""
+        url = token_url(self.login_url)
+        client = make_token_client(side, url, settings)
 
         def fetch() -> Token:
-            body = request_token(
-                session,
-                token_url(self.login_url),
-                {"grant_type": JWT_GRANT, "assertion": self.assertion()},
-                timeout,
-                flow="Salesforce JWT bearer",
-            )
-            return Token(str(body["access_token"]), self.session_seconds)
+            form = {"grant_type": JWT_GRANT, "assertion": self.assertion()}
+            body = request_token(client, url, form, flow="Salesforce JWT bearer")
+            return Token(body["access_token"], self.session_seconds)
 
-        return TokenAuth(fetch)
+        return TokenAuth(TokenCache(fetch, refresh_margin=60.0))

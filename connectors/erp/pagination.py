@@ -1,7 +1,9 @@
 """Paginators for REST sources: given the last request and response, the next request or None.
 
-They are stateless; the source keeps the loop guard and stores the next request as the
-checkpoint, so a crash resumes on the page after the last committed one.
+They are stateless; the source keeps the loop guard. A checkpoint holds only where the next page
+starts (``position``: an offset, a page number, a cursor, a next link, a range start), never the
+request's headers; ``resume`` rebuilds that request on the entity's first request, so a crash
+resumes on the page after the last committed one.
 
 Stop conditions are explicit per style: a short or empty page (offset, page number, range), a
 missing or empty token (cursor), a missing link (next link), a reported total reached (offset's
@@ -27,7 +29,7 @@ class PageRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The request as JSON data (what a checkpoint stores)."""
+        """The request as JSON data (the loop guard's key; never stored: it has headers)."""
         data: dict[str, Any] = {"url": self.url, "params": self.params}
         if self.headers:
             data["headers"] = self.headers
@@ -35,7 +37,7 @@ class PageRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PageRequest:
-        """A request back from a checkpoint."""
+        """A request back from a checkpoint written before checkpoints held positions only."""
         return cls(
             url=str(data["url"]),
             params=dict(data.get("params") or {}),
@@ -63,6 +65,8 @@ def json_path(data: Any, path: str | None) -> Any:
 
 
 Headers = Mapping[str, str] | None
+Position = dict[str, Any]
+"""Where a page starts, as JSON data: what a checkpoint holds."""
 
 
 class _Pager(BaseModel):
@@ -70,6 +74,14 @@ class _Pager(BaseModel):
 
     #: statuses that mean "no more records" rather than an error (HTTP 416 for Range paging)
     end_status: frozenset[int] = frozenset()
+
+    def position(self, req: PageRequest) -> Position:
+        """Where ``req`` starts (a request this paginator made)."""
+        return {}
+
+    def resume(self, first: PageRequest, position: Position, page_size: int) -> PageRequest:
+        """The request at ``position``, built on the entity's first request."""
+        return first
 
 
 class SinglePage(_Pager):
@@ -116,6 +128,16 @@ class OffsetPaginator(_Pager):
             return None
         return PageRequest(req.url, {**req.params, self.offset_param: offset}, req.headers)
 
+    def position(self, req: PageRequest) -> Position:
+        """The request's offset."""
+        return {"offset": int(req.params.get(self.offset_param, 0))}
+
+    def resume(self, first: PageRequest, position: Position, page_size: int) -> PageRequest:
+        """The first request at the stored offset."""
+        return PageRequest(
+            first.url, {**first.params, self.offset_param: int(position["offset"])}, first.headers
+        )
+
 
 class PageNumberPaginator(_Pager):
     """``page``/``per_page``; stops on a short page or when ``total_pages`` is reached."""
@@ -146,6 +168,16 @@ class PageNumberPaginator(_Pager):
             return None
         return PageRequest(req.url, {**req.params, self.page_param: page + 1}, req.headers)
 
+    def position(self, req: PageRequest) -> Position:
+        """The request's page number."""
+        return {"page": int(req.params.get(self.page_param, self.first_page))}
+
+    def resume(self, first: PageRequest, position: Position, page_size: int) -> PageRequest:
+        """The first request at the stored page number."""
+        return PageRequest(
+            first.url, {**first.params, self.page_param: int(position["page"])}, first.headers
+        )
+
 
 class CursorPaginator(_Pager):
     """Next token read from the body at ``cursor_path`` and sent back as ``cursor_param``."""
@@ -170,6 +202,18 @@ class CursorPaginator(_Pager):
         if token in (None, "") or count == 0:
             return None
         return PageRequest(req.url, {**req.params, self.cursor_param: str(token)}, req.headers)
+
+    def position(self, req: PageRequest) -> Position:
+        """The request's cursor (None on the first page)."""
+        return {"cursor": req.params.get(self.cursor_param)}
+
+    def resume(self, first: PageRequest, position: Position, page_size: int) -> PageRequest:
+        """The first request with the stored cursor."""
+        if position.get("cursor") is None:
+            return first
+        return PageRequest(
+            first.url, {**first.params, self.cursor_param: str(position["cursor"])}, first.headers
+        )
 
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
@@ -207,6 +251,14 @@ class NextLinkPaginator(_Pager):
             return None
         return PageRequest(str(link), {}, req.headers)  # the link carries its own query
 
+    def position(self, req: PageRequest) -> Position:
+        """The link the request follows."""
+        return {"link": req.url}
+
+    def resume(self, first: PageRequest, position: Position, page_size: int) -> PageRequest:
+        """The stored link, with the first request's headers (the preferred page size)."""
+        return PageRequest(str(position["link"]), {}, first.headers)
+
 
 _CONTENT_RANGE = re.compile(r"^\s*(\w+)\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 
@@ -239,13 +291,22 @@ class RangePaginator(_Pager):
         """The next range, or None after a short page, the total, or an empty-range status."""
         if count < page_size:
             return None
-        start = int(req.headers.get("Range", "=0-").split("=", 1)[1].split("-", 1)[0]) + count
+        start = int(self.position(req)["start"]) + count
         match = _CONTENT_RANGE.match(headers.get("Content-Range", "") if headers else "")
         if match and match.group(4) != "*" and start >= int(match.group(4)):
             return None
         return PageRequest(
             req.url, req.params, {**req.headers, "Range": self._header(start, page_size)}
         )
+
+    def position(self, req: PageRequest) -> Position:
+        """The first record of the request's range."""
+        return {"start": int(req.headers.get("Range", "=0-").split("=", 1)[1].split("-", 1)[0])}
+
+    def resume(self, first: PageRequest, position: Position, page_size: int) -> PageRequest:
+        """The first request for the range starting at the stored record."""
+        header = self._header(int(position["start"]), page_size)
+        return PageRequest(first.url, first.params, {**first.headers, "Range": header})
 
 
 PaginatorConfig = Annotated[

@@ -5,26 +5,30 @@ sit in a response, how the incremental window is sent and how values are decoded
 gives its path and may override any of these. A ``profile`` (``connectors/erp/profiles/``) gives
 the defaults for a known ERP (Tryton, Business Central), so the user's section holds only the
 URL, the secret reference and the entities. Pages are parsed with orjson and handed on one at a
-time (memory stays flat), each with the request that fetches the next page as its checkpoint.
+time (memory stays flat), each with a checkpoint holding the window and where the next page
+starts (an offset, cursor, link or range), never headers. Requests go through the HTTP kit
+(``connectors.http``): retries, rate limit, size cap, TLS, and only the base URL's origin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from concord.contracts import Checkpoint, Page, SourceConfig, Window
-from concord.errors import ConcordError, ConfigError, SourceError
-from connectors.auth import AuthConfig, NoAuth
+from concord.errors import ConfigError, SourceError
+from concord.secrets import refuse_inline_headers, refuse_inline_params
+from concord.utc import parse_time
 from connectors.erp import tryton
 from connectors.erp.incremental import IncrementalConfig
 from connectors.erp.pagination import PageRequest, PaginatorConfig, SinglePage, json_path
 from connectors.erp.profile import apply_profile
-from connectors.http import HttpClient, HttpSettings
+from connectors.http import AuthConfig, HttpClient, HttpSettings, NoAuth, Side
 
 Decoder = Callable[[Any], Any]
 BodyHook = Callable[[bytes], bytes]
@@ -63,6 +67,9 @@ class RestEntitySettings(BaseModel):
         default=False, description="the API cannot filter this entity by time: send no window"
     )
 
+    _no_inline_headers = field_validator("headers")(refuse_inline_headers)
+    _no_inline_params = field_validator("params")(refuse_inline_params)
+
 
 class RestSourceSettings(BaseModel):
     """The source section (after its profile, if any, was merged underneath)."""
@@ -83,6 +90,9 @@ class RestSourceSettings(BaseModel):
         default=None, ge=1, description="runaway guard: fail after this many pages of one entity"
     )
 
+    _no_inline_headers = field_validator("headers")(refuse_inline_headers)
+    _no_inline_params = field_validator("params")(refuse_inline_params)
+
 
 class RestSource:
     """A ``Source`` over a REST API configured in YAML."""
@@ -95,7 +105,7 @@ class RestSource:
         self.entities = entities
         self.decoding: Decoding | None = DECODERS.get(settings.decode)
         self.client = HttpClient(
-            name, settings.base_url, auth=settings.auth, settings=settings.http, error=self._error
+            Side.source(name), settings.base_url, auth=settings.auth, settings=settings.http
         )
 
     @classmethod
@@ -131,20 +141,6 @@ class RestSource:
         """Build from the config section, merging its profile first; errors name the key."""
         return cls(config.name, *cls.parse_settings(config))
 
-    def _error(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        attempt: int | None = None,
-        retriable: bool = False,
-        body: Any = None,
-    ) -> ConcordError:
-        return SourceError(
-            message, source=self.name, url=url, status=status, attempt=attempt, retriable=retriable
-        )
-
     def close(self) -> None:
         """Close the HTTP session."""
         self.client.close()
@@ -178,11 +174,12 @@ class RestSource:
             ent.records_path if ent.records_path is not None else self.settings.records_path
         )
         ok_status = frozenset(range(200, 300)) | paginator.end_status
-        request: PageRequest | None = (
-            PageRequest.from_json(orjson.loads(resume.token))
-            if resume
-            else self.first_request(entity, window)
-        )
+        request: PageRequest | None
+        if resume is not None:
+            window, request = self._resume(entity, resume, window)
+        else:
+            request = self.first_request(entity, window)
+        key_param = self.settings.auth.query_param()
         seen: set[bytes] = set()
         while request is not None:
             key = orjson.dumps(request.to_json(), option=orjson.OPT_SORT_KEYS)
@@ -219,8 +216,38 @@ class RestSource:
                     url=self.client.url(request.url),
                 )
             nxt = paginator.next(request, resp.data, resp.headers, len(records), page_size)
+            if nxt is not None and key_param:  # a link echoing the API key: the auth adds it
+                nxt = replace(nxt, url=_without_param(nxt.url, key_param))
             if self.decoding is not None and self.decoding.marker in resp.body:
                 records = [self.decoding.record(r) for r in records]
-            token = Checkpoint(orjson.dumps(nxt.to_json()).decode()) if nxt is not None else None
+            token = _checkpoint(window, paginator.position(nxt)) if nxt is not None else None
             yield Page(records=records, checkpoint=token)
             request = nxt
+
+    def _resume(
+        self, entity: str, resume: Checkpoint, window: Window
+    ) -> tuple[Window, PageRequest]:
+        """The window and request a checkpoint resumes (or an older full-request checkpoint)."""
+        token = orjson.loads(resume.token)
+        if "at" not in token:
+            return window, PageRequest.from_json(token)
+        start, end = (parse_time(t) if t else None for t in token["window"])
+        window = Window(start, end)
+        first = self.first_request(entity, window)
+        request = self._paginator(entity).resume(first, token["at"], self._page_size(entity))
+        return window, request
+
+
+def _checkpoint(window: Window, position: dict[str, Any]) -> Checkpoint:
+    """A checkpoint: the window being pulled and where its next page starts, nothing else."""
+    bounds = [t.isoformat() if t else None for t in (window.start, window.end)]
+    return Checkpoint(orjson.dumps({"window": bounds, "at": position}).decode())
+
+
+def _without_param(url: str, name: str) -> str:
+    """``url`` without query parameter ``name``."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    return urlunsplit(parts._replace(query=urlencode(kept)))

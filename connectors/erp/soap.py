@@ -1,14 +1,17 @@
 """Declarative SOAP source on zeep: an ERP's SOAP services described in YAML, pulled page by page.
 
-The source section of ``concord.yaml`` gives the WSDL (file or URL, fetched once and cached), the
-service address (overriding the WSDL's), auth (HTTP Basic, bearer or WS-Security UsernameToken),
-TLS options, paging and the incremental filter; each entity names its operation, request
-arguments and the dotted path to the records below the response element, and may override any
-source key. zeep holds the contract: it loads the WSDL with DTDs, entities and external references
-forbidden and builds every request envelope; the response is read by the fast lxml reader (or
-by zeep itself with ``parser: zeep``) into plain dicts that flow into the same map stage as REST
-records. Every page carries the checkpoint that resumes after it. Faults, HTTP errors, malformed
-XML, XML attacks and schema mismatches raise ``SourceError`` naming source, operation and cause.
+The source section of ``concord.yaml`` gives the WSDL (file or URL, fetched once and cached),
+the service address (overriding the WSDL's), auth (HTTP Basic, bearer or WS-Security
+UsernameToken), ``http`` settings (TLS included), paging and the incremental filter; each entity
+names its operation, request arguments and the dotted path to the records below the response
+element, and may override any source key. zeep holds the contract: it loads the WSDL with DTDs,
+entities and external references forbidden and builds every request envelope; the response is
+read by the fast lxml reader (or by zeep itself with ``parser: zeep``) into plain dicts that
+flow into the same map stage as REST records. Every page carries the checkpoint that resumes
+after it. Faults, HTTP errors, malformed XML, XML attacks and schema mismatches raise
+``SourceError`` naming source, operation and cause. Every download and call goes through the
+HTTP kit (``soap_transport``), which sends only to the configured origins: a WSDL whose
+``soap:address`` names another host gets nothing, not even the request.
 """
 
 from __future__ import annotations
@@ -20,15 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import requests
 from lxml import etree  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from concord.contracts import Checkpoint, Page, SourceConfig, Window
 from concord.errors import ConfigError, SourceError
 from concord.secrets import SecretRef
 from concord.utc import parse_time, utcnow
-from connectors.auth import BasicAuth, BearerAuth, NoAuth
 from connectors.erp.soap_paging import (
     BookmarkPaging,
     DateWindows,
@@ -43,8 +44,9 @@ from connectors.erp.soap_response import (
     read_with_zeep,
     zeep_xml_parser,
 )
-from connectors.erp.soap_transport import SoapHttp, TlsSettings, build_session
-from connectors.http import HttpSettings, origin, safe_url
+from connectors.erp.soap_transport import SOAP_ANSWERS, KitTransport, soap_http
+from connectors.http import BasicAuth, BearerAuth, HttpSettings, NoAuth, safe_url
+from connectors.http.settings import fold_legacy_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 M = TypeVar("M", bound=BaseModel)
@@ -93,7 +95,6 @@ class SoapSourceSettings(BaseModel):
     wsdl: str | None = None
     base_url: str | None = Field(default=None, pattern=r"^https?://")
     auth: SoapAuthConfig = Field(default_factory=NoAuth)
-    tls: TlsSettings = Field(default_factory=TlsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     parser: Literal["lxml", "zeep"] = "lxml"
     paginator: SoapPaging = Field(default_factory=BookmarkPaging)
@@ -102,6 +103,18 @@ class SoapSourceSettings(BaseModel):
     incremental: SoapIncremental | None = None
     date_windows: DateWindows | None = None
     wsdl_cache_seconds: int = Field(default=3600, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_tls(cls, value: Any) -> Any:
+        return fold_legacy_tls(value) if isinstance(value, dict) else value
+
+    def origins(self, entities: dict[str, SoapEntitySettings]) -> list[str]:
+        """Every URL the config names: only their origins are ever sent to."""
+        urls = [self.base_url, self.wsdl]
+        for ent in entities.values():
+            urls += [ent.wsdl, ent.address]
+        return [u for u in urls if u and "://" in u]
 
 
 @dataclass
@@ -126,14 +139,9 @@ class SoapSource:
         self.name = name
         self.settings = settings
         self.entities = entities
-        self.origins: set[tuple[str, str, int | None]] = set()
-        if settings.base_url:
-            self.origins.add(origin(settings.base_url))
-        http_auth = None
-        if not isinstance(settings.auth, WsSecurityAuth | NoAuth):
-            http_auth = settings.auth.build(None, settings.http.timeout)  # type: ignore[arg-type]
-        self.session = build_session(settings.tls, http_auth, self.origins)
-        self.http = SoapHttp(name, self.session, settings.http)
+        http_auth = None if isinstance(settings.auth, WsSecurityAuth) else settings.auth
+        self.http = soap_http(name, settings.http, http_auth, settings.origins(entities))
+        self.session = self.http.session
         self._clients: dict[str, Any] = {}
         self._calls: dict[str, _Call] = {}
 
@@ -176,7 +184,6 @@ class SoapSource:
     def _wsdl_location(self, entity: str) -> str:
         raw = self.entities[entity].wsdl or self.settings.wsdl or ""
         if "://" in raw:
-            self.origins.add(origin(raw))
             return raw
         path = Path(raw)
         for candidate in (path, REPO_ROOT / path) if not path.is_absolute() else (path,):
@@ -201,17 +208,10 @@ class SoapSource:
     def _client(self, location: str) -> Any:
         if location in self._clients:
             return self._clients[location]
-        from zeep import Client, Transport
-        from zeep.cache import InMemoryCache
+        from zeep import Client
         from zeep.exceptions import Error as ZeepError
 
-        cache = InMemoryCache(timeout=self.settings.wsdl_cache_seconds)  # type: ignore[no-untyped-call]
-        transport = Transport(  # type: ignore[no-untyped-call]
-            session=self.session,
-            timeout=self.settings.http.timeout,
-            operation_timeout=self.settings.http.timeout,
-            cache=cache,
-        )
+        transport = KitTransport(self.http, cache_seconds=self.settings.wsdl_cache_seconds)
         wsse = None
         if isinstance(self.settings.auth, WsSecurityAuth):
             from zeep.wsse.username import UsernameToken
@@ -225,13 +225,10 @@ class SoapSource:
                 location, transport=transport, settings=self._zeep_settings(), wsse=wsse
             )
         except (ZeepError, etree.XMLSyntaxError, OSError, ValueError) as exc:
-            # OSError covers requests' errors; only a lost connection is worth another try
-            lost = isinstance(exc, requests.ConnectionError | requests.Timeout)
             raise SourceError(
                 f"cannot load the WSDL: {type(exc).__name__}: {str(exc)[:300]}",
                 source=self.name,
                 url=safe_url(location) if "://" in location else location,
-                retriable=lost,
             ) from None
         self._clients[location] = client
         return client
@@ -255,7 +252,6 @@ class SoapSource:
                 key=f"sources.{self.name}.entities.{entity}.operation",
             ) from None
         address = self._address(entity, proxy)
-        self.origins.add(origin(address))
         service = client.create_service(binding.name, address)
         wrapper = operation.output.body
         try:
@@ -296,7 +292,16 @@ class SoapSource:
                     key=f"sources.{self.name}.entities.{entity}.address",
                 )
             return self.settings.base_url.rstrip("/") + "/" + configured.lstrip("/")
-        return str(proxy._binding_options["address"])
+        address = str(proxy._binding_options["address"])
+        if self.http.guard.refusal(address) is not None:
+            raise SourceError(
+                f"the WSDL's soap:address {safe_url(address)} is not on a configured origin; "
+                "set the entity's 'address' (or the source's 'base_url'): nothing is sent to "
+                "a host named only by a WSDL",
+                source=self.name,
+                url=safe_url(address),
+            )
+        return address
 
     # -- pulling --------------------------------------------------------------------------------
 
@@ -313,7 +318,15 @@ class SoapSource:
                 url=safe_url(call.address),
             ) from None
         body = etree.tostring(envelope, encoding="utf-8", xml_declaration=True)
-        reply = self.http.post(call.address, body, call.headers, what)
+        reply = self.http.request(
+            "POST",
+            call.address,
+            content=body,
+            headers=call.headers,
+            parse_json=False,
+            ok_status=SOAP_ANSWERS,
+            what=what,
+        )
         if reply.status == 500:
             fault = find_fault(reply.body)
             raise SourceError(

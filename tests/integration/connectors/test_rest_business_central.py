@@ -124,7 +124,7 @@ def test_token_is_refreshed_before_it_expires(bc: BusinessCentralServer) -> None
     source = make_source(bc)
     auth: Any = source.client.auth
     now = [1000.0]
-    auth.clock = lambda: now[0]
+    auth.cache.clock = lambda: now[0]
     pull(source, "payments")
     now[0] += bc.token_lifetime - 30  # inside the refresh margin, not yet expired
     pull(source, "payments")
@@ -146,7 +146,7 @@ def test_wrong_client_secret_is_a_clear_error_without_the_secret(
     with pytest.raises(SourceError) as info:
         pull(make_source(bc), "customers")
     message = str(info.value)
-    assert "source 'bc'" in message and "OAuth2 token request failed" in message
+    assert "source 'bc'" in message and "token request refused" in message
     assert "HTTP 401" in message and "invalid_client" in message
     assert "not-the-secret-value" not in message
 

@@ -1,18 +1,22 @@
-"""Each auth style adds what it should to a request; OAuth2 caches, refreshes and reports."""
+"""Each auth style adds what it should to a request; OAuth2 caches, refreshes and reports, naming
+the side it serves (a source's token error is the source's, a target's the target's)."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
 from pydantic import TypeAdapter
 
-from concord.errors import SourceError
-from connectors.auth import AuthConfig, OAuth2ClientCredentials
+from concord.errors import PushError, SourceError
+from connectors.http import AuthConfig, HttpSettings, OAuth2ClientCredentials, Side
+from sandbox.server import LoopbackServer, Request, Response
 
 ADAPTER: TypeAdapter[Any] = TypeAdapter(AuthConfig)
+SETTINGS = HttpSettings(backoff_base=0.0, max_attempts=2, timeout=5)
 
 
 def prepared(url: str = "http://erp.test/api/x?page=2") -> requests.PreparedRequest:
@@ -24,8 +28,8 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ERP_SECRET", "s3cret-value")
 
 
-def build(section: dict[str, Any], session: requests.Session | None = None) -> Any:
-    return ADAPTER.validate_python(section).build(session or requests.Session(), 5.0)
+def build(section: dict[str, Any], side: Side = Side.source("erp")) -> Any:
+    return ADAPTER.validate_python(section).build(side, SETTINGS)
 
 
 def test_none_adds_nothing() -> None:
@@ -56,41 +60,46 @@ def test_an_inline_secret_is_refused() -> None:
         ADAPTER.validate_python({"type": "bearer", "token": "plain-text"})
 
 
-class FakeTokenSession(requests.Session):
-    """Answers token requests from a script; records what was posted (unit test of one class)."""
+class TokenEndpoint(LoopbackServer):
+    """Answers token requests from a script and records the forms posted."""
 
     def __init__(self, answers: list[tuple[int, Any]]) -> None:
-        super().__init__()
         self.answers = answers
-        self.posted: list[dict[str, Any]] = []
+        self.posted: list[dict[str, str]] = []
+        super().__init__()
 
-    def post(self, url: Any, data: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.posted.append(dict(data))
+    def handle(self, request: Request) -> Response:
+        self.posted.append(dict(parse_qsl(request.body.decode())))
         status, body = self.answers.pop(0)
-        resp = requests.Response()
-        resp.status_code = status
-        resp._content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return resp
+        return Response(status, body)
 
 
-def oauth(session: FakeTokenSession, **extra: Any) -> Any:
+@pytest.fixture
+def endpoint(request: pytest.FixtureRequest) -> Iterator[TokenEndpoint]:
+    with TokenEndpoint(list(request.param)) as server:
+        yield server
+
+
+def oauth(url: str, side: Side = Side.source("erp"), **extra: Any) -> Any:
     cfg = OAuth2ClientCredentials(
         type="oauth2_client_credentials",
-        token_url="https://login.example.com/t/oauth2/v2.0/token",
+        token_url=f"{url}/t/oauth2/v2.0/token",
         client_id="app",
         client_secret={"env": "ERP_SECRET"},  # type: ignore[arg-type]
         scope="api://erp/.default",
         **extra,
     )
-    return cfg.build(session, 5.0)
+    return cfg.build(side, SETTINGS)
 
 
-def test_oauth2_fetches_once_and_reuses_the_token() -> None:
-    session = FakeTokenSession([(200, {"access_token": "tok-1", "expires_in": 3600})])
-    auth = oauth(session)
+@pytest.mark.parametrize(
+    "endpoint", [[(200, {"access_token": "tok-1", "expires_in": 3600})]], indirect=True
+)
+def test_oauth2_fetches_once_and_reuses_the_token(endpoint: TokenEndpoint) -> None:
+    auth = oauth(endpoint.url)
     assert auth(prepared()).headers["Authorization"] == "Bearer tok-1"
     assert auth(prepared()).headers["Authorization"] == "Bearer tok-1"
-    assert session.posted == [
+    assert endpoint.posted == [
         {
             "grant_type": "client_credentials",
             "client_id": "app",
@@ -100,44 +109,52 @@ def test_oauth2_fetches_once_and_reuses_the_token() -> None:
     ]
 
 
-def test_oauth2_refreshes_inside_the_margin_before_expiry() -> None:
-    session = FakeTokenSession(
-        [
-            (200, {"access_token": "tok-1", "expires_in": 600}),
-            (200, {"access_token": "tok-2", "expires_in": 600}),
-        ]
-    )
-    auth = oauth(session, refresh_margin_seconds=60)
+@pytest.mark.parametrize(
+    "endpoint",
+    [[(200, {"access_token": "tok-1", "expires_in": 600}), (200, {"access_token": "tok-2"})]],
+    indirect=True,
+)
+def test_oauth2_refreshes_inside_the_margin_before_expiry(endpoint: TokenEndpoint) -> None:
+    auth = oauth(endpoint.url, refresh_margin_seconds=60)
     now = [0.0]
-    auth.clock = lambda: now[0]
-    assert auth.token() == "tok-1"
+    auth.cache.clock = lambda: now[0]
+    assert auth.cache.token() == "tok-1"
     now[0] = 539.0
-    assert auth.token() == "tok-1"
+    assert auth.cache.token() == "tok-1"
     now[0] = 541.0  # 59 s before expiry: refreshed early
-    assert auth.token() == "tok-2"
-
-
-def test_oauth2_invalidate_forces_a_new_token() -> None:
-    session = FakeTokenSession([(200, {"access_token": "tok-1"}), (200, {"access_token": "tok-2"})])
-    auth = oauth(session)
-    assert auth.token() == "tok-1"
-    auth.invalidate()
-    assert auth.token() == "tok-2"
+    assert auth.cache.token() == "tok-2"
 
 
 @pytest.mark.parametrize(
-    ("answer", "match"),
-    [
-        ((401, {"error": "invalid_client"}), r"HTTP 401.*refused \(invalid_client\)"),
-        ((200, {"token_type": "Bearer"}), "no access_token"),
-        ((200, b"<html>proxy</html>"), "no access_token"),
-    ],
+    "endpoint",
+    [[(503, {"error": "busy"}), (200, {"access_token": "tok-1"})]],
+    indirect=True,
 )
-def test_oauth2_failures_name_the_source_and_token_url(answer: tuple[int, Any], match: str) -> None:
-    auth = oauth(FakeTokenSession([answer]))
-    auth.owner = "erp"
+def test_a_token_endpoint_that_is_busy_is_retried_by_the_kit(endpoint: TokenEndpoint) -> None:
+    assert oauth(endpoint.url).cache.token() == "tok-1"
+    assert len(endpoint.posted) == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "match"),
+    [
+        ([(401, {"error": "invalid_client"})], r"HTTP 401.*refused \(invalid_client\)"),
+        ([(200, {"token_type": "Bearer"})], "no access_token"),
+        ([(200, "<html>proxy</html>")], "no access_token"),
+    ],
+    indirect=["endpoint"],
+)
+def test_oauth2_failures_name_the_source_and_token_url(endpoint: TokenEndpoint, match: str) -> None:
     with pytest.raises(SourceError, match=match) as info:
-        auth.token()
+        oauth(endpoint.url).cache.token()
     assert "source 'erp'" in str(info.value)
-    assert "login.example.com" in str(info.value)
+    assert endpoint.url.split("//")[1] in str(info.value)
     assert "s3cret-value" not in str(info.value)
+    assert info.value.auth and not info.value.retriable
+
+
+@pytest.mark.parametrize("endpoint", [[(400, {"error": "invalid_grant"})]], indirect=True)
+def test_a_targets_token_error_names_the_target_not_a_source(endpoint: TokenEndpoint) -> None:
+    with pytest.raises(PushError, match=r"^target 'crm'.*refused \(invalid_grant\)") as info:
+        oauth(endpoint.url, side=Side.target("crm")).cache.token()
+    assert info.value.auth and "source" not in str(info.value)

@@ -1,4 +1,4 @@
-"""Unit tests of the shared CRM target parts: batch bisection, JSON values, and the token cache."""
+"""Unit tests of the shared CRM target parts: batch bisection and JSON values."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from concord.contracts import PushOutcome, PushRecord
 from concord.errors import PushError
 from connectors.crm.base import bisect, jsonable
-from connectors.crm.oauth import Token, TokenAuth, TokenRefused
 
 
 def records(n: int) -> list[PushRecord]:
@@ -42,10 +41,12 @@ def test_bisect_isolates_each_bad_record() -> None:
 def test_bisect_does_not_split_on_errors_that_are_not_about_the_batch() -> None:
     with pytest.raises(PushError):
         bisect(records(4), RefusesBad({"K1"}, status=401), lambda e: e.message)
-    with pytest.raises(TokenRefused):
+    with pytest.raises(PushError, match="token"):  # a refused token grant, even a 400
         bisect(
             records(4),
-            lambda batch: (_ for _ in ()).throw(TokenRefused("no", target="t", status=400)),
+            lambda batch: (_ for _ in ()).throw(
+                PushError("token refused", target="t", status=400, auth=True)
+            ),
             lambda e: e.message,
         )
 
@@ -56,28 +57,3 @@ def test_jsonable_turns_decimals_and_dates_into_json_values() -> None:
         "b": 3,
         "c": "2025-01-02",
     }
-
-
-def test_token_is_fetched_once_and_again_after_a_refusal() -> None:
-    fetched: list[int] = []
-
-    def fetch() -> Token:
-        fetched.append(1)
-        return Token(f"tok-{len(fetched)}", 3600)
-
-    auth = TokenAuth(fetch)
-    assert auth.token() == "tok-1" and auth.token() == "tok-1"
-    auth.invalidate()
-    assert auth.token() == "tok-2"
-
-
-def test_token_about_to_expire_is_renewed(monkeypatch: pytest.MonkeyPatch) -> None:
-    n = iter(range(10))
-    clock = [1000.0]
-    monkeypatch.setattr("connectors.crm.oauth.time.monotonic", lambda: clock[0])
-    auth = TokenAuth(lambda: Token(f"tok-{next(n)}", 120), refresh_margin=60)
-    assert auth.token() == "tok-0"
-    clock[0] += 59
-    assert auth.token() == "tok-0"
-    clock[0] += 2  # inside the margin before expiry
-    assert auth.token() == "tok-1"
