@@ -1,10 +1,14 @@
 """Airflow task bodies: each takes plain ids, opens its own context and calls one stage.
 
 The concord run id derives from Airflow's run id (deterministic, so a retried task or a rerun
-night writes to the same run). A task that fails records a failed stage report naming the stage
-and the source/entity/shard or target, then raises; ``finish`` always runs, stores the run report
+night writes to the same run). The run holds the store's sync lock, like a CLI sync: ``begin``
+takes it, every task takes it again (the same run renews it; another run's lock makes the task
+wait for a retry) and heartbeats it while working, ``finish`` releases it whatever happened. A
+task that fails records a failed stage report naming the stage and the source/entity/shard or
+target, then raises: a fatal error as ``AirflowFailException`` (no retries), a retriable one as
+it is (``concord.airflow.failures``). ``finish`` always runs, stores the run report
 (``concord.pipeline.lifecycle.finish_run``) and fails the DAG run when a stage did not complete
-or rejects passed the configured ratio.
+or rejects passed the configured ratio. Every task first puts redaction under all logging.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from concord.airflow.failures import airflow_failures
 from concord.airflow.plan import (
     EntityItem,
     ExtractItem,
@@ -33,13 +38,21 @@ from concord.hashing import digest
 from concord.pipeline.build_360 import build_360
 from concord.pipeline.context import RunContext, RunOptions, open_context, record_stage
 from concord.pipeline.extract import extract, window_start
-from concord.pipeline.lifecycle import begin_run, finish_run, run_report
+from concord.pipeline.lifecycle import (
+    begin_run,
+    finish_run,
+    heartbeating,
+    release_lock,
+    run_report,
+    take_lock,
+)
 from concord.pipeline.map import map_entity
 from concord.pipeline.push import push
 from concord.pipeline.reconcile import reconcile
 from concord.pipeline.reports import FailedStage, RunReport, StageReport
 from concord.pipeline.resolve import resolve
 from concord.pipeline.shards import commit_shards, extract_shard, shard_windows
+from concord.redact import install_log_redaction, redact
 from concord.utc import as_utc, utcnow
 
 log = logging.getLogger("concord.airflow")
@@ -71,6 +84,7 @@ class TaskRun:
     dry_run: bool = False
     sources: list[str] | None = None
     targets: list[str] | None = None
+    lock_owner: str | None = None
 
     @classmethod
     def from_airflow(
@@ -94,6 +108,7 @@ class TaskRun:
             dry_run=bool(params.get("dry_run", False)),
             sources=list(params["sources"]) if params.get("sources") else None,
             targets=list(params["targets"]) if params.get("targets") else None,
+            lock_owner=f"airflow {dag_id} {run_id}"[:200],
         )
 
     def options(self) -> RunOptions:
@@ -137,7 +152,9 @@ def failure_message(
 ) -> str:
     """One line naming the failing stage and source/entity/shard or target, and why."""
     where = item.where if item is not None else "the whole run"
-    reason = error.message if isinstance(error, ConcordError) else str(error or "unknown error")
+    reason = (
+        error.message if isinstance(error, ConcordError) else redact(str(error or "unknown error"))
+    )
     text = f"concord {stage} failed for {where}"
     if run_id:
         text += f" (run {run_id}"
@@ -150,11 +167,25 @@ def failure_message(
 @contextmanager
 def stage_context(run: TaskRun) -> Iterator[RunContext]:
     """A RunContext for one task (config loaded, mappings compiled, store migrated)."""
+    install_log_redaction()  # again: Airflow configures logging as each task starts
     ctx = open_context(load_config(run.config_path), run.options())
     try:
         yield ctx
     finally:
         ctx.store.dispose()
+
+
+@contextmanager
+def locked_task(run: TaskRun) -> Iterator[RunContext]:
+    """A task's context holding the run's sync lock, heartbeated while the task works.
+
+    Fatal errors leave as ``AirflowFailException``; ``LockBusy`` (another run writes the store)
+    is retriable, so Airflow tries the task again later.
+    """
+    with airflow_failures(), stage_context(run) as ctx:
+        take_lock(ctx, run.lock_owner)
+        with heartbeating(ctx):
+            yield ctx
 
 
 def _guarded(ctx: RunContext, stage: str, item: TaskItem | None, body: Callable[[], R]) -> R:
@@ -178,8 +209,11 @@ def _skipped(reason: str) -> dict[str, Any]:
 
 
 def begin_task(run: TaskRun) -> str:
-    """Register the run and its data interval in the store (a rerun of the night reuses its row)."""
-    with stage_context(run) as ctx:
+    """Take the sync lock for the run and register it with its data interval in the store.
+
+    A rerun of the night reuses its row; a night whose lock another run holds is retried.
+    """
+    with locked_task(run) as ctx:
         begin_run(ctx)
     return run.run_id
 
@@ -188,7 +222,7 @@ def extract_task(run: TaskRun, item: ExtractItem) -> dict[str, Any]:
     """Extract one source entity, or one shard of it, over the run's incremental window."""
     if not run.selects(item):
         return _skipped("source not selected")
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         if item.shard is None:
             return _guarded(
                 ctx, "extract", item, lambda: extract(ctx, item.source, item.entity)
@@ -208,7 +242,7 @@ def extract_task(run: TaskRun, item: ExtractItem) -> dict[str, Any]:
 def commit_shards_task(run: TaskRun, sharded: list[ShardedEntity]) -> dict[str, Any]:
     """Advance the watermark of every sharded entity whose shards all committed."""
     out: dict[str, Any] = {}
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         for item in sharded:
             if not run.selects(item):
                 continue
@@ -222,7 +256,7 @@ def commit_shards_task(run: TaskRun, sharded: list[ShardedEntity]) -> dict[str, 
 
 def map_task(run: TaskRun, item: EntityItem) -> dict[str, Any]:
     """Map one source entity's pending records."""
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         return _guarded(
             ctx, "map", item, lambda: map_entity(ctx, item.source, item.entity)
         ).as_dict()
@@ -230,13 +264,13 @@ def map_task(run: TaskRun, item: EntityItem) -> dict[str, Any]:
 
 def resolve_task(run: TaskRun) -> dict[str, Any]:
     """Resolve identities over every canonical customer."""
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         return _guarded(ctx, "resolve", None, lambda: resolve(ctx)).as_dict()
 
 
 def build_360_task(run: TaskRun) -> dict[str, Any]:
     """Build the customer-360 rows."""
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         return _guarded(ctx, "build_360", None, lambda: build_360(ctx)).as_dict()
 
 
@@ -244,13 +278,13 @@ def push_task(run: TaskRun, item: PushItem) -> dict[str, Any]:
     """Push changed customers to one target."""
     if not run.selects(item):
         return _skipped("target not selected")
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         return _guarded(ctx, "push", item, lambda: push(ctx, item.target)).as_dict()
 
 
 def reconcile_task(run: TaskRun) -> dict[str, Any]:
     """Reconcile counts and money of the run."""
-    with stage_context(run) as ctx:
+    with locked_task(run) as ctx:
         return _guarded(ctx, "reconcile", None, lambda: reconcile(ctx)).as_dict()
 
 
@@ -272,16 +306,20 @@ def missing_stages(report: Mapping[str, Any], plan: TaskPlan, run: TaskRun) -> l
 
 
 def finish_task(run: TaskRun, plan: TaskPlan) -> str:
-    """Assemble and store the run report, return it as text for the task log; fail when incomplete.
+    """Assemble and store the run report, release the lock, return the report as text.
 
     Runs whatever happened upstream, so a failed night is marked failed in the store with the
-    stages that did not complete, and rejects past the configured ratio fail the run.
+    stages that did not complete, rejects past the configured ratio fail the run, and the sync
+    lock is released even then (only this run's: a night refused by the lock releases nothing).
     """
-    with stage_context(run) as ctx:
-        report = run_report(ctx)
-        missing = missing_stages(report, plan, run)
-        error = "stages did not complete: " + ", ".join(missing) if missing else None
-        report = finish_run(ctx, error=error, report=report)
+    with airflow_failures(), stage_context(run) as ctx:
+        try:
+            report = run_report(ctx)
+            missing = missing_stages(report, plan, run)
+            error = "stages did not complete: " + ", ".join(missing) if missing else None
+            report = finish_run(ctx, error=error, report=report)
+        finally:
+            release_lock(ctx)
         text = summary_text(report)
         log.info("concord run summary\n%s", text)
         if "error" in report:

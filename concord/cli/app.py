@@ -33,11 +33,11 @@ def main(
 ) -> None:
     """concord: one customer across ERPs and CRMs."""
     Verbosity.on = verbose
-    install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # after basicConfig: its handler's output is redacted too
 
 
 app.command()(sync.sync)

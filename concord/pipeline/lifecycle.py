@@ -1,16 +1,22 @@
 """The lifecycle of a run: lock, begin, run the stages, finish (report, reject ratio), release.
 
-One ``locked_run`` serves the CLI sync and the CLI push: it takes the store's sync lock (so one
-run at a time, naming the run that holds it), registers the run, runs the body, and then
-``finish_run`` assembles the run report from the stage reports, fails the run past the reject
-ratio and stores it, whatever happened; the lock is released last. An Airflow DAG run spans
-many processes, so its ``begin`` and ``finish`` tasks call ``begin_run`` and ``finish_run``
-themselves (Airflow's ``max_active_runs=1`` keeps its nights apart).
+Every writer takes the same sync lock, so one run at a time writes the store and a second is
+refused with the id of the run that holds it (``LockBusy``). One ``locked_run`` serves the CLI
+sync and the CLI push: it takes the lock, registers the run, runs the body while a background
+thread heartbeats the lock, then ``finish_run`` assembles the run report from the stage reports,
+fails the run past the reject ratio and stores it, whatever happened; the lock is released last.
+An Airflow DAG run spans many processes: its first task takes the lock for the run, every task
+takes it again (the same run renews it) and heartbeats it while it works, and its final task
+releases it, even when the run failed. A holder that died (a killed worker) stops
+heartbeating, and its lock is broken once its heartbeat is older than ``LOCK_STALE_AFTER``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -21,9 +27,47 @@ from concord.pipeline.reports import RunReport
 from concord.redact import redact
 from concord.store import tables as t
 
+log = logging.getLogger("concord.pipeline")
+
 LOCK_NAME = "sync"
-LOCK_STALE_AFTER = timedelta(hours=6)
-"""A lock whose heartbeat is older than this is taken to belong to a dead run on another host."""
+LOCK_STALE_AFTER = timedelta(hours=1)
+"""A lock whose heartbeat is older than this is taken to belong to a dead run on another host.
+
+Holders heartbeat every ``HEARTBEAT_EVERY`` while they work; between an Airflow run's tasks (a
+retry delay, a queue) nothing heartbeats, so Airflow's ``max_retry_delay`` stays below this."""
+HEARTBEAT_EVERY = timedelta(seconds=30)
+
+
+def take_lock(ctx: RunContext, owner: str | None = None) -> None:
+    """Take (or, for the run holding it, renew) the sync lock; ``LockBusy`` if another has it."""
+    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=LOCK_STALE_AFTER, owner=owner)
+
+
+def release_lock(ctx: RunContext) -> None:
+    """Release the sync lock if this run holds it."""
+    ctx.store.release_lock(LOCK_NAME, ctx.run_id)
+
+
+@contextmanager
+def heartbeating(ctx: RunContext, every: timedelta = HEARTBEAT_EVERY) -> Iterator[None]:
+    """Heartbeat the run's lock from a background thread while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every.total_seconds()):
+            try:
+                if not ctx.store.heartbeat_lock(LOCK_NAME, ctx.run_id):
+                    log.warning("run %s no longer holds the sync lock", ctx.run_id)
+            except Exception:  # the store may be down for a moment; the next beat tries again
+                log.warning("could not heartbeat the sync lock of run %s", ctx.run_id)
+
+    thread = threading.Thread(target=beat, name=f"lock-heartbeat:{ctx.run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def begin_run(ctx: RunContext) -> None:
@@ -34,11 +78,6 @@ def begin_run(ctx: RunContext) -> None:
         window_start=ctx.options.window_start,
         window_end=ctx.options.window_end,
     )
-
-
-def heartbeat(ctx: RunContext) -> None:
-    """Tell other runs that this run's lock is still alive (between long stages)."""
-    ctx.store.heartbeat_lock(LOCK_NAME, ctx.run_id)
 
 
 def run_report(ctx: RunContext) -> RunReport:
@@ -96,11 +135,12 @@ def locked_run(ctx: RunContext, body: Callable[[], None]) -> RunReport:
     An error of the body is recorded on the run and raised again (an unexpected one, a bug,
     too); past the reject ratio the run is stored as failed and ``RunFailed`` raised.
     """
-    ctx.store.acquire_lock(LOCK_NAME, ctx.run_id, stale_after=LOCK_STALE_AFTER)
+    take_lock(ctx)
     try:
         begin_run(ctx)
         try:
-            body()
+            with heartbeating(ctx):
+                body()
         except ConcordError as exc:
             finish_run(ctx, error=exc.message)
             raise
@@ -112,4 +152,4 @@ def locked_run(ctx: RunContext, body: Callable[[], None]) -> RunReport:
             raise RunFailed(report["error"])
         return report
     finally:
-        ctx.store.release_lock(LOCK_NAME, ctx.run_id)
+        release_lock(ctx)

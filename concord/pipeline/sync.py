@@ -1,8 +1,8 @@
 """The nightly sync in one process: every stage in order, as one locked run.
 
 Extract and map each enabled source entity, resolve identities, build the 360, push to each
-enabled target, reconcile. ``RunOptions.sources``/``targets`` narrow the run; the lock's
-heartbeat is renewed between long stages.
+enabled target, reconcile. ``RunOptions.sources``/``targets`` narrow the run; the lock is
+heartbeated in the background while the stages run (``locked_run``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from concord.config import PipelineConfig
 from concord.pipeline.build_360 import build_360
 from concord.pipeline.context import EventHook, RunContext, RunOptions, open_context
 from concord.pipeline.extract import extract
-from concord.pipeline.lifecycle import heartbeat, locked_run
+from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.map import map_entity
 from concord.pipeline.push import push
 from concord.pipeline.reconcile import reconcile
@@ -32,7 +32,6 @@ def run_stages(ctx: RunContext) -> None:
     for sname, ename in entities:
         ctx.emit("stage", stage="extract", scope=f"{sname}/{ename}")
         extract(ctx, sname, ename)
-        heartbeat(ctx)
     for sname, ename in entities:
         ctx.emit("stage", stage="map", scope=f"{sname}/{ename}")
         map_entity(ctx, sname, ename)
@@ -44,7 +43,6 @@ def run_stages(ctx: RunContext) -> None:
         if tcfg.enabled and (options.targets is None or tcfg.name in options.targets):
             ctx.emit("stage", stage="push", scope=tcfg.name)
             push(ctx, tcfg.name)
-            heartbeat(ctx)
     ctx.emit("stage", stage="reconcile", scope="all")
     reconcile(ctx)
 

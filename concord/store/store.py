@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from concord.errors import StoreError
+from concord.errors import LockBusy, StoreError
 from concord.store import tables as t
 from concord.store.rejects import Reject
 from concord.utc import utcnow
@@ -227,13 +227,17 @@ class Store:
             ).mappings()
             return [dict(r) for r in rows]
 
-    def acquire_lock(self, name: str, run_id: str, *, stale_after: timedelta) -> None:
-        """Take the named lock or raise StoreError naming who holds it.
+    def acquire_lock(
+        self, name: str, run_id: str, *, stale_after: timedelta, owner: str | None = None
+    ) -> None:
+        """Take the named lock for ``run_id`` or raise ``LockBusy`` naming the run that holds it.
 
-        A lock is broken when its heartbeat is older than ``stale_after``, or at once when its
-        owner ran on this host and that process is gone (a sync killed with kill -9).
+        Taking a lock ``run_id`` already holds renews it (an Airflow run's tasks each take the
+        lock its first task took). A lock is broken when its heartbeat is older than
+        ``stale_after``, or at once when its owner is a process of this host that is gone (a
+        sync killed with kill -9). ``owner`` says who holds it, by default ``host:pid``.
         """
-        owner = f"{socket.gethostname()}:{os.getpid()}"
+        owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         now = utcnow()
         with self.begin() as conn:
             conn.execute(
@@ -241,8 +245,17 @@ class Store:
                     t.locks.c.name == name, t.locks.c.heartbeat_at < now - stale_after
                 )
             )
-            held = conn.execute(select(t.locks.c.owner).where(t.locks.c.name == name)).scalar()
-            if held is not None and _owner_is_dead(held):
+            held = conn.execute(
+                select(t.locks.c.owner, t.locks.c.run_id).where(t.locks.c.name == name)
+            ).first()
+            if held is not None and held.run_id == run_id:
+                conn.execute(
+                    update(t.locks)
+                    .where(t.locks.c.name == name)
+                    .values(owner=owner, heartbeat_at=now)
+                )
+                return
+            if held is not None and _owner_is_dead(held.owner):
                 conn.execute(delete(t.locks).where(t.locks.c.name == name))
         try:
             with self.begin() as conn:
@@ -252,27 +265,36 @@ class Store:
                     )
                 )
         except IntegrityError:
-            with self.engine.connect() as conn:
-                row = conn.execute(select(t.locks).where(t.locks.c.name == name)).mappings().first()
+            row = self.lock_holder(name)
             holder = (
                 f"{row['owner']} (run {row['run_id']}, "
                 f"since {row['acquired_at']:%Y-%m-%d %H:%M:%S}Z)"
                 if row
                 else "another run"
             )
-            raise StoreError(f"another sync holds the '{name}' lock: {holder}") from None
+            raise LockBusy(
+                f"another sync holds the '{name}' lock: {holder}",
+                run_id=row["run_id"] if row else None,
+            ) from None
 
-    def heartbeat_lock(self, name: str, run_id: str) -> None:
-        """Renew a held lock so other runs see it is alive."""
+    def lock_holder(self, name: str) -> dict[str, Any] | None:
+        """The row of the named lock (owner, run_id, acquired_at, heartbeat_at), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.locks).where(t.locks.c.name == name)).mappings().first()
+        return dict(row) if row else None
+
+    def heartbeat_lock(self, name: str, run_id: str) -> bool:
+        """Renew a held lock so other runs see it is alive; False when ``run_id`` lost it."""
         with self.begin() as conn:
-            conn.execute(
+            renewed = conn.execute(
                 update(t.locks)
                 .where(t.locks.c.name == name, t.locks.c.run_id == run_id)
                 .values(heartbeat_at=utcnow())
             )
+        return bool(renewed.rowcount)
 
     def release_lock(self, name: str, run_id: str) -> None:
-        """Release a lock this run holds."""
+        """Release a lock this run holds (nothing happens when another run holds it)."""
         with self.begin() as conn:
             conn.execute(delete(t.locks).where(t.locks.c.name == name, t.locks.c.run_id == run_id))
 
