@@ -66,6 +66,18 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+def registered_secrets() -> frozenset[str]:
+    """Every secret registered so far (what a test scans the store and the logs for)."""
+    with _lock:
+        return frozenset(_secrets)
+
+
+def contains_secret(text: str) -> bool:
+    """Whether ``text`` holds a registered secret (a checkpoint must never)."""
+    with _lock:
+        return any(secret in text for secret in _secrets)
+
+
 def forget_secrets() -> None:
     """Drop every registered secret (tests isolate themselves with this)."""
     with _lock:

@@ -51,6 +51,7 @@ _SECRET_NAME = re.compile(
 )
 _CREDENTIAL_VALUE = re.compile(r"(?i)^\s*(bearer|basic|digest|token|negotiate|ntlm)\s+\S")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_ENV_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}")
 
 
 def secret_name(name: str) -> bool:
@@ -82,8 +83,10 @@ def inline_secret(key: str, value: Any, *, parent: str | None = None) -> str | N
     ``parent`` is the key of the mapping holding it: under ``headers`` the name and the value
     are checked as a header, under ``params`` the name as a query parameter.
     """
-    if isinstance(value, str) and (found := url_secret(value)):
-        return found
+    if isinstance(value, str):
+        for text in (value, *_ENV_DEFAULT.findall(value)):  # a ${VAR:-default} is in the file
+            if found := url_secret(text):
+                return found
     owner = (parent or "").lower()
     if owner == "headers" and (
         secret_name(key) or (isinstance(value, str) and _CREDENTIAL_VALUE.match(value))

@@ -16,9 +16,11 @@ import orjson
 from sqlalchemy import Connection
 
 from concord.contracts import Checkpoint, Window, build_source
+from concord.errors import SourceError
 from concord.hashing import digest
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ExtractReport, PullCounts
+from concord.redact import contains_secret
 from concord.store import Reject, StagedRow
 from concord.utc import parse_time, utcnow
 
@@ -45,6 +47,16 @@ def window_start(
     if requested is None:
         return mark
     return min(requested, mark)
+
+
+def refuse_secret_checkpoint(source: str, checkpoint: str | None) -> None:
+    """Refuse to store a checkpoint holding a registered secret (an echoed key, a header)."""
+    if checkpoint and contains_secret(checkpoint):
+        raise SourceError(
+            "a checkpoint would hold a secret (the source echoes credentials in its paging "
+            "token); not stored",
+            source=source,
+        )
 
 
 def _cursor_key(value: str | None) -> Any:
@@ -112,10 +124,12 @@ def pull(
                 cursor = _cursor_value(record, ecfg.cursor_field)
                 high = max_cursor(high, cursor)
                 rows.append(StagedRow(str(sid), payload, digest(payload), cursor))
+            token = page.checkpoint.token if page.checkpoint else None
+            refuse_secret_checkpoint(source_name, token)
             with ctx.store.begin() as conn:
                 counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
                 ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
-                save_progress(conn, page.checkpoint.token if page.checkpoint else None, high)
+                save_progress(conn, token, high)
             report.pages += 1
             report.records += len(page.records)
             report.new += counts.new

@@ -1,7 +1,9 @@
-"""Security properties across the whole sync: secrets never reach logs, errors or the store's
-reports (logging at DEBUG, failures included); credentials never reach a foreign host named in a
-next-link (checked at the network, behind a proxy); the SOAP response parser refuses XML attacks;
-and SQL in concord is built only with bound parameters (an AST check of the source)."""
+"""Security properties across the whole sync: secrets never reach logs, errors or the store
+(logging at DEBUG, failures included; every table scanned for every registered secret, with a
+run stopped mid-entity so checkpoints are there); checkpoints hold paging positions, never
+headers, and never an API key the server echoes in its links; credentials never reach a foreign
+host named in a next-link (checked at the network, behind a proxy); the SOAP response parser
+refuses XML attacks; and SQL in concord is built only with bound parameters (an AST check)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from concord.config import load_config
 from concord.errors import ConcordError
 from concord.pipeline import RunOptions, run_sync
+from concord.redact import registered_secrets
 from concord.store import Store
 from concord.store import tables as t
 from sandbox.crm import CrmServer
@@ -83,6 +86,110 @@ def test_secrets_never_reach_debug_logs_errors_or_reports(
         assert secret not in logged
         assert all(secret not in m for m in messages)
         assert secret not in _store_text(url)
+
+
+def _whole_store(store_url: str) -> str:
+    """Every row of every table of the store, as text."""
+    store = Store(store_url)
+    try:
+        with store.engine.connect() as conn:
+            return "\n".join(
+                repr(conn.execute(select(table)).all()) for table in t.metadata.sorted_tables
+            )
+    finally:
+        store.dispose()
+
+
+class _StopAfterFirstPage(Exception):
+    pass
+
+
+def _stop_at(entity: str) -> Any:
+    def on_event(name: str, data: dict[str, Any]) -> None:
+        if name == "page" and data.get("entity") == entity:
+            raise _StopAfterFirstPage(entity)  # the page and its checkpoint are committed
+
+    return on_event
+
+
+def test_no_registered_secret_is_anywhere_in_the_store(
+    servers: tuple[Any, CrmServer], tmp_path: Path
+) -> None:
+    erp, crm = servers
+    url = f"sqlite:///{tmp_path / 'scan.db'}"
+    config = write_config(tmp_path / "c.yaml", store_url=url, erp_url=erp.url, crm_url=crm.url)
+    config.write_text(
+        config.read_text().replace(
+            "    records_path: data\n", "    records_path: data\n    headers: {X-Tenant: acme}\n"
+        )
+    )
+    with pytest.raises(_StopAfterFirstPage):
+        run_sync(load_config(config), RunOptions(window_end=UNTIL), on_event=_stop_at("orders"))
+    store = Store(url)
+    checkpoint = store.watermark("sandbox_erp", "orders").checkpoint
+    store.dispose()
+    assert checkpoint is not None and "cursor" in checkpoint  # a run stopped mid-entity
+    assert "X-Tenant" not in checkpoint and "Authorization" not in checkpoint
+    run_sync(load_config(config), RunOptions(window_end=UNTIL))  # resumed and finished
+    assert crm.objects["companies"], "nothing was pushed"
+    secrets = registered_secrets()
+    assert {ERP_SECRET, CRM_SECRET} <= secrets
+    text = _whole_store(url)
+    assert "sandbox_erp" in text and "Authorization" not in text  # the scan read the rows
+    for secret in secrets:
+        assert secret not in text
+
+
+class _EchoingErp(LoopbackServer):
+    """An ERP whose next links carry the API key it was called with (some APIs do)."""
+
+    def handle(self, request: Request) -> Response:
+        assert request.query.get("api_key") == ERP_SECRET, "the key did not arrive"
+        page = int(request.query.get("page", "1"))
+        record = {
+            "id": f"C-{page}",
+            "company": f"Firma {page} GmbH",
+            "updated_at": "2026-10-01T00:00:00Z",
+        }
+        nxt = f"{request.path}?page={page + 1}&api_key={ERP_SECRET}" if page < 3 else None
+        return Response(200, {"data": [record], "next": nxt})
+
+
+def test_an_api_key_echoed_in_next_links_never_reaches_a_checkpoint(
+    secret_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ERP_API_KEY", ERP_SECRET)
+    url = f"sqlite:///{tmp_path / 'echo.db'}"
+    with _EchoingErp() as erp:
+        config = write_config(
+            tmp_path / "c.yaml", store_url=url, erp_url=erp.url, crm_url="http://127.0.0.1:9"
+        )
+        text = (
+            config.read_text()
+            .replace("reject_ratio: 0.2", "reject_ratio: 1.0")  # the records are bare
+            .replace(
+                "auth: {type: bearer, token: {env: SANDBOX_ERP_TOKEN}}",
+                "auth: {type: api_key, key: {env: ERP_API_KEY}, name: api_key, location: query}",
+            )
+            .replace(
+                "paginator: {type: cursor, cursor_path: next_cursor, cursor_param: cursor, "
+                "limit_param: limit}",
+                "paginator: {type: next_link, next_path: next}",
+            )
+        )
+        config.write_text(text.split("targets:")[0] + "identity:\n  rules: [tax_id]\n")
+        with pytest.raises(_StopAfterFirstPage):
+            run_sync(
+                load_config(config), RunOptions(window_end=UNTIL), on_event=_stop_at("customers")
+            )
+        store = Store(url)
+        checkpoint = store.watermark("sandbox_erp", "customers").checkpoint
+        store.dispose()
+        assert checkpoint is not None and "page=2" in checkpoint
+        assert ERP_SECRET not in checkpoint
+        run_sync(load_config(config), RunOptions(window_end=UNTIL))  # the auth adds the key back
+        assert sum(p.startswith("/api/v1/customers?page=3") for _m, p in erp.requests) == 1
+    assert ERP_SECRET not in _whole_store(url)
 
 
 def test_api_key_in_query_never_reaches_debug_logs(

@@ -298,3 +298,175 @@ def test_a_failing_target_fails_the_run_and_names_the_stage_and_target(
     callback = [r.getMessage() for r in caplog.records if r.name == "concord.dag"]
     assert any(m.startswith("concord push failed for target sandbox_crm") for m in callback)
     assert not any("wrong" in m for m in callback)
+
+
+# -- failures Airflow understands, the sync lock, redaction in the task logger -------------------
+
+
+@pytest.fixture
+def retrying_dagbag(airflow_env: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The DAG parsed with two retries a task and no delay between tries."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CONCORD_DAG_RETRIES", "2")
+    monkeypatch.setenv("CONCORD_DAG_RETRY_DELAY_SECONDS", "0")
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def _tries(run: Any, task_id: str) -> list[tuple[str, int, int]]:
+    return [
+        (str(ti.state), ti.try_number, ti.max_tries)
+        for ti in run.get_task_instances()
+        if ti.task_id == task_id
+    ]
+
+
+def test_a_401_fails_the_push_once_with_its_message_and_no_retries(
+    retrying_dagbag: Any,
+    servers: tuple[RestErpServer, CrmServer],
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
+    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_CRM", '{"conn_type": "http", "password": "wrong"}')
+    run = _run(retrying_dagbag, NIGHT_1)
+    assert str(run.state) == "failed"
+    assert _tries(run, "push") == [("failed", 1, 2)]  # two retries allowed, none spent
+    store = Store(sqlite_url)
+    failed = store.last_runs(1)[0]["report"]["stages"]["push"]["sandbox_crm"]
+    assert "HTTP 401" in failed["error"] and "authentication refused" in failed["error"]
+    callback = [r.getMessage() for r in caplog.records if r.name == "concord.dag"]
+    assert any("HTTP 401" in m and "try 1 of" in m for m in callback), callback
+    assert store.lock_holder("sync") is None  # released by finish although the run failed
+
+
+def test_a_retriable_failure_is_retried_and_the_night_succeeds(
+    retrying_dagbag: Any,
+    servers: tuple[RestErpServer, CrmServer],
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sandbox.server import Fault
+
+    _, crm = servers
+    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
+    upsert = "/crm/v3/objects/companies/batch/upsert"
+    crm.faults.append(Fault(status=503, times=5, path=upsert))  # every attempt of the first try
+    run = _run(retrying_dagbag, NIGHT_1)
+    assert str(run.state) == "success", _task_states(run)
+    assert _tries(run, "push") == [("success", 2, 2)]
+    assert crm.objects["companies"]
+
+
+def test_a_cli_sync_during_a_dag_run_is_refused_naming_the_run(
+    dagbag: Any,
+    servers: tuple[RestErpServer, CrmServer],
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    from concord.airflow import tasks
+
+    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
+    real_resolve = tasks.resolve
+    seen: dict[str, Any] = {}
+
+    def resolve_while_a_cli_sync_starts(ctx: Any) -> Any:
+        seen["run_id"] = ctx.run_id
+        seen["cli"] = subprocess.run(
+            [sys.executable, "-m", "concord.cli", "sync", "--config", os.environ["CONCORD_CONFIG"]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        return real_resolve(ctx)
+
+    monkeypatch.setattr(tasks, "resolve", resolve_while_a_cli_sync_starts)
+    run = _run(dagbag, NIGHT_1)
+    assert str(run.state) == "success", _task_states(run)
+    cli = seen["cli"]
+    output = " ".join((cli.stdout + cli.stderr).split())  # rich wraps long lines
+    assert cli.returncode == 1, output
+    assert "another sync holds the 'sync' lock" in output
+    assert f"run {seen['run_id']}" in output and f"airflow {DAG_ID}" in output
+    store = Store(sqlite_url)
+    assert [r["trigger"] for r in store.last_runs(5)] == ["airflow"]  # the CLI wrote nothing
+    assert store.lock_holder("sync") is None
+
+
+def test_a_night_that_finds_the_lock_held_by_the_cli_waits_and_leaves_it(
+    dagbag: Any,
+    servers: tuple[RestErpServer, CrmServer],
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import timedelta
+
+    erp, _ = servers
+    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
+    store = Store.open(sqlite_url)
+    store.acquire_lock("sync", "cli-20261102", stale_after=timedelta(hours=1), owner="ops:4242")
+    run = _run(dagbag, NIGHT_1)
+    assert str(run.state) == "failed"
+    assert _task_states(run)["begin"] == ["failed"]
+    callback = [r.getMessage() for r in caplog.records if r.name == "concord.dag"]
+    assert any("begin" in m and "run cli-20261102" in m for m in callback), callback
+    assert erp.requests == []  # nothing was pulled
+    assert store.lock_holder("sync")["run_id"] == "cli-20261102"  # type: ignore[index]
+
+
+SECRET_MARK = "reg-secret-in-a-task-71c3"
+LEAKS = (SECRET_MARK, "eyJhbGciOi", "dXNlcjpodW50ZXIy", "db-pass-7731")
+
+
+def test_no_secret_reaches_the_task_logs_of_a_dag_run(
+    dagbag: Any,
+    servers: tuple[RestErpServer, CrmServer],
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import logging
+
+    import structlog
+    from airflow._shared.logging import configure_logging
+    from airflow.logging_config import configure_logging as restore_logging
+
+    from concord.airflow import tasks
+    from concord.redact import register_secret
+    from tests.unit.core.test_log_redaction import OUR_LOGGERS, THIRD_PARTY
+
+    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
+    bearer = "Authorization: Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
+    basic = "Authorization: Basic dXNlcjpodW50ZXIy"
+    db_url = "postgresql://concord:db-pass-7731@db.internal:5432/concord"
+
+    def resolve_logging_secrets(ctx: Any) -> Any:
+        register_secret(SECRET_MARK)
+        for name in (*OUR_LOGGERS, *THIRD_PARTY):
+            logging.getLogger(name).warning(
+                "marker %s %s %s %s %s", name, SECRET_MARK, bearer, basic, db_url
+            )
+        structlog.get_logger(logger_name="task").warning(
+            "marker-task-logger", secret=SECRET_MARK, header=bearer, url=db_url
+        )
+        raise RuntimeError(f"cannot reach {db_url} with {basic} and {SECRET_MARK}")
+
+    out = io.StringIO()
+    configure_logging(output=out, log_level="INFO", colors=False)
+    try:
+        monkeypatch.setattr(tasks, "resolve", resolve_logging_secrets)
+        run = _run(dagbag, NIGHT_1)
+    finally:
+        restore_logging()
+    text = out.getvalue()
+    assert str(run.state) == "failed"
+    assert "marker-task-logger" in text and "marker concord.dag" in text
+    assert "marker urllib3.connectionpool" in text and "RuntimeError: cannot reach" in text
+    for leak in LEAKS:
+        assert leak not in text, leak

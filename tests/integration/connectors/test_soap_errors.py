@@ -234,6 +234,8 @@ def test_an_unreachable_wsdl_url_is_a_retriable_error_naming_the_wsdl(nav: SoapE
     url = nav.url
     nav.stop()
     spec = {**ENTITIES["customers"], "wsdl": f"{url}/WS/CRONUS/Page/Customer?wsdl"}
-    with pytest.raises(SourceError, match=r"cannot load the WSDL: connection failed \(ConnectionError\)") as err:
+    with pytest.raises(
+        SourceError, match=r"cannot load the WSDL: connection failed \(ConnectionError\)"
+    ) as err:
         records(make_source(url, {"customers": spec}), "customers")
     assert err.value.retriable is True

@@ -281,11 +281,6 @@ def test_configured_address_overrides_the_wsdls(nav: SoapErpServer) -> None:
     assert all(path.startswith("/WS/CRONUS/Page/Customer") for _, path, _ in nav.requests)
 
 
-def test_tls_verification_is_on_unless_switched_off(nav: SoapErpServer) -> None:
-    assert make_source(nav.url).session.verify is True
-    assert make_source(nav.url, tls={"verify": False}).session.verify is False
-
-
 def test_an_unknown_operation_is_a_config_error_naming_the_key(nav: SoapErpServer) -> None:
     spec = {**ENTITIES["customers"], "operation": "ReadEverything"}
     with pytest.raises(ConfigError, match=r"sources\.nav\.entities\.customers\.operation"):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
-from concord.errors import StoreError
+from concord.errors import LockBusy, StoreError
 from concord.store import StagedRow, Store
 from concord.store import tables as t
 from concord.store.types import money_or_zero
@@ -123,6 +125,57 @@ def test_stale_lock_is_broken(store_url: str) -> None:
     store.acquire_lock("sync", "run-b", stale_after=timedelta(seconds=-1))
     with store.engine.connect() as conn:
         assert conn.execute(select(t.locks.c.run_id)).scalar() == "run-b"
+
+
+AIRFLOW_OWNER = "airflow concord_nightly manual__2026-11-02T02:00:00+00:00"
+
+
+def test_the_run_holding_the_lock_takes_it_again_and_another_run_is_told_its_id(
+    store_url: str,
+) -> None:
+    store = Store.open(store_url)
+    store.acquire_lock("sync", "af_night", stale_after=timedelta(hours=1), owner=AIRFLOW_OWNER)
+    store.acquire_lock("sync", "af_night", stale_after=timedelta(hours=1), owner=AIRFLOW_OWNER)
+    with pytest.raises(LockBusy, match=r"airflow concord_nightly manual__.*run af_night") as busy:
+        store.acquire_lock("sync", "cli-run", stale_after=timedelta(hours=1))
+    assert busy.value.run_id == "af_night" and busy.value.retriable
+    assert store.heartbeat_lock("sync", "af_night") is True
+    assert store.heartbeat_lock("sync", "cli-run") is False
+    store.release_lock("sync", "cli-run")  # not the holder: nothing happens
+    assert store.lock_holder("sync")["run_id"] == "af_night"  # type: ignore[index]
+
+
+def test_an_airflow_runs_lock_is_broken_by_heartbeat_age_only(store_url: str) -> None:
+    store = Store.open(store_url)
+    old = datetime.now(UTC) - timedelta(hours=2)
+    with store.begin() as conn:
+        conn.execute(
+            t.locks.insert().values(
+                name="sync",
+                owner=AIRFLOW_OWNER,
+                run_id="af_dead",
+                acquired_at=old,
+                heartbeat_at=old,
+            )
+        )
+    with pytest.raises(LockBusy, match="af_dead"):  # not a pid of this host: age decides
+        store.acquire_lock("sync", "cli-run", stale_after=timedelta(hours=3))
+    store.acquire_lock("sync", "cli-run", stale_after=timedelta(hours=1))  # its worker died
+    assert store.lock_holder("sync")["run_id"] == "cli-run"  # type: ignore[index]
+
+
+def test_a_held_lock_is_heartbeated_in_the_background(store_url: str) -> None:
+    from concord.pipeline import lifecycle
+
+    store = Store.open(store_url)
+    store.acquire_lock("sync", "r-beat", stale_after=timedelta(hours=1))
+    before = store.lock_holder("sync")["heartbeat_at"]  # type: ignore[index]
+    ctx = SimpleNamespace(store=store, run_id="r-beat")
+    with lifecycle.heartbeating(ctx, every=timedelta(seconds=0.05)):  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        while store.lock_holder("sync")["heartbeat_at"] == before:  # type: ignore[index]
+            assert time.monotonic() < deadline, "no heartbeat"
+            time.sleep(0.05)
 
 
 def test_checkpoint_and_watermark_round_trip(store_url: str) -> None:
