@@ -70,7 +70,9 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "CONCORD_CONFIG": str(config),
-        "CONCORD_DAG_RETRIES": "0",
+        # two retries with no delay: fatal failures must not spend them, retriable ones may
+        "CONCORD_DAG_RETRIES": "2",
+        "CONCORD_DAG_RETRY_DELAY_SECONDS": "0",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -303,16 +305,6 @@ def test_a_failing_target_fails_the_run_and_names_the_stage_and_target(
 # -- failures Airflow understands, the sync lock, redaction in the task logger -------------------
 
 
-@pytest.fixture
-def retrying_dagbag(airflow_env: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The DAG parsed with two retries a task and no delay between tries."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    monkeypatch.setenv("CONCORD_DAG_RETRIES", "2")
-    monkeypatch.setenv("CONCORD_DAG_RETRY_DELAY_SECONDS", "0")
-    return DagBag(dag_folder=str(REPO / "dags"))
-
-
 def _tries(run: Any, task_id: str) -> list[tuple[str, int, int]]:
     return [
         (str(ti.state), ti.try_number, ti.max_tries)
@@ -322,7 +314,7 @@ def _tries(run: Any, task_id: str) -> list[tuple[str, int, int]]:
 
 
 def test_a_401_fails_the_push_once_with_its_message_and_no_retries(
-    retrying_dagbag: Any,
+    dagbag: Any,
     servers: tuple[RestErpServer, CrmServer],
     sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -330,7 +322,7 @@ def test_a_401_fails_the_push_once_with_its_message_and_no_retries(
 ) -> None:
     monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
     monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_CRM", '{"conn_type": "http", "password": "wrong"}')
-    run = _run(retrying_dagbag, NIGHT_1)
+    run = _run(dagbag, NIGHT_1)
     assert str(run.state) == "failed"
     assert _tries(run, "push") == [("failed", 1, 2)]  # two retries allowed, none spent
     store = Store(sqlite_url)
@@ -342,7 +334,7 @@ def test_a_401_fails_the_push_once_with_its_message_and_no_retries(
 
 
 def test_a_retriable_failure_is_retried_and_the_night_succeeds(
-    retrying_dagbag: Any,
+    dagbag: Any,
     servers: tuple[RestErpServer, CrmServer],
     sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -353,7 +345,7 @@ def test_a_retriable_failure_is_retried_and_the_night_succeeds(
     monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
     upsert = "/crm/v3/objects/companies/batch/upsert"
     crm.faults.append(Fault(status=503, times=5, path=upsert))  # every attempt of the first try
-    run = _run(retrying_dagbag, NIGHT_1)
+    run = _run(dagbag, NIGHT_1)
     assert str(run.state) == "success", _task_states(run)
     assert _tries(run, "push") == [("success", 2, 2)]
     assert crm.objects["companies"]

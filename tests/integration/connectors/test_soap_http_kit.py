@@ -88,7 +88,7 @@ def test_a_wsdl_naming_another_host_gets_it_nothing(
 ) -> None:
     wsdl = wsdl_naming(tmp_path, f"{other.url}{CUSTOMER}")
     source = make_source(nav.url, customers_without_address(str(wsdl)))
-    with pytest.raises(SourceError, match="soap:address .* is not on a configured origin") as err:
+    with pytest.raises(SourceError, match=r"soap:address .* is not on a configured origin") as err:
         records(source, "customers")
     assert f"127.0.0.1:{other.port}" in str(err.value)
     assert err.value.retriable is False

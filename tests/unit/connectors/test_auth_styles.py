@@ -17,6 +17,7 @@ from sandbox.server import LoopbackServer, Request, Response
 
 ADAPTER: TypeAdapter[Any] = TypeAdapter(AuthConfig)
 SETTINGS = HttpSettings(backoff_base=0.0, max_attempts=2, timeout=5)
+ERP = Side.source("erp")
 
 
 def prepared(url: str = "http://erp.test/api/x?page=2") -> requests.PreparedRequest:
@@ -28,7 +29,7 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ERP_SECRET", "s3cret-value")
 
 
-def build(section: dict[str, Any], side: Side = Side.source("erp")) -> Any:
+def build(section: dict[str, Any], side: Side = ERP) -> Any:
     return ADAPTER.validate_python(section).build(side, SETTINGS)
 
 
@@ -80,7 +81,7 @@ def endpoint(request: pytest.FixtureRequest) -> Iterator[TokenEndpoint]:
         yield server
 
 
-def oauth(url: str, side: Side = Side.source("erp"), **extra: Any) -> Any:
+def oauth(url: str, side: Side = ERP, **extra: Any) -> Any:
     cfg = OAuth2ClientCredentials(
         type="oauth2_client_credentials",
         token_url=f"{url}/t/oauth2/v2.0/token",
