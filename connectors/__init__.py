@@ -1,1 +1,1 @@
-"""Connectors: ERP sources (``erp``) and CRM targets (``crm``) implementing concord's contracts."""
+"""Connectors: ERP sources (``erp``) and CRM targets (``crm``) on one HTTP kit (``http``)."""

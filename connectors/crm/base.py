@@ -1,10 +1,12 @@
-"""What every CRM target shares: auth styles, settings parsing, error factory, batch bisection.
+"""What every CRM target shares: auth styles, settings parsing, the kit's client, bisection.
 
-A batch the CRM refuses as a whole (400/413/422: one bad record poisons the call) is split in
-halves until each bad record stands alone, so one bad record costs its own push, not its
-neighbours'. A refused single record becomes a rejected outcome carrying the CRM's own message.
-``CrmClient`` counts the API calls a target makes (splits included, HTTP retries not) so the push
-report can be compared with the plan's estimate.
+Every target sends through the HTTP kit (``connectors.http``) on the target's side, so its
+errors, its token endpoint's included, are ``PushError`` naming the target. A batch the CRM
+refuses as a whole (400/413/422: one bad record poisons the call) is split in halves until each
+bad record stands alone, so one bad record costs its own push, not its neighbours'. A refused
+single record becomes a rejected outcome carrying the CRM's own message. ``CrmClient`` counts
+the API calls a target makes (splits included, HTTP retries not) so the push report can be
+compared with the plan's estimate.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from concord.redact import redact
 from connectors.crm.salesforce_auth import SalesforceClientCredentials, SalesforceJwtBearer
 from connectors.http import (
     ApiKeyAuth,
+    AuthStyle,
     BasicAuth,
     BearerAuth,
     HttpClient,
@@ -60,7 +63,9 @@ def parse_settings(model: type[S], config: TargetConfig) -> S:
 class CrmClient:
     """The kit's HTTP client for one target (errors are ``PushError``), counting calls."""
 
-    def __init__(self, name: str, base_url: str, auth: Any, http: HttpSettings) -> None:
+    def __init__(
+        self, name: str, base_url: str, auth: AuthStyle | None, http: HttpSettings
+    ) -> None:
         self.name = name
         self.calls = 0
         self.http = HttpClient(Side.target(name), base_url, auth=auth, settings=http)

@@ -17,8 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from concord.secrets import SecretRef
-from connectors.http import HttpSettings, Side, Token, TokenAuth, TokenCache, request_token
-from connectors.http import token_client as make_token_client
+from connectors.http import HttpSettings, Side, TokenAuth, grant_auth
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -41,19 +40,22 @@ class SalesforceClientCredentials(BaseModel):
 
     def build(self, side: Side, settings: HttpSettings) -> TokenAuth:
         """The token auth for the client-credentials flow."""
-        url = token_url(self.login_url)
-        client = make_token_client(side, url, settings)
 
-        def fetch() -> Token:
-            form = {
+        def form() -> dict[str, str]:
+            return {
                 "grant_type": "client_credentials",
                 "client_id": self.client_id,
                 "client_secret": self.client_secret.resolve(),
             }
-            body = request_token(client, url, form, flow="Salesforce client-credentials")
-            return Token(body["access_token"], self.session_seconds)
 
-        return TokenAuth(TokenCache(fetch, refresh_margin=60.0))
+        return grant_auth(
+            side,
+            settings,
+            token_url(self.login_url),
+            form,
+            flow="Salesforce client-credentials",
+            lifetime_of=lambda body: self.session_seconds,
+        )
 
 
 class SalesforceJwtBearer(BaseModel):
@@ -87,12 +89,11 @@ class SalesforceJwtBearer(BaseModel):
 
     def build(self, side: Side, settings: HttpSettings) -> TokenAuth:
         """The token auth for the JWT bearer flow."""
-        url = token_url(self.login_url)
-        client = make_token_client(side, url, settings)
-
-        def fetch() -> Token:
-            form = {"grant_type": JWT_GRANT, "assertion": self.assertion()}
-            body = request_token(client, url, form, flow="Salesforce JWT bearer")
-            return Token(body["access_token"], self.session_seconds)
-
-        return TokenAuth(TokenCache(fetch, refresh_margin=60.0))
+        return grant_auth(
+            side,
+            settings,
+            token_url(self.login_url),
+            lambda: {"grant_type": JWT_GRANT, "assertion": self.assertion()},
+            flow="Salesforce JWT bearer",
+            lifetime_of=lambda body: self.session_seconds,
+        )

@@ -30,7 +30,14 @@ from connectors.http.rate import RateLimiter
 from connectors.http.retry import RETRIABLE_STATUS, RetryPolicy, Verdict, retry_after_seconds
 from connectors.http.settings import HttpSettings, TlsSettings
 from connectors.http.side import Side
-from connectors.http.tokens import Token, TokenAuth, TokenCache, request_token, token_client
+from connectors.http.tokens import (
+    Token,
+    TokenAuth,
+    TokenCache,
+    grant_auth,
+    request_token,
+    token_client,
+)
 
 __all__ = [
     "RETRIABLE_STATUS",
@@ -57,6 +64,7 @@ __all__ = [
     "TokenAuth",
     "TokenCache",
     "Verdict",
+    "grant_auth",
     "origin",
     "request_token",
     "retry_after_seconds",

@@ -18,14 +18,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from concord.secrets import SecretRef
 from connectors.http.settings import HttpSettings
 from connectors.http.side import Side
-from connectors.http.tokens import (
-    Token,
-    TokenAuth,
-    TokenCache,
-    lifetime,
-    request_token,
-    token_client,
-)
+from connectors.http.tokens import TokenAuth, grant_auth
 
 
 class _AuthModel(BaseModel):
@@ -101,20 +94,23 @@ class OAuth2ClientCredentials(_AuthModel):
 
     def build(self, side: Side, settings: HttpSettings) -> TokenAuth:
         """A bearer token from the client-credentials grant, renewed before it expires."""
-        client = token_client(side, self.token_url, settings)
 
-        def fetch() -> Token:
-            form = {
+        def form() -> dict[str, str]:
+            grant = {
                 "grant_type": "client_credentials",
                 "client_id": self.client_id,
                 "client_secret": self.client_secret.resolve(),
             }
-            if self.scope:
-                form["scope"] = self.scope
-            body = request_token(client, self.token_url, form, flow="OAuth2 client-credentials")
-            return Token(body["access_token"], lifetime(body))
+            return grant | ({"scope": self.scope} if self.scope else {})
 
-        return TokenAuth(TokenCache(fetch, refresh_margin=self.refresh_margin_seconds))
+        return grant_auth(
+            side,
+            settings,
+            self.token_url,
+            form,
+            flow="OAuth2 client-credentials",
+            refresh_margin=self.refresh_margin_seconds,
+        )
 
 
 class OAuth2RefreshToken(_AuthModel):
@@ -133,19 +129,23 @@ class OAuth2RefreshToken(_AuthModel):
 
     def build(self, side: Side, settings: HttpSettings) -> TokenAuth:
         """The token auth for this grant."""
-        client = token_client(side, self.token_url, settings)
 
-        def fetch() -> Token:
-            form = {
+        def form() -> dict[str, str]:
+            return {
                 "grant_type": "refresh_token",
                 "client_id": self.client_id,
                 "client_secret": self.client_secret.resolve(),
                 "refresh_token": self.refresh_token.resolve(),
             }
-            body = request_token(client, self.token_url, form, flow="OAuth2 refresh-token")
-            return Token(body["access_token"], lifetime(body))
 
-        return TokenAuth(TokenCache(fetch, refresh_margin=self.refresh_margin_seconds))
+        return grant_auth(
+            side,
+            settings,
+            self.token_url,
+            form,
+            flow="OAuth2 refresh-token",
+            refresh_margin=self.refresh_margin_seconds,
+        )
 
 
 AuthConfig = Annotated[

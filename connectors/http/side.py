@@ -8,11 +8,22 @@ connector it serves, so a CRM's refused client secret is a target's error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from concord.errors import PushError, SourceError
 
 SideKind = Literal["source", "target"]
+
+
+class ErrorDetails(TypedDict, total=False):
+    """What an error of either side may say besides its message."""
+
+    url: str | None
+    status: int | None
+    attempt: int | None
+    retriable: bool
+    auth: bool
+    body: Any
 
 
 @dataclass(frozen=True)
@@ -32,36 +43,8 @@ class Side:
         """The side of target ``name``."""
         return cls("target", name)
 
-    def error(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        attempt: int | None = None,
-        retriable: bool = False,
-        auth: bool = False,
-        body: Any = None,
-    ) -> SourceError | PushError:
-        """This side's error (``body``: the parsed error answer, if any, kept on it)."""
+    def error(self, message: str, **details: Unpack[ErrorDetails]) -> SourceError | PushError:
+        """This side's error: ``SourceError`` naming the source, or ``PushError`` the target."""
         if self.kind == "source":
-            return SourceError(
-                message,
-                source=self.name,
-                url=url,
-                status=status,
-                attempt=attempt,
-                retriable=retriable,
-                auth=auth,
-                body=body,
-            )
-        return PushError(
-            message,
-            target=self.name,
-            url=url,
-            status=status,
-            attempt=attempt,
-            retriable=retriable,
-            auth=auth,
-            body=body,
-        )
+            return SourceError(message, source=self.name, **details)
+        return PushError(message, target=self.name, **details)

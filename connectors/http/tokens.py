@@ -138,6 +138,30 @@ def request_token(
     return body
 
 
+def grant_auth(
+    side: Side,
+    settings: HttpSettings,
+    token_url: str,
+    form: Callable[[], dict[str, str]],
+    *,
+    flow: str,
+    refresh_margin: float = 60.0,
+    lifetime_of: Callable[[Mapping[str, Any]], float | None] | None = None,
+) -> TokenAuth:
+    """Bearer auth whose token comes from posting ``form()`` (secrets resolved then) to a grant.
+
+    ``lifetime_of`` reads how long a token lives from the answer (``expires_in`` by default).
+    """
+    client = token_client(side, token_url, settings)
+    read_lifetime = lifetime_of or lifetime
+
+    def fetch() -> Token:
+        body = request_token(client, token_url, form(), flow=flow)
+        return Token(body["access_token"], read_lifetime(body))
+
+    return TokenAuth(TokenCache(fetch, refresh_margin=refresh_margin))
+
+
 def lifetime(body: Mapping[str, Any]) -> float | None:
     """The ``expires_in`` of a token answer in seconds, or None when absent or not a number."""
     try:

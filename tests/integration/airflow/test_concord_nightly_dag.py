@@ -274,35 +274,11 @@ def test_rerunning_a_night_sends_nothing_and_the_next_night_sends_the_change(
     )
 
 
-def test_a_failing_target_fails_the_run_and_names_the_stage_and_target(
-    dagbag: Any,
-    servers: tuple[RestErpServer, CrmServer],
-    sqlite_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+def night_store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite store the DAG's tasks use."""
     monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
-    # Airflow looks in the environment before its metadata DB: this shadows the good token.
-    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_CRM", '{"conn_type": "http", "password": "wrong"}')
-    run = _run(dagbag, NIGHT_1)
-    assert str(run.state) == "failed"
-    states = _task_states(run)
-    assert states["push"] == ["failed"]
-    assert states["finish"] == ["failed"]
-    store = Store(sqlite_url)
-    last = store.last_runs(1)[0]
-    assert last["status"] == "failed"
-    assert "push sandbox_crm" in last["report"]["error"]
-    failed = last["report"]["stages"]["push"]["sandbox_crm"]
-    assert failed["status"] == "failed"
-    assert failed["error"].startswith("concord push failed for target sandbox_crm")
-    assert "wrong" not in failed["error"]
-    callback = [r.getMessage() for r in caplog.records if r.name == "concord.dag"]
-    assert any(m.startswith("concord push failed for target sandbox_crm") for m in callback)
-    assert not any("wrong" in m for m in callback)
-
-
-# -- failures Airflow understands, the sync lock, redaction in the task logger -------------------
+    return sqlite_url
 
 
 def _tries(run: Any, task_id: str) -> list[tuple[str, int, int]]:
@@ -313,36 +289,47 @@ def _tries(run: Any, task_id: str) -> list[tuple[str, int, int]]:
     ]
 
 
-def test_a_401_fails_the_push_once_with_its_message_and_no_retries(
+def test_a_401_from_the_target_fails_the_push_once_with_its_message_and_no_retries(
     dagbag: Any,
     servers: tuple[RestErpServer, CrmServer],
-    sqlite_url: str,
+    night_store: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
+    # Airflow looks in the environment before its metadata DB: this shadows the good token.
     monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_CRM", '{"conn_type": "http", "password": "wrong"}')
     run = _run(dagbag, NIGHT_1)
     assert str(run.state) == "failed"
     assert _tries(run, "push") == [("failed", 1, 2)]  # two retries allowed, none spent
-    store = Store(sqlite_url)
-    failed = store.last_runs(1)[0]["report"]["stages"]["push"]["sandbox_crm"]
+    assert _task_states(run)["finish"] == ["failed"]
+    store = Store(night_store)
+    last = store.last_runs(1)[0]
+    assert last["status"] == "failed"
+    assert "push sandbox_crm" in last["report"]["error"]
+    failed = last["report"]["stages"]["push"]["sandbox_crm"]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("concord push failed for target sandbox_crm")
     assert "HTTP 401" in failed["error"] and "authentication refused" in failed["error"]
+    assert "wrong" not in failed["error"]
     callback = [r.getMessage() for r in caplog.records if r.name == "concord.dag"]
-    assert any("HTTP 401" in m and "try 1 of" in m for m in callback), callback
+    assert any(
+        m.startswith("concord push failed for target sandbox_crm") and "try 1 of" in m
+        for m in callback
+    ), callback
+    assert any("HTTP 401" in m for m in callback)
+    assert not any("wrong" in m for m in callback)
     assert store.lock_holder("sync") is None  # released by finish although the run failed
 
 
+# -- failures Airflow understands, the sync lock, redaction in the task logger -------------------
+
+
 def test_a_retriable_failure_is_retried_and_the_night_succeeds(
-    dagbag: Any,
-    servers: tuple[RestErpServer, CrmServer],
-    sqlite_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    dagbag: Any, servers: tuple[RestErpServer, CrmServer], night_store: str
 ) -> None:
     from sandbox.server import Fault
 
     _, crm = servers
-    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
     upsert = "/crm/v3/objects/companies/batch/upsert"
     crm.faults.append(Fault(status=503, times=5, path=upsert))  # every attempt of the first try
     run = _run(dagbag, NIGHT_1)
@@ -354,7 +341,7 @@ def test_a_retriable_failure_is_retried_and_the_night_succeeds(
 def test_a_cli_sync_during_a_dag_run_is_refused_naming_the_run(
     dagbag: Any,
     servers: tuple[RestErpServer, CrmServer],
-    sqlite_url: str,
+    night_store: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import subprocess
@@ -362,7 +349,6 @@ def test_a_cli_sync_during_a_dag_run_is_refused_naming_the_run(
 
     from concord.airflow import tasks
 
-    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
     real_resolve = tasks.resolve
     seen: dict[str, Any] = {}
 
@@ -385,7 +371,7 @@ def test_a_cli_sync_during_a_dag_run_is_refused_naming_the_run(
     assert cli.returncode == 1, output
     assert "another sync holds the 'sync' lock" in output
     assert f"run {seen['run_id']}" in output and f"airflow {DAG_ID}" in output
-    store = Store(sqlite_url)
+    store = Store(night_store)
     assert [r["trigger"] for r in store.last_runs(5)] == ["airflow"]  # the CLI wrote nothing
     assert store.lock_holder("sync") is None
 
@@ -393,15 +379,13 @@ def test_a_cli_sync_during_a_dag_run_is_refused_naming_the_run(
 def test_a_night_that_finds_the_lock_held_by_the_cli_waits_and_leaves_it(
     dagbag: Any,
     servers: tuple[RestErpServer, CrmServer],
-    sqlite_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    night_store: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from datetime import timedelta
 
     erp, _ = servers
-    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
-    store = Store.open(sqlite_url)
+    store = Store.open(night_store)
     store.acquire_lock("sync", "cli-20261102", stale_after=timedelta(hours=1), owner="ops:4242")
     run = _run(dagbag, NIGHT_1)
     assert str(run.state) == "failed"
@@ -412,14 +396,10 @@ def test_a_night_that_finds_the_lock_held_by_the_cli_waits_and_leaves_it(
     assert store.lock_holder("sync")["run_id"] == "cli-20261102"  # type: ignore[index]
 
 
-SECRET_MARK = "reg-secret-in-a-task-71c3"
-LEAKS = (SECRET_MARK, "eyJhbGciOi", "dXNlcjpodW50ZXIy", "db-pass-7731")
-
-
 def test_no_secret_reaches_the_task_logs_of_a_dag_run(
     dagbag: Any,
     servers: tuple[RestErpServer, CrmServer],
-    sqlite_url: str,
+    night_store: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import io
@@ -431,23 +411,26 @@ def test_no_secret_reaches_the_task_logs_of_a_dag_run(
 
     from concord.airflow import tasks
     from concord.redact import register_secret
-    from tests.unit.core.test_log_redaction import OUR_LOGGERS, THIRD_PARTY
-
-    monkeypatch.setenv("CONCORD_STORE_URL", sqlite_url)
-    bearer = "Authorization: Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"
-    basic = "Authorization: Basic dXNlcjpodW50ZXIy"
-    db_url = "postgresql://concord:db-pass-7731@db.internal:5432/concord"
+    from tests.unit.core.test_log_redaction import (
+        BASIC,
+        BEARER,
+        DB_URL,
+        LEAKS,
+        OUR_LOGGERS,
+        REGISTERED,
+        THIRD_PARTY,
+    )
 
     def resolve_logging_secrets(ctx: Any) -> Any:
-        register_secret(SECRET_MARK)
+        register_secret(REGISTERED)
         for name in (*OUR_LOGGERS, *THIRD_PARTY):
             logging.getLogger(name).warning(
-                "marker %s %s %s %s %s", name, SECRET_MARK, bearer, basic, db_url
+                "marker %s %s %s %s %s", name, REGISTERED, BEARER, BASIC, DB_URL
             )
         structlog.get_logger(logger_name="task").warning(
-            "marker-task-logger", secret=SECRET_MARK, header=bearer, url=db_url
+            "marker-task-logger", secret=REGISTERED, header=BEARER, url=DB_URL
         )
-        raise RuntimeError(f"cannot reach {db_url} with {basic} and {SECRET_MARK}")
+        raise RuntimeError(f"cannot reach {DB_URL} with {BASIC} and {REGISTERED}")
 
     out = io.StringIO()
     configure_logging(output=out, log_level="INFO", colors=False)

@@ -17,6 +17,7 @@ import pytest
 from concord.errors import SourceError
 from sandbox.nav_data import NavDataset
 from sandbox.soap_erp import DEFAULT_PASSWORD, DEFAULT_USER, SoapErpServer
+from tests.integration.connectors import test_soap_source as soap
 from tests.integration.connectors.test_soap_source import (
     ENTITIES,
     NAV_PASSWORD_ENV,
@@ -26,18 +27,8 @@ from tests.integration.connectors.test_soap_source import (
 
 REPO = Path(__file__).resolve().parents[3]
 CUSTOMER = "/WS/CRONUS/Page/Customer"
-
-
-@pytest.fixture(scope="module")
-def dataset() -> NavDataset:
-    return NavDataset.generate(seed=7, customers=20)
-
-
-@pytest.fixture
-def nav(dataset: NavDataset, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoapErpServer]:
-    monkeypatch.setenv(NAV_PASSWORD_ENV, DEFAULT_PASSWORD)
-    with SoapErpServer(dataset) as server:
-        yield server
+dataset = soap.dataset  # the NAV data and server of the SOAP source's tests
+nav = soap.nav
 
 
 @pytest.fixture
