@@ -24,14 +24,14 @@ MASK = "***"
 _PATTERNS = [
     (
         re.compile(
-            r"(?i)(['\"]?(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)"
+            r"(?i)(?<![\w.-])(['\"]?(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)"
             r"(bearer|basic|token|digest)?\s*[^\s,;'\"]+"
         ),
         r"\1\2 " + MASK,
     ),
     (
         re.compile(
-            r"(?i)(['\"]?(?:x-api-key|api-key|x-auth-token|cookie|set-cookie)['\"]?"
+            r"(?i)(?<![\w.-])(['\"]?(?:x-api-key|api-key|x-auth-token|cookie|set-cookie)['\"]?"
             r"\s*[:=]\s*['\"]?)[^\s,;'\"]+"
         ),
         r"\1" + MASK,

@@ -56,8 +56,8 @@ def write(
         ("headers", "{X-Custom: 'Basic dXNlcjpwdw=='}", "sources.erp.headers.X-Custom", 7),
         ("headers", "{Cookie: 'sid=abc'}", "sources.erp.headers.Cookie", 7),
         ("params", "{api_key: k-998877}", "sources.erp.params.api_key", 8),
-        ("params", "{access_token: t-1}", "sources.erp.params.access_token", 8),
-        ("params", "{signature: s-1}", "sources.erp.params.signature", 8),
+        ("params", "{access_token: tok-55aa1}", "sources.erp.params.access_token", 8),
+        ("params", "{signature: sig-55aa2}", "sources.erp.params.signature", 8),
     ],
 )
 def test_a_secret_header_or_query_parameter_in_the_file_is_refused(
@@ -68,7 +68,7 @@ def test_a_secret_header_or_query_parameter_in_the_file_is_refused(
     message = str(info.value)
     assert f"concord.yaml:{line}" in message and key in message
     assert "not values in the file" in message
-    for secret in ("abc123tok", "k-998877", "dXNlcjpwdw==", "sid=abc", "t-1", "s-1"):
+    for secret in ("abc123tok", "k-998877", "dXNlcjpwdw==", "sid=abc", "tok-55aa1", "sig-55aa2"):
         assert secret not in message
 
 
