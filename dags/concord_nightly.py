@@ -2,9 +2,10 @@
 
 Thin on purpose: the plan (sources x entities x shards, targets, pools), the run id, windows and
 failure text come from ``concord.airflow``, and every task calls the same stage functions as the
-CLI, passing only ids. Graph: begin -> extract (mapped, one task per pool) -> commit_shards ->
-map (mapped) -> resolve -> build_360 -> push (mapped per target, one task per pool) -> reconcile ->
-finish (always runs; stores the run report, logs the summary, fails the run if anything did).
+CLI, passing only ids. Graph: begin (takes the store's sync lock) -> extract (mapped, one task
+per pool) -> commit_shards -> map (mapped) -> resolve -> build_360 -> push (mapped per target, one
+task per pool) -> reconcile -> finish (always runs; stores the run report, releases the lock,
+logs the summary, fails the run if anything did). Fatal errors fail a task without retries.
 """
 
 from __future__ import annotations

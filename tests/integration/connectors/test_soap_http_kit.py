@@ -116,6 +116,16 @@ def test_a_configured_address_or_wsdl_url_on_the_service_host_is_used(
     assert records(make_source(nav.url, spec), "customers")
 
 
+def test_zeeps_own_service_calls_go_through_the_kit(nav: SoapErpServer) -> None:
+    source = make_source(nav.url)
+    call = source._call("customers")
+    result = call.service.ReadMultiple(filter=[{"Field": "No", "Criteria": ""}], setSize=3)
+    assert len(result) == 3 and nav.count("ReadMultiple") == 1
+    other = call.client.create_service(call.service._binding.name, "http://127.0.0.1:9/x")
+    with pytest.raises(SourceError, match="refusing to send to another host"):
+        other.ReadMultiple(filter=[{"Field": "No", "Criteria": ""}], setSize=3)
+
+
 def test_requests_per_second_limits_a_soap_source(nav: SoapErpServer) -> None:
     source = make_source(nav.url, http={"requests_per_second": 50, "timeout": 10})
     waits: list[float] = []

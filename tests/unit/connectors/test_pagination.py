@@ -133,3 +133,35 @@ def test_paginators_are_picked_by_type_and_reject_unknown_keys() -> None:
     assert isinstance(adapter.validate_python({"type": "range"}), RangePaginator)
     with pytest.raises(ValueError, match="extra"):
         adapter.validate_python({"type": "range", "units": "records"})
+
+
+CONFIGURED_HEADERS = {"X-Tenant": "acme"}  # configured headers: rebuilt from config, never stored
+
+
+@pytest.mark.parametrize(
+    ("pager", "body", "headers"),
+    [
+        (OffsetPaginator(type="offset"), {}, None),
+        (PageNumberPaginator(type="page_number"), {}, None),
+        (CursorPaginator(type="cursor"), {"next_cursor": "c-2"}, None),
+        (NextLinkPaginator(type="next_link", next_path="next"), {"next": "/x?page=2"}, None),
+        (
+            NextLinkPaginator(
+                type="next_link", page_size_header="Prefer", page_size_format="p={page_size}"
+            ),
+            {},
+            {"Link": '</x?page=2>; rel="next"'},
+        ),
+        (RangePaginator(type="range"), {}, {"Content-Range": "records 0-9/95"}),
+    ],
+    ids=["offset", "page_number", "cursor", "next_link", "link_header", "range"],
+)
+def test_a_position_holds_no_headers_and_resumes_the_same_request(
+    pager: Any, body: Any, headers: Any
+) -> None:
+    first = pager.first(PageRequest("/x", {"f": ["name"]}, CONFIGURED_HEADERS), 10)
+    nxt = pager.next(first, body, headers, 10, 10)
+    assert nxt is not None
+    position = pager.position(nxt)
+    assert "acme" not in repr(position) and "X-Tenant" not in repr(position)
+    assert pager.resume(first, position, 10) == nxt
