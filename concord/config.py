@@ -16,6 +16,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -53,7 +54,9 @@ class _Strict(BaseModel):
 
 MatchRuleType = Literal["crossref", "tax_id", "email", "fuzzy_name"]
 Corroboration = Literal["postcode", "city", "phone", "email_domain"]
-SurvivorshipStrategy = Literal["source_priority", "most_recent", "most_complete", "most_frequent"]
+SurvivorshipStrategy = Literal[
+    "original", "source_priority", "most_recent", "most_complete", "most_frequent"
+]
 GoldenField = Literal["name", "email", "phone", "address", "tax_id"]
 
 
@@ -114,9 +117,13 @@ class MatchRuleConfig(_Strict):
 
 
 class FieldSurvivorship(_Strict):
-    """How one golden field is chosen among a cluster's records (``sources``: highest first)."""
+    """How one golden field is chosen among a cluster's records (``sources``: highest first).
 
-    strategy: SurvivorshipStrategy = "most_recent"
+    ``original`` (the default) keeps the original record's value: source priority, then the
+    oldest record, then the most complete value.
+    """
+
+    strategy: SurvivorshipStrategy = "original"
     sources: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -133,9 +140,10 @@ class SurvivorshipConfig(_Strict):
     fields: dict[GoldenField, FieldSurvivorship] = Field(default_factory=dict)
 
     def for_field(self, name: GoldenField) -> FieldSurvivorship:
+        """The rule for one golden field, with the default source ranking filled in."""
         rule = self.fields.get(name, self.default)
-        if rule.strategy == "source_priority" and not rule.sources:
-            return FieldSurvivorship(strategy="source_priority", sources=self.source_priority)
+        if rule.strategy in ("source_priority", "original") and not rule.sources:
+            return FieldSurvivorship(strategy=rule.strategy, sources=self.source_priority)
         return rule
 
 
@@ -200,13 +208,37 @@ class IdentityConfig(_Strict):
         return next((r for r in self.rules if r.type == rule_type), None)
 
 
+class FxConfig(_Strict):
+    """Where dated exchange rates come from besides the ERPs' own (``exchange_rates`` entities).
+
+    ``rates_csv`` is a file with the columns ``date,currency,rate``: from that date one unit of
+    the currency is worth ``rate`` units of the base currency.
+    """
+
+    rates_csv: Path | None = None
+
+
+class PushGateConfig(_Strict):
+    """When to hold the push: the ERP receivable check differs by more than this in total.
+
+    ``receivable_tolerance`` is in the base currency; None (the default) never holds the push.
+    """
+
+    receivable_tolerance: Decimal | None = Field(default=None, ge=0)
+
+
 class PipelineConfig(_Strict):
     """The whole ``concord.yaml``: store, money, limits, sources, targets and identity."""
 
     path: Path = Path("concord.yaml")
     store_url: str = "sqlite:///var/concord.db"
     base_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    timezone: str = Field(
+        default="UTC", description="The company's time zone: business dates (due, overdue) use it"
+    )
     fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+    fx: FxConfig = Field(default_factory=FxConfig)
+    push_gate: PushGateConfig = Field(default_factory=PushGateConfig)
     reject_ratio: float = Field(default=0.1, ge=0, le=1)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     schedule: str = "0 2 * * *"
@@ -220,6 +252,15 @@ class PipelineConfig(_Strict):
         for code, rate in v.items():
             if not re.fullmatch(r"[A-Z]{3}", code) or rate <= 0:
                 raise ValueError(f"fx rate {code}={rate}: need an ISO currency and a rate > 0")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name: Europe/Berlin)") from None
         return v
 
     def resolve_path(self, p: Path) -> Path:
@@ -329,6 +370,8 @@ def _check_files(config: PipelineConfig, doc: LoadedYaml) -> None:
             files.append(
                 (("sources", sname, "entities", ename, "mapping"), ecfg.mapping, "mapping")
             )
+    if config.fx.rates_csv is not None:
+        files.append((("fx", "rates_csv"), config.fx.rates_csv, "exchange rates"))
     for tname, tcfg in config.targets.items():
         files.append((("targets", tname, "mapping"), tcfg.mapping, "mapping"))
         if tcfg.person_mapping is not None:

@@ -186,3 +186,7 @@ class LockBusy(StoreError):
 
 class RunFailed(ConcordError):
     """A run finished its work but broke a configured limit (e.g. the reject ratio)."""
+
+
+class PushHeld(ConcordError):
+    """The push gate held the push: the receivable check differs by more than its tolerance."""

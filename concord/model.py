@@ -8,12 +8,12 @@ checked against their fields on load, and ``concord schema`` exports their JSON 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from concord.utc import as_utc
 
@@ -88,19 +88,69 @@ class Customer(CanonicalModel):
         ),
     )
     is_person: bool = False
+    number: str | None = Field(
+        default=None, description="The ERP's own customer number (Tryton code, NAV No.)."
+    )
+    erp_receivable: Money | None = Field(
+        default=None,
+        description="What the ERP itself says the customer owes (Tryton receivable, NAV "
+        "Balance_LCY), in erp_receivable_currency.",
+    )
+    erp_receivable_currency: CurrencyCode | None = Field(
+        default=None, description="The ERP's company (local) currency the receivable is in."
+    )
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
 
 
 class OrderStatus(StrEnum):
-    """Where an order is in its life."""
+    """Where an order is in its life; what each status counts as is in ``ORDER_MEANING``.
+
+    ``draft``: being entered, nothing agreed. ``quote``: offered to the customer, not accepted.
+    ``open``: an order document not yet released for fulfilment (entered, awaiting approval).
+    ``confirmed``: agreed and released. ``shipped``: delivered, not yet closed. ``closed``:
+    done. ``cancelled``: never counts.
+    """
 
     DRAFT = "draft"
+    QUOTE = "quote"
     OPEN = "open"
     CONFIRMED = "confirmed"
     SHIPPED = "shipped"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+
+
+class StatusMeaning(StrEnum):
+    """What a document in a status counts as in the 360."""
+
+    NOTHING = "nothing"
+    QUOTE = "quote"
+    OPEN_WORK = "open_work"
+    REVENUE_OPEN = "revenue_open"
+    REVENUE = "revenue"
+
+    @property
+    def is_revenue(self) -> bool:
+        """Counted in revenue, order count, first/last order."""
+        return self in (StatusMeaning.REVENUE, StatusMeaning.REVENUE_OPEN)
+
+    @property
+    def is_open_work(self) -> bool:
+        """Counted in open orders (work still to do for the customer)."""
+        return self in (StatusMeaning.OPEN_WORK, StatusMeaning.REVENUE_OPEN)
+
+
+ORDER_MEANING: dict[OrderStatus, StatusMeaning] = {
+    OrderStatus.DRAFT: StatusMeaning.NOTHING,
+    OrderStatus.QUOTE: StatusMeaning.QUOTE,
+    OrderStatus.OPEN: StatusMeaning.OPEN_WORK,
+    OrderStatus.CONFIRMED: StatusMeaning.REVENUE_OPEN,
+    OrderStatus.SHIPPED: StatusMeaning.REVENUE,
+    OrderStatus.CLOSED: StatusMeaning.REVENUE,
+    OrderStatus.CANCELLED: StatusMeaning.NOTHING,
+}
+"""Order status -> what it counts as: quote and draft never revenue, cancelled never anything."""
 
 
 class OrderLine(CanonicalModel):
@@ -156,12 +206,16 @@ class Shipment(CanonicalModel):
 
 
 class InvoiceStatus(StrEnum):
-    """Where an invoice is."""
+    """Where an invoice is: only ``posted`` and ``paid`` invoices are billed (``BILLED``)."""
 
     DRAFT = "draft"
     POSTED = "posted"
     PAID = "paid"
     CANCELLED = "cancelled"
+
+
+BILLED: frozenset[InvoiceStatus] = frozenset({InvoiceStatus.POSTED, InvoiceStatus.PAID})
+"""Invoice statuses that count as invoiced; draft and cancelled invoices count as nothing."""
 
 
 class Invoice(CanonicalModel):
@@ -181,7 +235,7 @@ class Invoice(CanonicalModel):
 
 
 class PaymentStatus(StrEnum):
-    """Where a payment is."""
+    """Where a payment is: only ``completed`` money counts as paid (``ALLOCATED``)."""
 
     PENDING = "pending"
     COMPLETED = "completed"
@@ -189,8 +243,17 @@ class PaymentStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+ALLOCATED: frozenset[PaymentStatus] = frozenset({PaymentStatus.COMPLETED})
+"""Payment statuses whose money counts as received (allocated to its invoice, if any)."""
+
+
 class Payment(CanonicalModel):
-    """A payment received from a customer, against an invoice when known."""
+    """Money received from a customer and allocated to one invoice (``invoice_id``) when known.
+
+    Whatever the ERP calls it (Tryton ``account.payment`` or a reconciled cash-journal line,
+    a NAV customer ledger entry of type Payment), one row is one allocation: the amount in the
+    payment's currency on its date.
+    """
 
     ref: SourceRef
     reference: str
@@ -201,6 +264,26 @@ class Payment(CanonicalModel):
     amount: Money
     method: str | None = None
     status: PaymentStatus
+    updated_at: UtcDatetime | None = None
+
+
+class ExchangeRate(CanonicalModel):
+    """A dated exchange rate: ``units`` of ``currency`` are worth ``rate`` of ``base``.
+
+    The rate applies from ``valid_from`` until the currency's next rate of the same source.
+    ``base`` is None when the ERP quotes every currency against one unnamed common base, as
+    Tryton does (``currency.currency.rate``: a currency's rate is its units per common unit, so
+    ``units`` is Tryton's rate and ``rate`` is 1); then only rates of the same source can be
+    combined. NAV's Currency Exchange Rates give ``Exchange_Rate_Amount`` units worth
+    ``Relational_Exch_Rate_Amount`` of the local currency.
+    """
+
+    ref: SourceRef
+    currency: CurrencyCode
+    valid_from: date
+    units: Annotated[Decimal, Field(gt=0)] = Decimal(1)
+    rate: Annotated[Decimal, Field(gt=0)]
+    base: CurrencyCode | None = None
     updated_at: UtcDatetime | None = None
 
 
@@ -223,10 +306,54 @@ class LifecycleStage(StrEnum):
 
 
 class SourcedValue(CanonicalModel):
-    """A golden-record value and the source record that supplied it (survivorship lineage)."""
+    """A golden-record value, the source record that supplied it and the rule that chose it."""
 
     value: Any
     source: str
+    rule: str | None = None
+
+
+class CustomerNumber(CanonicalModel):
+    """An ERP customer number of one of the golden customer's records."""
+
+    source: str
+    number: str
+    record: str = Field(description="The record key (source:id) that carries the number.")
+    label: str = Field(default="", description="'source number', as pushed to CRMs")
+
+    @model_validator(mode="after")
+    def _label(self) -> CustomerNumber:
+        if not self.label:
+            self.label = f"{self.source} {self.number}"
+        return self
+
+
+class BalanceGap(CanonicalModel):
+    """Part of ``invoiced - paid - open`` and why it is there (base currency)."""
+
+    reason: str
+    amount: Money
+
+
+class FxUse(CanonicalModel):
+    """Which rates converted a customer's documents in one currency to the base currency."""
+
+    currency: CurrencyCode
+    source: str
+    rates: list[str] = Field(description="'valid_from: units currency = rate base' as applied")
+    documents: int
+
+
+class ChurnExplanation(CanonicalModel):
+    """How a churn figure was made: model, its parameters and the customer's history."""
+
+    model: str
+    params: dict[str, float] = Field(default_factory=dict)
+    x: int = Field(description="repeat purchases (orders after the first)")
+    t_x: float = Field(description="time of the last purchase since the first, in periods")
+    T: float = Field(description="time since the first purchase, in periods")
+    period_days: int = 7
+    reason: str = ""
 
 
 class Customer360(CanonicalModel):
@@ -241,6 +368,13 @@ class Customer360(CanonicalModel):
     country: str | None = None
     is_person: bool = False
     source_ids: list[str]
+    customer_numbers: list[CustomerNumber] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list, description="every record's e-mails")
+    phones: list[str] = Field(default_factory=list, description="every record's phones")
+    as_of: date | None = Field(
+        default=None, description="Business date every figure is as of (company timezone)."
+    )
+    timezone: str = "UTC"
     orders_count: int = 0
     lifetime_revenue: Money = Decimal(0)
     revenue_12m: Money = Decimal(0)
@@ -249,6 +383,7 @@ class Customer360(CanonicalModel):
     last_order_at: UtcDatetime | None = None
     days_since_last_order: int | None = None
     open_orders: int = 0
+    open_quotes: int = 0
     shipments_in_transit: int = 0
     shipments_late_90d: int = 0
     invoiced_total: Money = Decimal(0)
@@ -256,6 +391,22 @@ class Customer360(CanonicalModel):
     open_balance: Money = Decimal(0)
     overdue_balance: Money = Decimal(0)
     average_days_to_pay: float | None = None
+    unallocated_paid: Money = Decimal(0)
+    balance_gaps: list[BalanceGap] = Field(
+        default_factory=list, description="why invoiced != paid + open, with the amounts"
+    )
+    open_balance_basis: str = Field(
+        default="documents",
+        description="documents (invoices), erp_receivable (the ERP's own figure) or mixed",
+    )
+    erp_receivable: Money | None = None
+    erp_receivable_difference: Money | None = Field(
+        default=None, description="open balance - ERP receivable over the checked records"
+    )
+    fx: list[FxUse] = Field(default_factory=list)
+    unconverted: dict[str, int] = Field(
+        default_factory=dict, description="documents left out per currency: no rate"
+    )
     rfm_recency: int | None = None
     rfm_frequency: int | None = None
     rfm_monetary: int | None = None
@@ -263,6 +414,7 @@ class Customer360(CanonicalModel):
     lifecycle_stage: LifecycleStage = LifecycleStage.PROSPECT
     churn_risk: float | None = Field(default=None, description="1 - P(alive)")
     p_alive: float | None = None
+    churn: ChurnExplanation | None = None
     base_currency: CurrencyCode = "EUR"
     updated_at: UtcDatetime
     content_hash: str = ""
@@ -274,5 +426,6 @@ ENTITY_MODELS: dict[str, type[CanonicalModel]] = {
     "shipments": Shipment,
     "invoices": Invoice,
     "payments": Payment,
+    "exchange_rates": ExchangeRate,
 }
 """Canonical entity name -> model. Mapping files name one of these keys as their target."""

@@ -98,6 +98,9 @@ def build_dag(path: Path) -> DAG:
         params={
             "full_refresh": Param(False, type="boolean", description="Ignore watermarks."),
             "dry_run": Param(False, type="boolean", description="Plan pushes, send nothing."),
+            "push_anyway": Param(
+                False, type="boolean", description="Push although the receivable gate holds."
+            ),
             "sources": Param(None, type=["null", "array"], description="Only these sources."),
             "targets": Param(None, type=["null", "array"], description="Only these targets."),
         },

@@ -143,7 +143,7 @@ class BusinessCentralData:
                 "totalTaxAmount": tax,
                 "totalAmountIncludingTax": round(net + tax, 2),
                 "fullyShipped": o % 3 != 0,
-                "status": "Released" if o % 3 != 0 else "Open",
+                "status": "Open" if o % 3 != 0 else "Draft",  # Open: released
                 "lastModifiedDateTime": stamp(),
                 "salesOrderLines": lines,
             }

@@ -9,6 +9,8 @@ sales orders with lines (page SalesOrder) and customer ledger entries (page Cust
 invoices, and payments applied to them). Records are plain dicts of strings (decimals as
 "123.45", dates as "YYYY-MM-DD"), kept per page in primary-key order with an opaque NAV-like "Key"
 that ReadMultiple's bookmarkKey refers to. Currency "" means the local currency (EUR), as in NAV.
+A customer's Balance_LCY is the sum of its ledger entries' remaining amounts in the local currency
+(a foreign-currency entry at the sandbox's fixed rate, ``LCY_PER_UNIT``), as NAV's FlowField is.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ Record = dict[str, Any]
 PAGES: tuple[str, ...] = ("Customer", "SalesOrder", "CustLedgerEntry")
 LOCAL_CURRENCY = "EUR"
 CENT = Decimal("0.01")
+LCY_PER_UNIT = {"USD": Decimal("0.92"), "GBP": Decimal("1.17")}
+"""The sandbox's exchange rates: local currency per unit (the demo config's ``fx_rates``)."""
 
 _STEMS = (
     "Nordlicht",
@@ -273,6 +277,14 @@ class NavDataset:
         orders.sort(key=lambda r: r["No"])
         self.pages["SalesOrder"] = orders
         self.pages["CustLedgerEntry"] = entries  # Entry_No order
+        balance: dict[str, Decimal] = {}
+        for entry in entries:
+            rate = LCY_PER_UNIT.get(entry["Currency_Code"], Decimal(1))
+            remaining = (Decimal(entry["Remaining_Amount"]) * rate).quantize(CENT, ROUND_HALF_UP)
+            number = entry["Customer_No"]
+            balance[number] = balance.get(number, Decimal(0)) + remaining
+        for customer in self.pages["Customer"]:
+            customer["Balance_LCY"] = _money(balance.get(customer["No"], Decimal(0)))
 
     def _entry(
         self,

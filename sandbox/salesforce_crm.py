@@ -46,6 +46,7 @@ DEFAULT_FIELDS: dict[str, set[str]] = {
         "Lifecycle_Stage__c",
         "Orders_Count__c",
         "Last_Order_Date__c",
+        "ERP_Customer_Numbers__c",
     },
     "Contact": {
         "FirstName",

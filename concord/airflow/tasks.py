@@ -82,6 +82,7 @@ class TaskRun:
     window_end: datetime | None
     full_refresh: bool = False
     dry_run: bool = False
+    push_anyway: bool = False
     sources: list[str] | None = None
     targets: list[str] | None = None
     lock_owner: str | None = None
@@ -106,6 +107,7 @@ class TaskRun:
             window_end=as_utc(data_interval_end),
             full_refresh=bool(params.get("full_refresh", False)),
             dry_run=bool(params.get("dry_run", False)),
+            push_anyway=bool(params.get("push_anyway", False)),
             sources=list(params["sources"]) if params.get("sources") else None,
             targets=list(params["targets"]) if params.get("targets") else None,
             lock_owner=f"airflow {dag_id} {run_id}"[:200],
@@ -122,6 +124,7 @@ class TaskRun:
             sources=self.sources,
             targets=self.targets,
             dry_run=self.dry_run,
+            push_anyway=self.push_anyway,
         )
 
     def selects(self, item: TaskItem) -> bool:

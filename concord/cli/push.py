@@ -30,6 +30,9 @@ def push(
         bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")
     ] = False,
     limit: Annotated[int, typer.Option(help="Rows shown per section of the plan.")] = 50,
+    push_anyway: Annotated[
+        bool, typer.Option(help="Push although the receivable gate (push_gate) holds.")
+    ] = False,
 ) -> None:
     """Push changed customers to the CRM targets, or show what would change (--dry-run)."""
     cfg = load_config(config)
@@ -39,7 +42,10 @@ def push(
         raise ConfigError(
             f"unknown target {', '.join(unknown)}; known: {', '.join(cfg.targets) or 'none'}"
         )
-    ctx = open_context(cfg, RunOptions(trigger="cli-push", dry_run=dry_run, targets=names))
+    options = RunOptions(
+        trigger="cli-push", dry_run=dry_run, targets=names, push_anyway=push_anyway
+    )
+    ctx = open_context(cfg, options)
     if dry_run:
         plans = [dry_run_plan(ctx, name) for name in names]
         if as_json:

@@ -77,16 +77,31 @@ def run_summary(report: Mapping[str, Any]) -> Table:
         drift = [f"+{k}" for k in sorted(mp.get("unmapped_fields") or {})] + [
             f"-{k}" for k in sorted(mp.get("missing_fields") or {})
         ]
+        excluded = sum((ex.get("excluded") or {}).values())
         table.add_row(
             scope,
-            str(ex.get("records", "-")),
+            str(ex.get("records", "-")) + (f" ({excluded} excluded)" if excluded else ""),
             str(ex.get("new", "-")),
             str(ex.get("changed", "-")),
             str(mp.get("mapped", "-")),
             _warn(mp.get("rejected", 0)),
             ", ".join(sorted(drift))[:40] or "-",
         )
+    check = stages.get("build_360", {}).get("all", {}).get("receivable") or {}
+    if check.get("checked"):
+        table.add_row(
+            "open balance vs ERP receivable",
+            str(check["checked"]),
+            "",
+            "",
+            f"{check['matching']} match",
+            _warn(check["differing"]),
+            f"difference {check['difference']} {check['base_currency']}",
+        )
     for target, body in stages.get("push", {}).items():
+        if body.get("held"):
+            table.add_row(f"push → {target}", "", "", "", "[bold red]held[/]", "", "")
+            continue
         table.add_row(
             f"push → {target}",
             str(body.get("planned", 0)),
@@ -149,25 +164,88 @@ def customers_table(rows: list[dict[str, Any]], title: str = "Customer 360") -> 
     return table
 
 
+MONEY_METRICS = frozenset(
+    {
+        "lifetime_revenue",
+        "revenue_12m",
+        "average_order_value",
+        "invoiced_total",
+        "paid_total",
+        "open_balance",
+        "overdue_balance",
+        "unallocated_paid",
+        "erp_receivable",
+        "erp_receivable_difference",
+    }
+)
+METRICS = (
+    "orders_count",
+    "lifetime_revenue",
+    "revenue_12m",
+    "average_order_value",
+    "first_order_at",
+    "last_order_at",
+    "days_since_last_order",
+    "open_orders",
+    "open_quotes",
+    "shipments_in_transit",
+    "shipments_late_90d",
+    "invoiced_total",
+    "paid_total",
+    "open_balance",
+    "open_balance_basis",
+    "overdue_balance",
+    "average_days_to_pay",
+    "unallocated_paid",
+    "erp_receivable",
+    "erp_receivable_difference",
+    "rfm_recency",
+    "rfm_frequency",
+    "rfm_monetary",
+    "value_tier",
+    "lifecycle_stage",
+    "p_alive",
+    "churn_risk",
+)
+
+
 def render_customer(console: Console, view: CustomerView) -> None:
-    """Golden record with sources per value, links with their rules, then the 360 metrics."""
+    """Golden record (winning record and rule per value), numbers, links, then the 360 figures.
+
+    The figures come with what finance needs to trust them: the business date they are as of,
+    why invoiced is not paid + open when it is not, which exchange rates converted what, and
+    how the churn figure was made.
+    """
     d = view.data
     cur = d.get("base_currency", "")
     if view.asked_for:
         console.print(f"[yellow]{view.asked_for} was merged into {view.concord_id}[/]")
+    as_of = f", as of {d['as_of']} ({d.get('timezone', 'UTC')})" if d.get("as_of") else ""
     console.print(
         f"[bold]{d['name']['value']}[/]  {view.concord_id}  tier {d['value_tier']}, "
-        f"{d['lifecycle_stage']}"
+        f"{d['lifecycle_stage']}{as_of}"
     )
-    golden = Table("field", "value", "from", title="Golden record", title_justify="left")
+    golden = Table("field", "value", "from record", "rule", title="Golden record")
+    golden.title_justify = "left"
     for fname in ("name", "email", "phone", "address", "tax_id"):
         sv = d.get(fname)
         if sv:
             value = sv["value"]
             if isinstance(value, dict):
                 value = ", ".join(str(v) for v in value.values() if v)
-            golden.add_row(fname, str(value), sv["source"])
+            golden.add_row(fname, str(value), sv["source"], sv.get("rule") or "-")
+    for fname, many in (("email", d.get("emails") or []), ("phone", d.get("phones") or [])):
+        others = [v for v in many if v != (d.get(fname) or {}).get("value")]
+        if others:
+            golden.add_row(f"other {fname}s", ", ".join(others), "(all records)", "union")
     console.print(golden)
+    numbers = d.get("customer_numbers") or []
+    if numbers:
+        table = Table("source", "customer number", "record", title="ERP customer numbers")
+        table.title_justify = "left"
+        for n in numbers:
+            table.add_row(n["source"], n["number"], n["record"])
+        console.print(table)
     links = Table(
         "source record", "linked by", "score", "matched to", title="Sources", title_justify="left"
     )
@@ -180,47 +258,61 @@ def render_customer(console: Console, view: CustomerView) -> None:
         )
     console.print(links)
     metrics = Table("metric", "value", title="360 metrics", title_justify="left")
-    for key in (
-        "orders_count",
-        "lifetime_revenue",
-        "revenue_12m",
-        "average_order_value",
-        "first_order_at",
-        "last_order_at",
-        "days_since_last_order",
-        "open_orders",
-        "shipments_in_transit",
-        "shipments_late_90d",
-        "invoiced_total",
-        "paid_total",
-        "open_balance",
-        "overdue_balance",
-        "average_days_to_pay",
-        "rfm_recency",
-        "rfm_frequency",
-        "rfm_monetary",
-        "value_tier",
-        "lifecycle_stage",
-        "p_alive",
-        "churn_risk",
-    ):
+    for key in METRICS:
         value = d.get(key)
-        if (
-            key
-            in (
-                "lifetime_revenue",
-                "revenue_12m",
-                "average_order_value",
-                "invoiced_total",
-                "paid_total",
-                "open_balance",
-                "overdue_balance",
-            )
-            and value is not None
-        ):
+        if key in MONEY_METRICS and value is not None:
             value = money(value, cur)
         metrics.add_row(key, "-" if value is None else str(value))
     console.print(metrics)
+    _render_balance(console, d, cur)
+    _render_fx(console, d)
+    _render_churn(console, d)
+
+
+def _render_balance(console: Console, d: Mapping[str, Any], cur: str) -> None:
+    gaps = d.get("balance_gaps") or []
+    line = (
+        f"invoiced {money(d.get('invoiced_total', 0), cur)} = paid "
+        f"{money(d.get('paid_total', 0), cur)} + open {money(d.get('open_balance', 0), cur)}"
+    )
+    if not gaps:
+        console.print(f"balance: {line}")
+        return
+    table = Table("why invoiced != paid + open", "amount", title=f"balance: not {line}")
+    table.title_justify = "left"
+    for gap in gaps:
+        table.add_row(gap["reason"], money(gap["amount"], cur))
+    console.print(table)
+
+
+def _render_fx(console: Console, d: Mapping[str, Any]) -> None:
+    uses = d.get("fx") or []
+    missing = d.get("unconverted") or {}
+    if not uses and not missing:
+        return
+    table = Table("currency", "rates from", "rate applied", "documents", title="Exchange rates")
+    table.title_justify = "left"
+    for use in uses:
+        table.add_row(
+            use["currency"], use["source"], "\n".join(use["rates"]), str(use["documents"])
+        )
+    for currency, n in sorted(missing.items()):
+        table.add_row(currency, "[red]no rate[/]", "left out of the figures", str(n))
+    console.print(table)
+
+
+def _render_churn(console: Console, d: Mapping[str, Any]) -> None:
+    churn = d.get("churn")
+    if not churn:
+        return
+    params = ", ".join(f"{k}={v:.4g}" for k, v in churn.get("params", {}).items())
+    console.print(
+        f"churn risk {d.get('churn_risk')} by {churn['model']}"
+        + (f" ({params})" if params else "")
+        + f" from x={churn['x']} repeat purchases, t_x={churn['t_x']:.2f} and "
+        f"T={churn['T']:.2f} periods of {churn['period_days']} days"
+        + (f"; {churn['reason']}" if churn.get("reason") else "")
+    )
 
 
 def render_explanation(console: Console, ex: Explanation) -> None:

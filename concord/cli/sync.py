@@ -19,6 +19,9 @@ def sync(
     full_refresh: Annotated[bool, typer.Option(help="Ignore watermarks.")] = False,
     until: Annotated[str | None, typer.Option(help="Window end (ISO time); default now.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Plan pushes without sending.")] = False,
+    push_anyway: Annotated[
+        bool, typer.Option(help="Push although the receivable gate (push_gate) holds.")
+    ] = False,
 ) -> None:
     """Run the nightly sync once: extract, map, resolve, build 360, push, reconcile."""
     try:
@@ -26,7 +29,9 @@ def sync(
     except ValueError:
         raise typer.BadParameter(f"{until!r} is not an ISO time", param_hint="--until") from None
     cfg = load_config(config)
-    opts = RunOptions(full_refresh=full_refresh, dry_run=dry_run, window_end=window_end)
+    opts = RunOptions(
+        full_refresh=full_refresh, dry_run=dry_run, window_end=window_end, push_anyway=push_anyway
+    )
     with progress_events() as on_event:
         report = run_sync(cfg, opts, on_event=on_event)
     console.print(run_summary(report))

@@ -14,8 +14,21 @@ from concord.contracts.registry import (
     source_type,
     target_type,
 )
-from concord.contracts.sections import EntityConfig, ShardSpec, SourceConfig, TargetConfig
-from concord.contracts.source import Checkpoint, Page, Source, SourceType, Window
+from concord.contracts.sections import (
+    EntityConfig,
+    Exclusion,
+    ShardSpec,
+    SourceConfig,
+    TargetConfig,
+)
+from concord.contracts.source import (
+    Checkpoint,
+    ExcludingSource,
+    Page,
+    Source,
+    SourceType,
+    Window,
+)
 from concord.contracts.target import (
     MergingTarget,
     ObjectKind,
@@ -31,6 +44,8 @@ __all__ = [
     "TARGET_TYPES",
     "Checkpoint",
     "EntityConfig",
+    "ExcludingSource",
+    "Exclusion",
     "MergingTarget",
     "ObjectKind",
     "Page",

@@ -40,8 +40,39 @@ class ShardSpec(BaseModel):
         return as_utc(value)
 
 
+class Exclusion(BaseModel):
+    """``exclude`` on an entity: records whose value at ``path`` is one of ``values`` are left out.
+
+    Values compare as text (``1`` and ``"1"`` are the same). ``reason`` is what the run report
+    counts them under. A source can add exclusions of its own (``ExcludingSource``), such as the
+    Tryton profile's company party.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1)
+    values: list[str] = Field(min_length=1)
+    reason: str = ""
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        if isinstance(value, str | int):
+            value = [value]
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    def describe(self) -> str:
+        """What the run report counts excluded records under."""
+        return self.reason or f"{self.path} in {', '.join(self.values)}"
+
+
 class EntityConfig(BaseModel):
-    """One entity pulled from a source: its mapping file and incremental cursor."""
+    """One entity pulled from a source: its mapping file and incremental cursor.
+
+    ``id_prefix`` goes in front of the record id in the canonical table, so two entities of one
+    source can map into the same canonical entity (Tryton's ``account.payment`` and its
+    reconciled cash-journal lines both become payments) without their ids meeting.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -51,6 +82,12 @@ class EntityConfig(BaseModel):
     full_refresh: bool = False
     enabled: bool = True
     shards: ShardSpec | None = None
+    exclude: list[Exclusion] = Field(default_factory=list)
+    id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
+
+    def canonical_id(self, source_id: str) -> str:
+        """The canonical row's id for a staged record's id."""
+        return f"{self.id_prefix}{source_id}"
 
     @property
     def settings(self) -> dict[str, Any]:

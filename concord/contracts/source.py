@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from concord.contracts.sections import SourceConfig
+from concord.contracts.sections import Exclusion, SourceConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,19 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release connections; the source is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class ExcludingSource(Protocol):
+    """A source that knows records of an entity to leave out (Tryton: the company's own party).
+
+    The extract stage asks once per pull and leaves the matching records out, as it does for
+    the entity's configured ``exclude``.
+    """
+
+    def exclusions(self, entity: str) -> list[Exclusion]:
+        """The exclusions the source adds for ``entity`` (may ask the ERP; ``SourceError``)."""
         ...
 
 

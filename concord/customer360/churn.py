@@ -1,41 +1,61 @@
-"""Churn risk from purchase histories: the BG/NBD model (Fader, Hardie & Lee 2005).
+"""Churn risk from purchase histories: the MBG/NBD model (Batislam, Denizel & Filiztekin 2007).
 
-Each customer is summarised as (x, t_x, T): repeat purchases, time of the last purchase and age,
-both measured from the first purchase in periods (weeks by default). While alive a customer buys
-as a Poisson process with rate λ ~ Gamma(r, α); after each purchase they drop out with
-probability p ~ Beta(a, b). ``fit`` finds (r, α, a, b) by maximum likelihood (scipy, on log
-parameters so they stay positive); ``p_alive`` is the probability a customer with that history is
-still active, and churn risk is ``1 - p_alive``. The model needs repeat buyers to say anything:
-with fewer than ``min_repeat_customers`` of them (or when the fit fails) ``score`` falls back to a
-recency heuristic, ``exp(-recency / (2 * typical gap))``, and says so in ``ChurnScores.model``.
+Each customer is summarised as (x, t_x, T) in periods (weeks by default), counted in business
+days: ``x`` repeat purchases (orders after the first), ``t_x`` the time of the last purchase and
+``T`` the time since the first, both from the first purchase. While alive a customer buys as a
+Poisson process with rate λ ~ Gamma(r, α); at the first purchase and after every later one they
+drop out with probability p ~ Beta(a, b). Unlike BG/NBD (Fader, Hardie & Lee 2005), which can
+only lose a customer after a *repeat* purchase and so gives every one-time buyer P(alive) = 1,
+MBG/NBD lets a one-time buyer be gone: their P(alive) falls as time since the purchase grows.
+
+``fit`` is maximum likelihood over log parameters with bounds (L-BFGS-B), on the distinct
+histories in sorted order with their counts, so the same data give the same parameters in any
+process; it is checked (converged, finite, no parameter at a bound) and raises ``FitError``
+otherwise. ``score`` fits the base and scores everyone; with fewer than ``min_repeat_customers``
+repeat buyers, or when the fit fails its checks, it falls back to the recency heuristic
+``exp(-(T - t_x) / (2 * gap))`` (gap: the customer's mean time between purchases, for a one-time
+buyer the base's median) and gives the reason, which the run report carries.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
-from scipy.special import gammaln
+from scipy.special import digamma, expit, gammaln
 
 from concord.config import PipelineConfig
 from concord.customer360.metrics import CustomerTotals
 
 FloatArray = NDArray[np.float64]
+MODEL = "mbgnbd"
+FALLBACK = "recency_heuristic"
+LOG_BOUND = math.log(1e4)  # each parameter (α in units of the mean age) within [1e-4, 1e4]
+AT_BOUND = 1e-3  # a fitted log parameter this close to a bound means the data cannot pin it
+GRADIENT_TOLERANCE = 1e-5  # a line search that stops this flat is at the optimum
+
+
+class FitError(ValueError):
+    """The fit failed one of its checks; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)
-class BgNbdParams:
-    """Fitted BG/NBD parameters: purchase rate Gamma(r, alpha), dropout Beta(a, b)."""
+class MbgParams:
+    """Fitted MBG/NBD parameters: purchase rate Gamma(r, alpha), dropout Beta(a, b)."""
 
     r: float
     alpha: float
     a: float
     b: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The parameters by name (for reports and ``customers show``)."""
+        return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,135 +68,169 @@ class History:
 
 
 def log_likelihood(
-    params: BgNbdParams,
+    params: MbgParams,
     x: FloatArray,
     t_x: FloatArray,
     T: FloatArray,  # noqa: N803
 ) -> FloatArray:
-    """Per-customer log-likelihood, equation (6) of Fader, Hardie & Lee (2005)."""
+    """Per-customer log-likelihood of the MBG/NBD model."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     a1 = gammaln(r + x) - gammaln(r) + r * math.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a2 = gammaln(a + b) + gammaln(b + x + 1) - gammaln(b) - gammaln(a + b + x + 1)
     a3 = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
-    a4 = np.full_like(x, -np.inf)
-    a4[repeat] = (
-        math.log(a) - np.log(b + x[repeat] - 1) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
-    )
-    return np.asarray(a1 + a2 + np.logaddexp(a3, a4), dtype=np.float64)
+    a4 = math.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+    return np.asarray(a1 + a2 + a3 + np.logaddexp(a4, 0.0), dtype=np.float64)
 
 
-def _arrays(histories: Sequence[History]) -> tuple[FloatArray, FloatArray, FloatArray]:
-    x = np.fromiter((h.x for h in histories), dtype=np.float64, count=len(histories))
-    t_x = np.fromiter((h.t_x for h in histories), dtype=np.float64, count=len(histories))
-    T = np.fromiter((h.T for h in histories), dtype=np.float64, count=len(histories))  # noqa: N806
-    return x, t_x, T
-
-
-def fit(histories: Sequence[History]) -> BgNbdParams:
-    """Maximum-likelihood (r, alpha, a, b); raises ValueError when the optimiser fails."""
-    if not histories:
-        raise ValueError("no customers to fit")
-    x, t_x, T = _arrays(histories)  # noqa: N806
-    scale = float(np.mean(T)) or 1.0
-
-    def nll(logp: FloatArray) -> float:
-        r, alpha, a, b = np.exp(np.clip(logp, -20, 20))
-        ll = log_likelihood(BgNbdParams(r, alpha, a, b), x, t_x, T)
-        value = -float(np.sum(ll))
-        return value if math.isfinite(value) else 1e300
-
-    start = np.log(np.array([1.0, scale, 1.0, 1.0]))
-    best = None
-    for method in ("Nelder-Mead", "L-BFGS-B"):
-        res = minimize(
-            nll,
-            start if best is None else best.x,
-            method=method,
-            options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8}
-            if method == "Nelder-Mead"
-            else {"maxiter": 2000},
-        )
-        if best is None or res.fun <= best.fun:
-            best = res
-    if best is None or not math.isfinite(float(best.fun)) or float(best.fun) >= 1e299:
-        raise ValueError("BG/NBD fit did not converge")
-    r, alpha, a, b = (float(v) for v in np.exp(best.x))
-    return BgNbdParams(r, alpha, a, b)
-
-
-def p_alive(params: BgNbdParams, x: float, t_x: float, T: float) -> float:  # noqa: N803
-    """P(still active | x, t_x, T), equation (11) of the paper; 1.0 for one-time buyers."""
-    if x <= 0:
-        return 1.0
+def gradient(
+    params: MbgParams,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,  # noqa: N803
+) -> FloatArray:
+    """Per-customer derivative of ``log_likelihood`` by (log r, log alpha, log a, log b)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    log_ratio = (r + x) * (math.log(alpha + T) - math.log(alpha + t_x))
-    odds = math.log(a) - math.log(b + x - 1) + log_ratio
-    if odds > 700:
+    log_ratio = np.log(alpha + T) - np.log(alpha + t_x)
+    a4 = math.log(a) - np.log(b + x) + (r + x) * log_ratio
+    s = expit(a4)  # d log(1 + e^a4) / d a4
+    d_r = digamma(r + x) - digamma(r) + math.log(alpha) - np.log(alpha + T) + s * log_ratio
+    d_alpha = (
+        r / alpha - (r + x) / (alpha + T) + s * (r + x) * (1 / (alpha + T) - 1 / (alpha + t_x))
+    )
+    d_a = digamma(a + b) - digamma(a + b + x + 1) + s / a
+    d_b = digamma(a + b) + digamma(b + x + 1) - digamma(b) - digamma(a + b + x + 1) - s / (b + x)
+    return np.stack([r * d_r, alpha * d_alpha, a * d_a, b * d_b])
+
+
+def _distinct(histories: list[History]) -> tuple[FloatArray, FloatArray]:
+    """Distinct (x, t_x, T) rows in sorted order and how many customers share each."""
+    rows = np.array([(h.x, h.t_x, h.T) for h in histories], dtype=np.float64)
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    return unique, counts.astype(np.float64)
+
+
+def fit(histories: list[History]) -> MbgParams:
+    """Maximum-likelihood (r, alpha, a, b), bounded and checked; ``FitError`` when it fails."""
+    if not histories:
+        raise FitError("no customers to fit")
+    rows, weights = _distinct(histories)
+    scale = float(np.dot(weights, rows[:, 2]) / weights.sum()) or 1.0
+    x, t_x, T = rows[:, 0], rows[:, 1] / scale, rows[:, 2] / scale  # noqa: N806
+    total = float(weights.sum())
+
+    def nll(logp: FloatArray) -> tuple[float, FloatArray]:
+        params = MbgParams(*(float(v) for v in np.exp(logp)))
+        value = -float(np.dot(weights, log_likelihood(params, x, t_x, T))) / total
+        grad = -(gradient(params, x, t_x, T) @ weights) / total
+        if not math.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros(4)
+        return value, grad
+
+    result = minimize(
+        nll,
+        np.zeros(4),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-LOG_BOUND, LOG_BOUND)] * 4,
+        options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-10},
+    )
+    if not math.isfinite(float(result.fun)) or float(result.fun) >= 1e299:
+        raise FitError("the likelihood is not finite at the optimum")
+    logp = np.asarray(result.x, dtype=np.float64)
+    steepest = float(np.max(np.abs(np.asarray(result.jac, dtype=np.float64))))
+    if not result.success and steepest > GRADIENT_TOLERANCE:
+        raise FitError(
+            f"the optimiser did not converge: {result.message} (gradient {steepest:.2g})"
+        )
+    names = ("r", "alpha", "a", "b")
+    stuck = [n for n, v in zip(names, logp, strict=True) if LOG_BOUND - abs(v) < AT_BOUND]
+    if stuck:
+        raise FitError(
+            f"implausible fit: {', '.join(stuck)} at the bound of its range (the data cannot "
+            "tell it, e.g. repeat purchases on the day of the first)"
+        )
+    r, alpha, a, b = (float(v) for v in np.exp(logp))
+    return MbgParams(r, alpha * scale, a, b)
+
+
+def p_alive(params: MbgParams, x: float, t_x: float, T: float) -> float:  # noqa: N803
+    """P(still active | x, t_x, T): 1 / (1 + a/(b+x) * ((α+T)/(α+t_x))^(r+x))."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    log_odds = (
+        math.log(a) - math.log(b + x) + (r + x) * (math.log(alpha + T) - math.log(alpha + t_x))
+    )
+    if log_odds > 700:
         return 0.0
-    return 1.0 / (1.0 + math.exp(odds))
+    return 1.0 / (1.0 + math.exp(log_odds))
 
 
 def recency_p_alive(x: int, t_x: float, T: float, typical_gap: float) -> float:  # noqa: N803
     """Fallback: exp(-(time since last purchase) / (2 x the customer's or base's gap))."""
-    gap = (t_x / x) if x > 0 else typical_gap
+    gap = (t_x / x) if x > 0 and t_x > 0 else typical_gap
     gap = max(gap, typical_gap / 4, 1e-9)
     return math.exp(-max(T - t_x, 0.0) / (2.0 * gap))
 
 
 @dataclass(frozen=True, slots=True)
 class ChurnScores:
-    """P(alive) per customer, which model produced them and the fitted parameters, if any."""
+    """P(alive) per customer, the model that produced them, its parameters and why."""
 
     p_alive: dict[str, float]
-    model: str  # "bgnbd" | "recency_heuristic"
-    params: BgNbdParams | None
+    model: str
+    params: MbgParams | None
     repeat_customers: int
     reason: str
+    histories: dict[str, History]
 
 
-def score(histories: dict[str, History], min_repeat_customers: int = 30) -> ChurnScores:
-    """Fit BG/NBD on the base and score everyone; fall back to recency on small bases."""
-    repeat = sum(1 for h in histories.values() if h.x > 0)
-    reason = ""
+def score(histories: Mapping[str, History], min_repeat_customers: int = 30) -> ChurnScores:
+    """Fit MBG/NBD on the base and score everyone; fall back to recency, saying why."""
+    keys = sorted(histories)
+    ordered = {k: histories[k] for k in keys}
+    repeat = sum(1 for h in ordered.values() if h.x > 0)
     if repeat >= min_repeat_customers:
         try:
-            params = fit(list(histories.values()))
-        except ValueError as exc:
-            reason = str(exc)
+            params = fit(list(ordered.values()))
+            scores = {k: p_alive(params, h.x, h.t_x, h.T) for k, h in ordered.items()}
+            if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in scores.values()):
+                raise FitError("P(alive) outside [0, 1] for some customer")
+        except (FitError, ValueError, OverflowError, ZeroDivisionError) as exc:
+            reason = f"MBG/NBD fit failed its checks: {exc}"
         else:
             return ChurnScores(
-                {k: p_alive(params, h.x, h.t_x, h.T) for k, h in histories.items()},
-                "bgnbd",
+                scores,
+                MODEL,
                 params,
                 repeat,
-                f"fitted on {len(histories)} customers, {repeat} with repeat purchases",
+                f"fitted on {len(ordered)} customers, {repeat} with repeat purchases",
+                ordered,
             )
     else:
         reason = f"{repeat} repeat customers, fewer than {min_repeat_customers} needed to fit"
-    gaps = [h.t_x / h.x for h in histories.values() if h.x > 0]
+    gaps = [h.t_x / h.x for h in ordered.values() if h.x > 0 and h.t_x > 0]
     typical = float(np.median(gaps)) if gaps else 8.0
     return ChurnScores(
-        {k: recency_p_alive(h.x, h.t_x, h.T, typical) for k, h in histories.items()},
-        "recency_heuristic",
+        {k: recency_p_alive(h.x, h.t_x, h.T, typical) for k, h in ordered.items()},
+        FALLBACK,
         None,
         repeat,
         reason,
+        ordered,
     )
 
 
 def churn_scores(
-    accs: dict[str, CustomerTotals], as_of: datetime, config: PipelineConfig
+    accs: Mapping[str, CustomerTotals], today: date, config: PipelineConfig
 ) -> ChurnScores:
-    """BG/NBD (or the documented fallback) over every customer with an order."""
-    period = 86400.0 * config.identity.churn.period_days
+    """MBG/NBD (or the documented fallback) over every customer with a revenue order."""
+    period = float(config.identity.churn.period_days)
     histories = {
         gid: History(
             x=max(a.orders - 1, 0),
-            t_x=(a.last_order - a.first_order).total_seconds() / period,
-            T=max((as_of - a.first_order).total_seconds() / period, 0.0),
+            t_x=(a.last_order_day - a.first_order_day).days / period,
+            T=max((today - a.first_order_day).days, 0) / period,
         )
         for gid, a in accs.items()
-        if a.first_order is not None and a.last_order is not None and a.orders > 0
+        if a.first_order_day is not None and a.last_order_day is not None and a.orders > 0
     }
     return score(histories, config.identity.churn.min_repeat_customers)

@@ -1,4 +1,7 @@
-"""Finding a golden customer by concord id, source key or name (``concord customers show``).
+"""Finding a golden customer by concord id, record key, ERP customer number or name.
+
+This is ``concord customers show``: a sales user can paste the number the ERP shows
+(``C00002``, NAV's ``10000``), or ``source:number`` to say which ERP.
 
 ``find_customers`` follows merged ids to their survivor, so an id the CRM still holds from before a
 merge keeps working, and returns each customer's 360 row with every linked source record (rule,
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from concord.identity.ids import surviving_id
 from concord.model import split_record_key
@@ -29,8 +32,8 @@ class CustomerView:
 
 
 def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerView]:
-    """Exact concord id, then 'source:id' of a linked record, then a name substring."""
-    c360, il = t.customer360, t.identity_links
+    """Exact concord id, 'source:id' of a linked record, an ERP customer number, a name part."""
+    c360, il, cust = t.customer360, t.identity_links, t.customers
     with store.engine.connect() as conn:
         asked: str | None = None
         survivor = surviving_id(conn, query) or query
@@ -46,6 +49,15 @@ def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerVi
                     select(il.c.concord_id).where(il.c.source == source, il.c.source_id == sid)
                 ).scalars()
             )
+        if not ids:
+            number = select(il.c.concord_id).join(
+                cust, and_(cust.c.source == il.c.source, cust.c.source_id == il.c.source_id)
+            )
+            source, _, bare = query.partition(":")
+            by_number = cust.c.number == query
+            if bare:
+                by_number = by_number | and_(cust.c.source == source, cust.c.number == bare)
+            ids = sorted(set(conn.execute(number.where(by_number)).scalars()))
         if not ids:
             ids = list(
                 conn.execute(

@@ -1,14 +1,14 @@
 """Segments of the customer base: RFM quintile scores, Pareto value tiers, lifecycle stages.
 
-Scores are relative to the whole base at ``as_of``: RFM scores rank buyers by recency, frequency
-and revenue into quintiles; value tier A is the smallest set of customers making 80% of revenue,
-B the next 15%, C the rest.
+Scores are relative to the whole base at the business date ``today``: RFM scores rank buyers by
+recency, frequency and revenue into quintiles; value tier A is the smallest set of customers
+making 80% of revenue, B the next 15%, C the rest. Days count business dates.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from datetime import datetime
+from datetime import date
 from decimal import Decimal
 
 from concord.customer360.metrics import CustomerTotals
@@ -28,14 +28,16 @@ def quintiles(values: dict[str, float]) -> dict[str, int]:
     return {key: 1 + min(4, (5 * bisect_left(ordered, v)) // (n - 1)) for key, v in values.items()}
 
 
-def rfm_scores(accs: dict[str, CustomerTotals], as_of: datetime) -> dict[str, tuple[int, int, int]]:
-    """RFM quintile scores (1-5) among customers with at least one order."""
-    buyers = {gid: a for gid, a in accs.items() if a.last_order is not None and a.orders > 0}
-    recency = quintiles(
-        {gid: -float((as_of - a.last_order).days) for gid, a in buyers.items()}  # type: ignore[operator]
-    )
-    frequency = quintiles({gid: float(a.orders) for gid, a in buyers.items()})
-    monetary = quintiles({gid: float(a.revenue) for gid, a in buyers.items()})
+def rfm_scores(accs: dict[str, CustomerTotals], today: date) -> dict[str, tuple[int, int, int]]:
+    """RFM quintile scores (1-5) among customers with at least one revenue order."""
+    buyers = {
+        gid: (a, a.last_order_day)
+        for gid, a in accs.items()
+        if a.last_order_day is not None and a.orders > 0
+    }
+    recency = quintiles({gid: -float((today - last).days) for gid, (_a, last) in buyers.items()})
+    frequency = quintiles({gid: float(a.orders) for gid, (a, _last) in buyers.items()})
+    monetary = quintiles({gid: float(a.revenue) for gid, (a, _last) in buyers.items()})
     return {gid: (recency[gid], frequency[gid], monetary[gid]) for gid in buyers}
 
 
@@ -60,13 +62,13 @@ def value_tiers(revenue: dict[str, Decimal]) -> dict[str, ValueTier]:
     return tiers
 
 
-def lifecycle_stage(a: CustomerTotals, as_of: datetime) -> LifecycleStage:
+def lifecycle_stage(a: CustomerTotals, today: date) -> LifecycleStage:
     """New (first order within 90 days), active, at risk, lapsed, or prospect (no order)."""
-    if a.last_order is None or a.first_order is None:
+    if a.last_order_day is None or a.first_order_day is None:
         return LifecycleStage.PROSPECT
-    if (as_of - a.first_order).days <= 90:
+    if (today - a.first_order_day).days <= 90:
         return LifecycleStage.NEW
-    since = (as_of - a.last_order).days
+    since = (today - a.last_order_day).days
     if since <= 180:
         return LifecycleStage.ACTIVE
     if since <= 365:

@@ -32,6 +32,7 @@ class RunOptions:
 
     ``window_start`` is the start the orchestrator asks for (Airflow's data interval); each
     extract widens it back to the entity's watermark (``concord.pipeline.extract.window_start``).
+    ``push_anyway`` pushes although the receivable gate (``push_gate``) would hold the push.
     """
 
     run_id: str | None = None
@@ -43,6 +44,7 @@ class RunOptions:
     sources: list[str] | None = None
     targets: list[str] | None = None
     dry_run: bool = False
+    push_anyway: bool = False
 
 
 @dataclass

@@ -2,8 +2,11 @@
 
 Each page is staged together with the checkpoint that resumes after it, in one transaction; the
 watermark advances only when the whole window was committed. Records without an id are stored as
-rejects with their payload. Where the window starts is one rule for the CLI and Airflow
-(``window_start``). A large entity can instead be pulled in shards (``concord.pipeline.shards``).
+rejects with their payload. Records an ``exclude`` of the entity (or of the source itself, such
+as Tryton's company party) names are left out and counted by reason; one staged before it was
+excluded is removed with its canonical row. Where the window starts is one rule for the CLI and
+Airflow (``window_start``). A large entity can instead be pulled in shards
+(``concord.pipeline.shards``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from concord.contracts import Checkpoint, Window, build_source
+from concord.contracts import (
+    Checkpoint,
+    EntityConfig,
+    ExcludingSource,
+    Exclusion,
+    Source,
+    Window,
+    build_source,
+)
 from concord.errors import SourceError
 from concord.hashing import digest
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ExtractReport, PullCounts
 from concord.redact import contains_secret
 from concord.store import Reject, StagedRow
+from concord.store import tables as t
 from concord.utc import parse_time, utcnow
 
 ProgressSaver = Callable[[Connection, str | None, str | None], None]
@@ -86,6 +98,31 @@ def _cursor_value(record: dict[str, Any], path: str | None) -> str | None:
     return None if value is None else str(value)
 
 
+class Excluder:
+    """The entity's exclusions as (path, values, reason); tells whether a record is left out."""
+
+    def __init__(self, rules: list[Exclusion]) -> None:
+        self.rules = [(r.path.split("."), frozenset(r.values), r.describe()) for r in rules]
+
+    @classmethod
+    def for_entity(cls, source: Source, entity: str, ecfg: EntityConfig) -> Excluder:
+        """The configured ``exclude`` rules and those the source adds itself."""
+        rules = list(ecfg.exclude)
+        if isinstance(source, ExcludingSource):
+            rules.extend(source.exclusions(entity))
+        return cls(rules)
+
+    def reason(self, record: dict[str, Any]) -> str | None:
+        """Why ``record`` is left out, or None when it is kept."""
+        for parts, values, why in self.rules:
+            value: Any = record
+            for part in parts:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None and str(value) in values:
+                return why
+        return None
+
+
 def pull(
     ctx: RunContext,
     source_name: str,
@@ -100,10 +137,14 @@ def pull(
     scfg = ctx.config.sources[source_name]
     ecfg = scfg.entities[entity]
     source = build_source(scfg)
+    mapping = ctx.mappings.get((source_name, entity))
+    canonical = t.CANONICAL_TABLES.get(mapping.entity) if mapping is not None else None
     try:
+        excluder = Excluder.for_entity(source, entity, ecfg)
         for page in source.extract(entity, window, Checkpoint(resume) if resume else None):
             rows: list[StagedRow] = []
             rejects: list[Reject] = []
+            dropped: list[str] = []
             for record in page.records:
                 payload = orjson.dumps(record)
                 sid = record.get(ecfg.id_field) if isinstance(record, dict) else None
@@ -121,12 +162,28 @@ def pull(
                         )
                     )
                     continue
+                why = excluder.reason(record) if excluder.rules else None
+                if why is not None:
+                    report.excluded[why] = report.excluded.get(why, 0) + 1
+                    dropped.append(str(sid))
+                    continue
                 cursor = _cursor_value(record, ecfg.cursor_field)
                 high = max_cursor(high, cursor)
                 rows.append(StagedRow(str(sid), payload, digest(payload), cursor))
             token = page.checkpoint.token if page.checkpoint else None
             refuse_secret_checkpoint(source_name, token)
             with ctx.store.begin() as conn:
+                if dropped and canonical is not None:
+                    ids = [ecfg.canonical_id(sid) for sid in dropped]
+                    ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
+                    ctx.store.resolve_rejects(
+                        conn,
+                        stage="map",
+                        source=source_name,
+                        entity=entity,
+                        source_ids=dropped,
+                        run_id=ctx.run_id,
+                    )
                 counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
                 ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
                 save_progress(conn, token, high)

@@ -63,6 +63,7 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> MapReport:
     """Map pending raw records to canonical rows; failures become rejects with the payload."""
     started = utcnow()
     mapping = ctx.mappings[(source_name, entity)]
+    ecfg = ctx.config.sources[source_name].entities[entity]
     model_cls = ENTITY_MODELS[mapping.entity]
     table = t.CANONICAL_TABLES[mapping.entity]
     report = MapReport(canonical_entity=mapping.entity)
@@ -92,7 +93,8 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> MapReport:
             try:
                 out = mapping.apply(record)
                 out.pop("id", None)
-                out["ref"] = {"system": source_name, "entity": entity, "id": sid}
+                ref_id = ecfg.canonical_id(sid)
+                out["ref"] = {"system": source_name, "entity": entity, "id": ref_id}
                 model = model_cls.model_validate(out)
             except RecordRejected as exc:
                 rejects.append(

@@ -4,13 +4,17 @@ Only customers whose outbound properties changed since the target last accepted 
 (``concord.push.diff``), in batches of the target's size per object kind, each batch's outcomes
 stored with it (``concord.push.send``); then merged-away customers are merged, marked or deleted
 in the target (``concord.push.merges``), never left as duplicates. A dry run reports the plan
-(``concord.push.plan``) and sends nothing.
+(``concord.push.plan``) and sends nothing. Before anything is sent the receivable gate
+(``concord.customer360.receivable.gate``) is asked: when concord's open balances differ from the
+ERPs' own receivables by more than ``push_gate.receivable_tolerance`` the push is held (the stage
+is recorded as failed and ``PushHeld`` raised) unless the run says ``push_anyway``.
 """
 
 from __future__ import annotations
 
 from concord.contracts import ObjectKind, build_target, target_type
-from concord.errors import ConcordError
+from concord.customer360.receivable import gate
+from concord.errors import ConcordError, PushHeld
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import PushReport
 from concord.push.diff import MapFailure, PlannedUpsert, Refresh, candidates, unchanged_count
@@ -27,6 +31,9 @@ def push(ctx: RunContext, target_name: str) -> PushReport:
     the API calls made (splits included, HTTP retries not).
     """
     started = utcnow()
+    with ctx.store.engine.connect() as conn:
+        verdict = gate(conn, ctx.config)
+    held = verdict.message if verdict.held and not ctx.options.push_anyway else None
     if ctx.options.dry_run:
         plan = dry_run_plan(ctx, target_name)
         counts = plan.counts()
@@ -36,9 +43,13 @@ def push(ctx: RunContext, target_name: str) -> PushReport:
             mapping_failed=counts.mapping_failed,
             dry_run=True,
             plan=counts,
+            held=held,
         )
         record_stage(ctx, "push", target_name, started, summary)
         return summary
+    if held is not None:
+        record_stage(ctx, "push", target_name, started, PushReport(held=held), status="failed")
+        raise PushHeld(held)
     tcfg = ctx.config.targets[target_name]
     report = PushReport()
     size = batch_size(tcfg, target_type(tcfg.type))

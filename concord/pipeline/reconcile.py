@@ -5,9 +5,11 @@ rejected or still pending) and, for what this run pulled, counts and money total
 the pulled payloads run through the entity's mapping on one side, the canonical rows written for
 them on the other. For every target it checks that each golden customer with a 360 row was
 pushed (accepted or rejected with a reason) unless the run was a dry run. Any difference is listed
-in ``mismatches`` with source, entity and numbers, so the run report flags it; reconciliation never
-fails the run by itself. Work is proportional to what the run pulled, read in batches; above
-``MONEY_SAMPLE`` records the money re-check covers a deterministic sample (the counts stay exact).
+in ``mismatches`` with source, entity and numbers, so the run report flags it; so is a difference
+between the 360 rows' open balances and the ERPs' own receivables (``receivable``, the same sum
+the push gate reads). Reconciliation never fails the run by itself. Work is proportional to what
+the run pulled, read in batches; above ``MONEY_SAMPLE`` records the money re-check covers a
+deterministic sample (the counts stay exact).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, and_, case, func, select, true
+from sqlalchemy import Connection, Table, and_, case, func, literal, select, true
 
+from concord.customer360.receivable import gate
 from concord.errors import RecordRejected
 from concord.mapping import Mapping
 from concord.pipeline.context import RunContext, record_stage
@@ -44,14 +47,15 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
         for sname, scfg in ctx.config.sources.items():
             for ename in scfg.entities:
                 mapping = ctx.mappings[(sname, ename)]
-                row = entity_counts(conn, sname, ename, mapping)
+                prefix = scfg.entities[ename].id_prefix
+                row = entity_counts(conn, sname, ename, mapping, prefix)
                 if row["staged"] != row["canonical"] + row["rejected"] + row["pending"]:
                     out.mismatches.append(
                         f"{sname}/{ename}: staged {row['staged']} != canonical "
                         f"{row['canonical']} + rejected {row['rejected']} + pending "
                         f"{row['pending']}"
                     )
-                pulled = pulled_this_run(conn, ctx.run_id, sname, ename, mapping)
+                pulled = pulled_this_run(conn, ctx.run_id, sname, ename, mapping, prefix)
                 row["this_run"] = pulled
                 out.mismatches.extend(f"{sname}/{ename}: {m}" for m in pulled.pop("problems"))
                 out.entities.append(row)
@@ -65,13 +69,33 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
                     "neither pushed nor rejected"
                 )
             out.targets.append(body)
+        verdict = gate(conn, ctx.config)
+        out.receivable = {"customers": verdict.customers, "difference": str(verdict.difference)}
+        if verdict.difference:
+            out.mismatches.append(
+                f"open balances differ from the ERPs' own receivables by {verdict.difference} "
+                f"{ctx.config.base_currency} over {verdict.customers} checked customers"
+            )
     out.ok = not out.mismatches
     record_stage(ctx, "reconcile", "all", started, out)
     return out
 
 
-def entity_counts(conn: Connection, source: str, entity: str, mapping: Mapping) -> dict[str, Any]:
-    """Whole-store counts for one source entity and canonical money totals per currency."""
+def _canonical_of(table: Table, prefix: str) -> Any:
+    """The join of raw records to the canonical rows mapped from them (ids may be prefixed)."""
+    raw = t.raw_records
+    source_id = literal(prefix) + raw.c.source_id if prefix else raw.c.source_id
+    return and_(table.c.source == raw.c.source, table.c.source_id == source_id)
+
+
+def entity_counts(
+    conn: Connection, source: str, entity: str, mapping: Mapping, prefix: str = ""
+) -> dict[str, Any]:
+    """Whole-store counts for one source entity and canonical money totals per currency.
+
+    Canonical rows are counted through the raw records they were mapped from, so two entities
+    of one source mapping into the same canonical table (``id_prefix``) are counted apart.
+    """
     raw, rj = t.raw_records, t.rejects
     table = t.CANONICAL_TABLES[mapping.entity]
     at_source = and_(raw.c.source == source, raw.c.entity == entity)
@@ -80,7 +104,9 @@ def entity_counts(conn: Connection, source: str, entity: str, mapping: Mapping) 
         select(func.count()).select_from(raw).where(at_source, raw.c.pending.is_(True))
     ).scalar_one()
     canonical = conn.execute(
-        select(func.count()).select_from(table).where(table.c.source == source)
+        select(func.count())
+        .select_from(raw.join(table, _canonical_of(table, prefix)))
+        .where(at_source, raw.c.pending.is_(False))
     ).scalar_one()
     rejected = conn.execute(
         select(func.count(func.distinct(rj.c.source_id))).where(
@@ -98,25 +124,25 @@ def entity_counts(conn: Connection, source: str, entity: str, mapping: Mapping) 
         "canonical": int(canonical),
         "rejected": int(rejected),
         "pending": int(pending),
-        "money": canonical_money(conn, table, source),
+        "money": canonical_money(conn, table, source, entity),
     }
 
 
-def canonical_money(conn: Connection, table: Table, source: str) -> dict[str, str]:
-    """Money totals per currency of a source's canonical rows ({} for entities without money)."""
+def canonical_money(conn: Connection, table: Table, source: str, entity: str) -> dict[str, str]:
+    """Money totals per currency of a source entity's canonical rows ({} without money)."""
     column = MONEY_COLUMNS.get(table.name)
     if column is None:
         return {}
     rows = conn.execute(
         select(table.c.currency, func.sum(table.c[column]))
-        .where(table.c.source == source)
+        .where(table.c.source == source, table.c.data["ref"]["entity"].as_string() == entity)
         .group_by(table.c.currency)
     )
     return {str(cur): str(money_or_zero(total)) for cur, total in rows}
 
 
 def _mapped_payloads(
-    conn: Connection, where: Any, table: Table, column: str
+    conn: Connection, where: Any, table: Table, column: str, prefix: str
 ) -> Iterator[list[tuple[str, bytes, str, Decimal | None]]]:
     """Pulled payloads of canonical records matching ``where``, with their stored money.
 
@@ -127,10 +153,7 @@ def _mapped_payloads(
     while True:
         rows = conn.execute(
             select(raw.c.source_id, raw.c.payload, table.c.currency, table.c[column])
-            .join(
-                table,
-                and_(table.c.source == raw.c.source, table.c.source_id == raw.c.source_id),
-            )
+            .join(table, _canonical_of(table, prefix))
             .where(where, raw.c.source_id > after)
             .order_by(raw.c.source_id)
             .limit(BATCH)
@@ -163,7 +186,7 @@ def _money(value: Any) -> Decimal | None:
 
 
 def pulled_this_run(
-    conn: Connection, run_id: str, source: str, entity: str, mapping: Mapping
+    conn: Connection, run_id: str, source: str, entity: str, mapping: Mapping, prefix: str = ""
 ) -> dict[str, Any]:
     """What this run pulled (new or changed payloads) against what became of each record.
 
@@ -175,9 +198,7 @@ def pulled_this_run(
     table = t.CANONICAL_TABLES[mapping.entity]
     column = MONEY_COLUMNS.get(table.name)
     this_run = and_(raw.c.source == source, raw.c.entity == entity, raw.c.run_id == run_id)
-    joined = raw.join(
-        table, and_(table.c.source == raw.c.source, table.c.source_id == raw.c.source_id)
-    )
+    joined = raw.join(table, _canonical_of(table, prefix))
     done = and_(this_run, raw.c.pending.is_(False))
 
     def count(query: Any) -> int:
@@ -192,11 +213,7 @@ def pulled_this_run(
         ).one()
     )
     canonical = count(select(func.count()).select_from(joined).where(done))
-    has_canonical = (
-        select(table.c.source_id)
-        .where(table.c.source == raw.c.source, table.c.source_id == raw.c.source_id)
-        .exists()
-    )
+    has_canonical = select(table.c.source_id).where(_canonical_of(table, prefix)).exists()
     has_reject = (
         select(rj.c.id)
         .where(
@@ -252,7 +269,7 @@ def pulled_this_run(
     store_money: dict[str, Decimal] = defaultdict(Decimal)
     pull_money: dict[str, Decimal] = defaultdict(Decimal)
     checked = 0
-    for batch in _mapped_payloads(conn, and_(done, sample), table, column):
+    for batch in _mapped_payloads(conn, and_(done, sample), table, column, prefix):
         for _sid, payload, currency, stored in batch:
             checked += 1
             store_money[currency] += money_or_zero(stored)

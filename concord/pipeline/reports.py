@@ -38,6 +38,7 @@ class PullCounts(StageReport):
     changed: int = 0
     unchanged: int = 0
     missing_id: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
     window_start: str | None = None
 
@@ -45,6 +46,8 @@ class PullCounts(StageReport):
         """Count ``other`` in too (the shards of one entity)."""
         for name in ("pages", "records", "new", "changed", "unchanged", "missing_id"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.excluded.items():
+            self.excluded[reason] = self.excluded.get(reason, 0) + n
         self.resumed = self.resumed or other.resumed
 
 
@@ -97,12 +100,22 @@ class ResolveReport(StageReport):
 
 @dataclass
 class Build360Report(StageReport):
-    """Customer-360 rows computed and written, unconverted money, which churn model ran."""
+    """Customer-360 rows computed and written, as of which business date; what did not convert.
+
+    ``missing_rates`` lists, per currency, the dates without an exchange rate (those documents
+    are left out, counted in ``unconverted_currencies``); ``receivable`` is the check of the
+    open balances against the ERPs' own receivables (``concord.customer360.receivable``);
+    ``churn_reason`` says why the fallback ran when it did.
+    """
 
     customers: int = 0
     written: int = 0
     unchanged: int = 0
+    as_of: str = ""
+    timezone: str = "UTC"
     unconverted_currencies: dict[str, int] = field(default_factory=dict)
+    missing_rates: dict[str, list[str]] = field(default_factory=dict)
+    receivable: dict[str, Any] = field(default_factory=dict)
     churn_model: str = ""
     churn_reason: str = ""
     churn_params: dict[str, float] | None = None
@@ -146,14 +159,16 @@ class PushReport(StageReport):
     dry_run: bool = False
     plan: PlanCounts | None = None
     error: str | None = None
+    held: str | None = None
 
 
 @dataclass
 class ReconcileReport(StageReport):
-    """Counts and money per source entity and push coverage per target; mismatches listed."""
+    """Counts and money per source entity, push coverage per target, the receivable check."""
 
     entities: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    receivable: dict[str, Any] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
     ok: bool = True
 

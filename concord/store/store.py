@@ -387,6 +387,33 @@ class Store:
         new = sum(1 for sid in latest if sid not in known)
         return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
 
+    def drop_records(
+        self,
+        conn: Connection,
+        source: str,
+        entity: str,
+        ids: Sequence[str],
+        canonical: Table,
+        canonical_ids: Sequence[str],
+    ) -> None:
+        """Remove staged records (and their canonical rows) that are now excluded."""
+        raw = t.raw_records
+        for i in range(0, len(ids), 900):
+            conn.execute(
+                raw.delete().where(
+                    raw.c.source == source,
+                    raw.c.entity == entity,
+                    raw.c.source_id.in_(ids[i : i + 900]),
+                )
+            )
+        for i in range(0, len(canonical_ids), 900):
+            conn.execute(
+                canonical.delete().where(
+                    canonical.c.source == source,
+                    canonical.c.source_id.in_(canonical_ids[i : i + 900]),
+                )
+            )
+
     def pending_batches(
         self, source: str, entity: str, batch_size: int
     ) -> Iterator[list[tuple[str, bytes, str]]]:

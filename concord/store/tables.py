@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -141,6 +142,7 @@ customers = _canonical(
     Column("email", String(320)),
     Column("tax_id", String(64)),
     Column("country", String(2)),
+    Column("number", String(100), index=True),  # the ERP's customer number
 )
 
 orders = _canonical(
@@ -186,12 +188,21 @@ payments = _canonical(
     Column("amount", MoneyType, nullable=False),
 )
 
+# Dated exchange rates from the ERPs (the exact rate and units are in ``data``).
+exchange_rates = _canonical(
+    "exchange_rates",
+    Column("currency", String(3), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("base", String(3)),
+)
+
 CANONICAL_TABLES: dict[str, Table] = {
     "customers": customers,
     "orders": orders,
     "shipments": shipments,
     "invoices": invoices,
     "payments": payments,
+    "exchange_rates": exchange_rates,
 }
 
 golden = Table(

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from concord.contracts import Checkpoint, Page, SourceConfig, Window
+from concord.contracts import Checkpoint, Exclusion, Page, SourceConfig, Window
 from concord.errors import ConfigError, SourceError
 from concord.secrets import refuse_inline_headers, refuse_inline_params
 from concord.utc import parse_time
@@ -51,6 +51,25 @@ DECODERS: dict[str, Decoding] = {
 }
 
 
+class ExcludeFrom(BaseModel):
+    """Leave out records whose ``path`` value is one of the ``field`` values of another resource.
+
+    The Tryton profile leaves out the company's own party: ``path: id``, ``lookup:
+    rest/model/company.company`` with ``f: [party]``, ``field: party``. The lookup is one GET
+    (no paging: meant for small lists) made once per pull.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    lookup: str
+    field: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+
+    _no_inline_params = field_validator("params")(refuse_inline_params)
+
+
 class RestEntitySettings(BaseModel):
     """Per-entity keys; anything left out comes from the source section."""
 
@@ -66,6 +85,7 @@ class RestEntitySettings(BaseModel):
     full_refresh_only: bool = Field(
         default=False, description="the API cannot filter this entity by time: send no window"
     )
+    exclude_from: list[ExcludeFrom] = Field(default_factory=list)
 
     _no_inline_headers = field_validator("headers")(refuse_inline_headers)
     _no_inline_params = field_validator("params")(refuse_inline_params)
@@ -162,6 +182,39 @@ class RestSource:
         return self._paginator(entity).first(
             PageRequest(ent.path, params, headers), self._page_size(entity)
         )
+
+    def exclusions(self, entity: str) -> list[Exclusion]:
+        """The entity's ``exclude_from`` rules with their values read from the ERP."""
+        if entity not in self.entities:
+            raise SourceError(f"entity '{entity}' is not configured", source=self.name)
+        out: list[Exclusion] = []
+        for rule in self.entities[entity].exclude_from:
+            resp = self.client.request(
+                "GET",
+                rule.lookup,
+                params={**self.settings.params, **rule.params} or None,
+                headers=self.settings.headers or None,
+                body_hook=self.decoding.body_hook if self.decoding else None,
+            )
+            records = json_path(resp.data, self.settings.records_path)
+            if not isinstance(records, list):
+                raise SourceError(
+                    f"expected a list of records from '{rule.lookup}' (exclude_from)",
+                    source=self.name,
+                    url=self.client.url(rule.lookup),
+                )
+            values: set[str] = set()
+            for record in records:
+                record = self.decoding.record(record) if self.decoding else record
+                value = record.get(rule.field) if isinstance(record, dict) else None
+                if isinstance(value, dict):
+                    value = value.get("id")
+                if value not in (None, ""):
+                    values.add(str(value))
+            if values:
+                reason = rule.reason or f"{rule.path} in {rule.lookup} {rule.field}"
+                out.append(Exclusion(path=rule.path, values=sorted(values), reason=reason))
+        return out
 
     def extract(self, entity: str, window: Window, resume: Checkpoint | None) -> Iterator[Page]:
         """Yield pages of ``entity`` in ``window`` from ``resume`` (a checkpoint) or the start."""

@@ -70,9 +70,11 @@ class TrytonInstall:
     template: Path
     seed: dict[str, Any]
 
-    def script(self, config: Path, database: str, command: str) -> dict[str, Any]:
-        """Run a ``tryton_script.py`` command against a database; its JSON result."""
-        out = _run([str(self.python), str(SCRIPT), str(config), database, command])
+    def script(
+        self, config: Path, database: str, command: str, script: Path = SCRIPT
+    ) -> dict[str, Any]:
+        """Run a ``tryton_script.py`` (or ``script``) command against a database; its result."""
+        out = _run([str(self.python), str(script), str(config), database, command])
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return result
 
@@ -168,8 +170,8 @@ class TrytonServer:
     config: Path
     database: str
 
-    def script(self, command: str) -> dict[str, Any]:
-        return self.install.script(self.config, self.database, command)
+    def script(self, command: str, script: Path = SCRIPT) -> dict[str, Any]:
+        return self.install.script(self.config, self.database, command, script)
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,14 @@ def test_unknown_fields_are_refused() -> None:
 
 
 def test_public_entities_are_pinned() -> None:
-    assert list(ENTITY_MODELS) == ["customers", "orders", "shipments", "invoices", "payments"]
+    assert list(ENTITY_MODELS) == [
+        "customers",
+        "orders",
+        "shipments",
+        "invoices",
+        "payments",
+        "exchange_rates",
+    ]
 
 
 def test_public_api_of_the_pipeline_is_pinned() -> None:
@@ -87,6 +94,8 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
     assert sorted(concord.contracts.__all__) == [
         "Checkpoint",
         "EntityConfig",
+        "ExcludingSource",
+        "Exclusion",
         "MergingTarget",
         "ObjectKind",
         "Page",

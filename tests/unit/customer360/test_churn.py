@@ -1,31 +1,42 @@
-"""BG/NBD (Fader, Hardie & Lee 2005): likelihood, parameter recovery, P(alive) and fallback."""
+"""MBG/NBD (Batislam, Denizel & Filiztekin 2007): likelihood, recovery, one-time buyers, checks."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from concord.customer360.churn import (
-    BgNbdParams,
+    FALLBACK,
+    MODEL,
+    FitError,
     History,
+    MbgParams,
     fit,
+    gradient,
     log_likelihood,
     p_alive,
     score,
 )
 from tests.unit.customer360.simulation import simulate
 
-CDNOW = BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)  # the paper's estimates
+REPO = Path(__file__).resolve().parents[3]
+TRUTH = MbgParams(r=0.5, alpha=6.0, a=0.6, b=3.0)
 
 
 @pytest.mark.parametrize(
     ("true", "n", "horizon", "seed"),
-    [(BgNbdParams(0.5, 6.0, 0.6, 3.0), 8000, 52.0, 2), (CDNOW, 15000, 39.0, 1)],
+    [(TRUTH, 8000, 52.0, 2), (MbgParams(1.2, 10.0, 0.4, 2.5), 8000, 78.0, 3)],
 )
 def test_fit_recovers_the_parameters_data_was_simulated_with(
-    true: BgNbdParams, n: int, horizon: float, seed: int
+    true: MbgParams, n: int, horizon: float, seed: int
 ) -> None:
     got = fit(simulate(true, n, horizon, seed=seed))
     assert got.r == pytest.approx(true.r, rel=0.15)
@@ -35,32 +46,123 @@ def test_fit_recovers_the_parameters_data_was_simulated_with(
 
 
 def test_log_likelihood_of_a_one_time_buyer_matches_the_closed_form() -> None:
-    p = BgNbdParams(0.5, 6.0, 0.6, 3.0)
+    # x = 0: P = (alpha/(alpha+T))^r * b/(a+b) + (a/(a+b)) (dropped at the first purchase)
+    p = TRUTH
     x, t_x, age = (np.array([v], dtype=np.float64) for v in (0.0, 0.0, 10.0))
-    expected = 0.5 * math.log(6.0) - 0.5 * math.log(16.0)  # (alpha / (alpha + T)) ** r
-    assert log_likelihood(p, x, t_x, age)[0] == pytest.approx(expected)
+    alive = (p.alpha / (p.alpha + 10.0)) ** p.r * p.b / (p.a + p.b)
+    dead = p.a / (p.a + p.b)
+    assert log_likelihood(p, x, t_x, age)[0] == pytest.approx(math.log(alive + dead))
+
+
+def test_the_gradient_matches_finite_differences() -> None:
+    sim = simulate(TRUTH, 300, 52.0, seed=4)
+    x, t_x, age = (
+        np.array([getattr(h, k) for h in sim], dtype=np.float64) for k in ("x", "t_x", "T")
+    )
+    logp = np.log([0.7, 5.0, 0.8, 2.0])
+
+    def total(lp: np.ndarray) -> float:
+        return float(log_likelihood(MbgParams(*np.exp(lp)), x, t_x, age).sum())
+
+    analytic = gradient(MbgParams(*np.exp(logp)), x, t_x, age).sum(axis=1)
+    for i in range(4):
+        step = np.zeros(4)
+        step[i] = 1e-6
+        numeric = (total(logp + step) - total(logp - step)) / 2e-6
+        assert analytic[i] == pytest.approx(numeric, rel=1e-5, abs=1e-6)
+
+
+def test_a_one_time_buyers_risk_grows_with_time_since_the_purchase() -> None:
+    risks = [1 - p_alive(TRUTH, x=0, t_x=0.0, T=weeks) for weeks in (1, 4, 26, 52, 110)]
+    assert all(a < b for a, b in itertools.pairwise(risks))
+    assert risks[0] > 0.0  # unlike BG/NBD, a one-time buyer may already be gone
+    assert risks[-1] > 2 * risks[0]
 
 
 def test_p_alive_falls_as_the_silence_since_the_last_purchase_grows() -> None:
-    recent = p_alive(CDNOW, x=5, t_x=30.0, T=32.0)
-    silent = p_alive(CDNOW, x=5, t_x=5.0, T=32.0)
+    recent = p_alive(TRUTH, x=5, t_x=30.0, T=32.0)
+    silent = p_alive(TRUTH, x=5, t_x=5.0, T=32.0)
     assert 0.0 < silent < recent <= 1.0
-    assert p_alive(CDNOW, x=0, t_x=0.0, T=32.0) == 1.0
 
 
 def test_small_bases_fall_back_to_the_recency_heuristic_and_say_so() -> None:
     histories = {f"c{i}": History(x=i % 3, t_x=float(i), T=40.0) for i in range(10)}
     scores = score(histories, min_repeat_customers=30)
-    assert scores.model == "recency_heuristic"
+    assert scores.model == FALLBACK
     assert "fewer than 30" in scores.reason
     assert scores.params is None
     assert scores.p_alive["c9"] > scores.p_alive["c3"]  # bought later, same T
     assert all(0.0 <= v <= 1.0 for v in scores.p_alive.values())
 
 
+def test_a_one_time_buyers_fallback_risk_grows_with_time_too() -> None:
+    base = {f"r{i}": History(x=2, t_x=8.0, T=10.0) for i in range(5)}
+    scores = score(
+        {**base, "new": History(0, 0.0, 2.0), "old": History(0, 0.0, 110.0)},
+        min_repeat_customers=30,
+    )
+    assert scores.p_alive["old"] < scores.p_alive["new"] < 1.0
+
+
 def test_large_bases_are_scored_with_the_fitted_model() -> None:
-    sim = simulate(CDNOW, 3000, 39.0, seed=5)
+    sim = simulate(TRUTH, 3000, 39.0, seed=5)
     scores = score({str(i): h for i, h in enumerate(sim)}, min_repeat_customers=30)
-    assert scores.model == "bgnbd"
+    assert scores.model == MODEL, scores.reason
     assert scores.params is not None
     assert all(0.0 <= v <= 1.0 for v in scores.p_alive.values())
+
+
+def degenerate_base() -> dict[str, History]:
+    """Every repeat purchase on the day of the first one: nothing tells the rate."""
+    repeaters = {f"r{i}": History(x=1 + i % 4, t_x=0.0, T=30.0 + i) for i in range(60)}
+    return {**repeaters, **{f"o{i}": History(0, 0.0, 20.0 + i) for i in range(40)}}
+
+
+def test_a_degenerate_base_fails_the_checks_and_falls_back_without_an_exception() -> None:
+    with pytest.raises(FitError, match=r"converge|bound"):
+        fit(list(degenerate_base().values()))
+    scores = score(degenerate_base(), min_repeat_customers=30)
+    assert scores.model == FALLBACK
+    assert "MBG/NBD fit failed its checks" in scores.reason
+    assert all(0.0 <= v <= 1.0 for v in scores.p_alive.values())
+
+
+def test_the_fit_ignores_the_order_customers_come_in() -> None:
+    sim = simulate(TRUTH, 2000, 52.0, seed=9)
+    forward = fit(sim)
+    backward = fit(list(reversed(sim)))
+    assert forward == backward
+
+
+FIT_SCRIPT = """
+import json, sys
+from concord.customer360.churn import fit
+from tests.unit.customer360.simulation import simulate
+from tests.unit.customer360.test_churn import TRUTH
+histories = simulate(TRUTH, 3000, 52.0, seed=11)
+order = sys.argv[1]
+if order == "shuffled":
+    import random
+    random.Random(4).shuffle(histories)
+print(json.dumps(fit(histories).as_dict()))
+"""
+
+
+def test_two_processes_give_identical_parameters() -> None:
+    runs = []
+    for seed, order in (("1", "sorted"), ("987", "shuffled")):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", FIT_SCRIPT, order],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            env=env,
+            timeout=120,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    here = fit(simulate(TRUTH, 3000, 52.0, seed=11)).as_dict()
+    for name in ("r", "alpha", "a", "b"):
+        assert runs[0][name] == pytest.approx(runs[1][name], abs=1e-9, rel=0)
+        assert here[name] == pytest.approx(runs[0][name], abs=1e-9, rel=0)

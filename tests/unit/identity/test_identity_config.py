@@ -38,7 +38,8 @@ def test_survivorship_shorthand_and_source_priority_default() -> None:
     )
     assert cfg.survivorship.for_field("name").sources == ["erp_b", "erp_a"]
     assert cfg.survivorship.for_field("email").strategy == "most_frequent"
-    assert cfg.survivorship.for_field("phone").strategy == "most_recent"
+    assert cfg.survivorship.for_field("phone").strategy == "original"  # the default
+    assert cfg.survivorship.for_field("phone").sources == ["erp_b", "erp_a"]
 
 
 def test_a_bad_rule_type_names_file_line_and_key(tmp_path: Path) -> None:
