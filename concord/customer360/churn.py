@@ -78,8 +78,19 @@ def log_likelihood(
     a1 = gammaln(r + x) - gammaln(r) + r * math.log(alpha)
     a2 = gammaln(a + b) + gammaln(b + x + 1) - gammaln(b) - gammaln(a + b + x + 1)
     a3 = -(r + x) * np.log(alpha + T)
-    a4 = math.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+    _log_ratio, a4 = _dropout_odds(params, x, t_x, T)
     return np.asarray(a1 + a2 + a3 + np.logaddexp(a4, 0.0), dtype=np.float64)
+
+
+def _dropout_odds(
+    params: MbgParams,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,  # noqa: N803
+) -> tuple[FloatArray, FloatArray]:
+    """log((α+T)/(α+t_x)) and the log odds of having dropped out after the last purchase."""
+    log_ratio = np.log(params.alpha + T) - np.log(params.alpha + t_x)
+    return log_ratio, math.log(params.a) - np.log(params.b + x) + (params.r + x) * log_ratio
 
 
 def gradient(
@@ -90,8 +101,7 @@ def gradient(
 ) -> FloatArray:
     """Per-customer derivative of ``log_likelihood`` by (log r, log alpha, log a, log b)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    log_ratio = np.log(alpha + T) - np.log(alpha + t_x)
-    a4 = math.log(a) - np.log(b + x) + (r + x) * log_ratio
+    log_ratio, a4 = _dropout_odds(params, x, t_x, T)
     s = expit(a4)  # d log(1 + e^a4) / d a4
     d_r = digamma(r + x) - digamma(r) + math.log(alpha) - np.log(alpha + T) + s * log_ratio
     d_alpha = (
