@@ -15,13 +15,13 @@ WORKDIR /opt/concord
 
 # The package (concord, connectors) and the sandbox first, then what changes most: DAGs, mappings,
 # config. The wheel ships no sandbox: the sandbox services run it from here (`python -m sandbox`).
-COPY --chown=airflow: pyproject.toml README.md ./
+COPY --chown=airflow: pyproject.toml README.md LICENSE constraints.txt ./
 COPY --chown=airflow: concord ./concord
 COPY --chown=airflow: connectors ./connectors
 COPY --chown=airflow: sandbox ./sandbox
 # The base image already holds Airflow with its Celery provider; pinning apache-airflow keeps pip
-# from moving it (and its tested dependency set) while installing concord.
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" .
+# from moving it, and constraints.txt (the versions `make test` ran against) pins everything else.
+RUN pip install --no-cache-dir -c constraints.txt "apache-airflow==${AIRFLOW_VERSION}" ".[airflow]"
 
 COPY --chown=airflow: dags ./dags
 COPY --chown=airflow: mappings ./mappings

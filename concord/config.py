@@ -29,9 +29,10 @@ from pydantic import (
 
 from concord.contracts.registry import source_type, target_type
 from concord.contracts.sections import EntityConfig, ShardSpec, SourceConfig, TargetConfig
-from concord.errors import ConfigError
+from concord.errors import ConfigError, StoreError
 from concord.overrides import load_overrides
-from concord.secrets import SECRET_KEYS, SecretRef, inline_secret
+from concord.secrets import SECRET_KEYS, SecretRef, inline_secret, note_reference
+from concord.store.store import check_store_url
 from concord.yamlfile import LoadedYaml, load_yaml
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ShardSpec",
     "SourceConfig",
     "TargetConfig",
+    "absolute_paths",
     "load_config",
 ]
 log = logging.getLogger("concord.config")
@@ -230,7 +232,7 @@ class PushGateConfig(_Strict):
 class PipelineConfig(_Strict):
     """The whole ``concord.yaml``: store, money, limits, sources, targets and identity."""
 
-    path: Path = Path("concord.yaml")
+    path: Path = Field(default=Path("concord.yaml"), exclude=True)  # where it was loaded from
     store_url: str = "sqlite:///var/concord.db"
     base_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     timezone: str = Field(
@@ -240,11 +242,21 @@ class PipelineConfig(_Strict):
     fx: FxConfig = Field(default_factory=FxConfig)
     push_gate: PushGateConfig = Field(default_factory=PushGateConfig)
     reject_ratio: float = Field(default=0.1, ge=0, le=1)
+    reject_min_count: int = Field(default=5, ge=1)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     schedule: str = "0 2 * * *"
     sources: dict[str, SourceConfig]
     targets: dict[str, TargetConfig] = Field(default_factory=dict)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+
+    @field_validator("store_url")
+    @classmethod
+    def _supported_store(cls, v: str) -> str:
+        try:
+            check_store_url(v)
+        except StoreError as exc:
+            raise ValueError(exc.message) from None
+        return v
 
     @field_validator("fx_rates")
     @classmethod
@@ -266,6 +278,35 @@ class PipelineConfig(_Strict):
     def resolve_path(self, p: Path) -> Path:
         """A path in the config is relative to the config file's folder."""
         return p if p.is_absolute() else (self.path.parent / p)
+
+
+def absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Config data (as parsed YAML) with every file it names made absolute against ``base``.
+
+    For a copy of a config written to another folder (a test, the scale-out demo): paths in a
+    config are relative to the config file, so without this the copy would point nowhere.
+    """
+
+    def fix(section: dict[str, Any], key: str) -> None:
+        value = section.get(key)
+        if (
+            isinstance(value, str)
+            and value
+            and "://" not in value
+            and not Path(value).is_absolute()
+        ):
+            section[key] = str(base / value)
+
+    for source in (data.get("sources") or {}).values():
+        for entity in (source.get("entities") or {}).values():
+            fix(entity, "mapping")
+            fix(entity, "wsdl")
+    for target in (data.get("targets") or {}).values():
+        fix(target, "mapping")
+        fix(target, "person_mapping")
+    if isinstance(data.get("identity"), dict):
+        fix(data["identity"], "overrides")
+    return data
 
 
 def _interpolate(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> Any:
@@ -292,6 +333,10 @@ def _interpolate(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> Any
     return value
 
 
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, loc))
+
+
 def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYaml) -> None:
     """Refuse every secret written by value (``concord.secrets``); references are checked."""
     if isinstance(value, dict):
@@ -307,15 +352,16 @@ def _refuse_inline_secrets(value: Any, loc: tuple[str | int, ...], doc: LoadedYa
                     f"{problem}, not values in the file (see docs/security.md)",
                     file=str(doc.path),
                     line=doc.line(where),
-                    key=".".join(map(str, where)),
+                    key=_dotted(where),
                 )
             if secret_key and isinstance(v, dict):
                 try:
-                    SecretRef.model_validate(v)
+                    ref = SecretRef.model_validate(v)
                 except ValidationError as exc:
                     raise ConfigError.from_validation(
-                        exc, prefix=where, file=str(doc.path), line_of=doc.line
+                        exc, prefix=where, file=str(doc.path), line_of=doc.line, model=SecretRef
                     ) from None
+                note_reference(ref, file=str(doc.path), line=doc.line(where), key=_dotted(where))
                 continue
             _refuse_inline_secrets(v, where, doc)
     elif isinstance(value, list):
@@ -348,7 +394,9 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Pi
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError.from_validation(exc, file=str(path), line_of=doc.line) from None
+        raise ConfigError.from_validation(
+            exc, file=str(path), line_of=doc.line, model=PipelineConfig
+        ) from None
     for sname, scfg in config.sources.items():
         scfg.name = sname
     for tname, tcfg in config.targets.items():
@@ -400,4 +448,19 @@ def _check_connectors(config: PipelineConfig, doc: LoadedYaml) -> None:
             except ConfigError as exc:
                 if exc.key is None:
                     exc = ConfigError(exc.reason, key=f"{kind}.{name}.type")
-                raise exc.located(str(doc.path), doc.line) from None
+                raise _with_core_keys(exc).located(str(doc.path), doc.line) from None
+
+
+def _with_core_keys(exc: ConfigError) -> ConfigError:
+    """A connector's unknown-key error, also suggesting the keys core reads in that section."""
+    parts = (exc.key or "").split(".")
+    core: type[BaseModel]
+    if parts[0] == "sources" and len(parts) == 5 and parts[2] == "entities":
+        core = EntityConfig
+    elif parts[0] == "sources" and len(parts) == 3:
+        core = SourceConfig
+    elif parts[0] == "targets" and len(parts) == 3:
+        core = TargetConfig
+    else:
+        return exc
+    return exc.with_known([k for k, f in core.model_fields.items() if not f.exclude])

@@ -141,12 +141,27 @@ class SecretRef(BaseModel):
         return f"env {self.env}" if self.env else f"connection {self.connection}.{self.field}"
 
     def resolve(self) -> str:
-        """Return the secret's value, or raise ConfigError saying which reference is unset."""
+        """Return the secret's value, or raise ConfigError saying which reference is unset.
+
+        The error names the config file, line and key that refer to the secret when the config
+        recorded them as it loaded (``note_reference``).
+        """
         value = _from_env(self.env) if self.env else _from_connection(self)
         if not value:
-            raise ConfigError(f"secret not found: {self.describe()} is not set")
+            file, line, key = _references.get(self, (None, None, None))
+            raise ConfigError(
+                f"secret not found: {self.describe()} is not set", file=file, line=line, key=key
+            )
         register_secret(value)
         return value
+
+
+_references: dict[SecretRef, tuple[str | None, int | None, str | None]] = {}
+
+
+def note_reference(ref: SecretRef, *, file: str, line: int | None, key: str) -> None:
+    """Remember where the config refers to ``ref`` (file, line, key) for the error if unset."""
+    _references.setdefault(ref, (file, line, key))
 
 
 def _from_env(name: str | None) -> str | None:

@@ -1,10 +1,12 @@
 """Command line for running one sandbox server in the foreground (docker compose, crash tests):
 `python -m sandbox erp --port 8701 --token-env SANDBOX_ERP_TOKEN --seed 7 --customers 60` or
-`python -m sandbox crm --port 8702 --token-env SANDBOX_CRM_TOKEN` or
+`python -m sandbox crm --port 8702 --token-env SANDBOX_CRM_TOKEN` (`--state-file F` keeps its
+objects in a file) or
 `python -m sandbox nav --port 8703 --password-env SANDBOX_NAV_PASSWORD`; secrets are read from the
 named environment variables (the server's defaults when unset), "listening on <url>" is printed
 once the port is bound, and SIGTERM or SIGINT stops the server cleanly with exit status 0.
-`python -m sandbox demo` is `concord demo`: the three sandboxes and one sync."""
+`python -m sandbox demo` is `concord demo`: the three sandboxes and one sync; `python -m sandbox
+up|down` is `concord sandbox up|down` (`sandbox.background`)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     crm_cmd.add_argument("--port", type=int, default=8702)
     crm_cmd.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     crm_cmd.add_argument("--token-env", default="SANDBOX_CRM_TOKEN")
+    crm_cmd.add_argument("--state-file", type=Path, help="keep the CRM's objects in this file")
     nav = commands.add_parser("nav", help="SOAP ERP sandbox (NAV page services)")
     nav.add_argument("--port", type=int, default=8703)
     nav.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
@@ -46,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the sandboxes and one sync (what `make demo` runs)")
     demo.add_argument("--config", "-c", type=Path, default=Path("concord.yaml"))
     demo.add_argument("--customers", type=int, default=60)
+    commands.add_parser("up", help="the demo's sandboxes in the background (`concord sandbox up`)")
+    commands.add_parser("down", help="stop them (`concord sandbox down`)")
     return parser
 
 
@@ -63,7 +68,7 @@ def _start(args: argparse.Namespace) -> LoopbackServer | SoapErpServer:
         dataset = ErpDataset.generate(seed=args.seed, customers=args.customers)
         return RestErpServer(dataset, token=token, port=args.port, host=args.host)
     token = os.environ.get(args.token_env) or crm.DEFAULT_TOKEN
-    return CrmServer(token=token, port=args.port, host=args.host)
+    return CrmServer(token=token, port=args.port, host=args.host, state_file=args.state_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.demo import run_demo
 
         run_demo(args.config, customers=args.customers)
+        return 0
+    if args.command in ("up", "down"):
+        from sandbox import background
+
+        if args.command == "up":
+            _, env = background.up()
+            sys.stdout.write(background.env_text(env))
+        else:
+            background.down()
         return 0
     return serve_until_signalled(lambda: _start(args))
 

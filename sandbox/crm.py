@@ -6,10 +6,14 @@ a rule a test adds to `validators`) refuse the whole batch with 400, unless ever
 `objectWriteTraceId`: then the valid inputs are written and the answer is 207 Multi-Status with one
 error per bad input (`context.objectWriteTraceId`). `GET /crm/v3/objects/{type}` lists objects with
 `limit`/`after` paging, `GET /crm/v3/objects/{type}/{id}` reads one (by internal id, or by
-idProperty value with `?idProperty=`), and `POST /crm/v3/objects/{type}/merge` merges two objects
-(the merged one disappears and later upserts of its idProperty value land on the primary). State is
-kept in memory (`objects`, `batches`, `merged`) for tests to inspect; errors use HubSpot's JSON
-shape."""
+idProperty value with `?idProperty=`), `POST /crm/v3/objects/{type}/batch/read` reads up to 100
+by `idProperty` (200, or 207 with one OBJECT_NOT_FOUND error item listing the ids it does not hold,
+or 404 when it holds none of them), `DELETE /crm/v3/objects/{type}/{id}` archives one (204), and
+`POST /crm/v3/objects/{type}/merge` merges two objects (the merged one disappears and later upserts
+of its idProperty value land on the primary). State is kept in memory (`objects`, `batches`,
+`merged`) for tests to inspect, and, given a `state_file`, loaded from and saved to that JSON file
+after every change (so the demo's CRM is the same CRM from one run to the next); errors use
+HubSpot's JSON shape."""
 
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ import itertools
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from sandbox.server import ApiError, LoopbackServer, Request, Response
 
@@ -53,7 +60,11 @@ class CrmServer(LoopbackServer):
     "updatedAt"}; `batches` every accepted upsert body; `merged` merged internal id -> primary."""
 
     def __init__(
-        self, token: str | None = DEFAULT_TOKEN, port: int = 0, host: str = "127.0.0.1"
+        self,
+        token: str | None = DEFAULT_TOKEN,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        state_file: Path | None = None,
     ) -> None:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
         self.batches: list[dict[str, Any]] = []
@@ -61,9 +72,40 @@ class CrmServer(LoopbackServer):
         self.validators: list[Validator] = []
         self.known_properties: dict[str, set[str]] | None = None
         self._aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
-        self._ids = itertools.count(1001)
+        self.state_file = state_file
+        first_id = self._load() if state_file is not None else 1001
+        self._ids = itertools.count(first_id)
         self._state = threading.Lock()
         super().__init__(token=token, port=port, host=host)
+
+    # -- state file ----------------------------------------------------------------------------
+
+    def _load(self) -> int:
+        """Objects, aliases and merges from the state file; returns the next free internal id."""
+        assert self.state_file is not None
+        if not self.state_file.is_file():
+            return 1001
+        data = orjson.loads(self.state_file.read_bytes())
+        for object_type in OBJECT_TYPES:
+            self.objects[object_type] = data.get("objects", {}).get(object_type, {})
+            self._aliases[object_type] = data.get("aliases", {}).get(object_type, {})
+        self.merged = data.get("merged", {})
+        return int(data.get("next_id", 1001))
+
+    def _save(self) -> None:
+        """Write the state file (call holding the state lock)."""
+        if self.state_file is None:
+            return
+        ids = [int(o["id"]) for objs in self.objects.values() for o in objs.values()]
+        body = {
+            "objects": self.objects,
+            "aliases": self._aliases,
+            "merged": self.merged,
+            "next_id": max([1000, *ids, *map(int, self.merged)]) + 1,
+        }
+        partial = self.state_file.with_suffix(".tmp")
+        partial.write_bytes(orjson.dumps(body))
+        partial.replace(self.state_file)
 
     def error_response(self, error: ApiError) -> Response:
         extra = dict(error.extra)
@@ -91,6 +133,10 @@ class CrmServer(LoopbackServer):
             return self._upsert(object_type, request.json())
         if route == ("POST", ("merge",)):
             return self._merge(object_type, request.json())
+        if route == ("POST", ("batch", "read")):
+            return self._batch_read(object_type, request.json())
+        if request.method == "DELETE" and len(parts) == 2:
+            return self._archive(object_type, parts[1])
         if route == ("GET", ()):
             return self._list(object_type, request)
         if request.method == "GET" and len(parts) == 2:
@@ -179,6 +225,7 @@ class CrmServer(LoopbackServer):
                     result["objectWriteTraceId"] = item["objectWriteTraceId"]
                 results.append(result)
             self.batches.append(body)
+            self._save()
         answer: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,
@@ -287,7 +334,69 @@ class CrmServer(LoopbackServer):
                 if target == merged_key:
                     aliases[alias] = primary_key
             self.merged[merged["id"]] = primary["id"]
+            self._save()
             return Response(200, self._public(primary))
+
+    def _batch_read(self, object_type: str, body: Any) -> Response:
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            raise _validation("Invalid input JSON: expected an object with an 'inputs' array")
+        inputs: list[Any] = body["inputs"]
+        if len(inputs) > MAX_BATCH:
+            raise _validation(f"Batch size {len(inputs)} exceeds the limit of {MAX_BATCH} inputs")
+        for name in ("properties", "propertiesWithHistory"):
+            if not isinstance(body.get(name), list):
+                raise _validation(f"{name} is required (a list)")
+        id_property = body.get("idProperty")
+        wanted = [str(i.get("id")) for i in inputs if isinstance(i, dict)]
+        started = _now()
+        with self._state:
+            found = [(key, self._find(object_type, key, id_property)) for key in wanted]
+        results, missing = [], []
+        for key, obj in found:
+            if obj is None:
+                missing.append(key)
+                continue
+            public = self._public(obj)
+            public["properties"] = {
+                k: v for k, v in public["properties"].items() if k in body["properties"]
+            }
+            results.append(public)
+        if not results and missing:
+            raise ApiError(404, "Could not get any objects", category="OBJECT_NOT_FOUND")
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": _now(),
+        }
+        if not missing:
+            return Response(200, answer)
+        answer["numErrors"] = 1
+        answer["errors"] = [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": f"Could not get some {object_type.upper()} objects, they may be "
+                "deleted or not exist. Check that ids are valid.",
+                "context": {"ids": missing},
+            }
+        ]
+        return Response(207, answer)
+
+    def _archive(self, object_type: str, object_id: str) -> Response:
+        with self._state:
+            store = self.objects[object_type]
+            key = next((k for k, o in store.items() if o["id"] == object_id), None)
+            if key is not None:
+                del store[key]
+                self._save()
+        return Response(204)
+
+    def delete_object(self, object_type: str, id_value: str) -> None:
+        """Delete an object by its idProperty value, as someone would in HubSpot's UI."""
+        with self._state:
+            del self.objects[object_type][id_value]
+            self._save()
 
     def _find(self, object_type: str, key: str, id_property: str | None) -> dict[str, Any] | None:
         store = self.objects[object_type]

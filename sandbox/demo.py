@@ -1,32 +1,39 @@
 """``concord demo``: the sandbox ERPs (REST and NAV-like SOAP) and CRM on loopback ports, one full
-sync, the result shown — including customers found in both ERPs and resolved into one."""
+sync with progress, the result shown — including customers found in both ERPs and resolved into
+one. The CRM keeps its objects in `var/sandbox/crm.json`, so a second demo talks to the same CRM
+and honestly pushes nothing; a CRM that lost what concord's push state says it holds is resynced
+(read back, missing records sent). When `concord sandbox up` has the sandboxes running, the demo
+syncs against those instead of starting its own."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from sqlalchemy import func, select
 
-from concord.cli.render import console, customers_table, run_summary
-from concord.config import load_config
+from concord.cli.render import console, customers_table, progress_events, run_summary, short_id
+from concord.config import PipelineConfig, load_config
 from concord.pipeline import RunOptions, run_sync
+from concord.pipeline.context import open_context
+from concord.pipeline.lifecycle import locked_run
+from concord.pipeline.push import resync
 from concord.store import Store
 from concord.store import tables as t
+from concord.store.store import check_store_url, sqlite_file
+from sandbox import background
 from sandbox.crm import CrmServer
 from sandbox.erp_data import ErpDataset
 from sandbox.nav_data import NavDataset
 from sandbox.rest_erp import RestErpServer
-from sandbox.soap_erp import DEFAULT_PASSWORD, DEFAULT_USER, SoapErpServer
+from sandbox.soap_erp import SoapErpServer
 
-DEMO_ENV = {
-    "SANDBOX_ERP_TOKEN": "sandbox-erp-token",
-    "SANDBOX_CRM_TOKEN": "sandbox-crm-token",
-    "SANDBOX_NAV_USER": DEFAULT_USER,
-    "SANDBOX_NAV_PASSWORD": DEFAULT_PASSWORD,
-}
+DEMO_ENV = background.SECRETS
+DEMO_TARGET = "sandbox_crm"
 
 
 def cross_erp_customers(store: Store, limit: int = 5) -> tuple[int, list[dict[str, Any]]]:
@@ -56,40 +63,102 @@ def cross_erp_customers(store: Store, limit: int = 5) -> tuple[int, list[dict[st
 
 def cross_erp_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Customers found in both ERPs, resolved into one", title_justify="left")
-    for col in ("concord id", "name", "source records (rule)"):
-        table.add_column(col)
+    table.add_column("concord id", no_wrap=True)
+    table.add_column("name", overflow="fold", ratio=2)
+    table.add_column("source records (rule)", overflow="fold", ratio=3)
     for row in rows:
-        members = ", ".join(f"{s}:{sid} ({rule})" for s, sid, rule in row["members"])
-        table.add_row(row["concord_id"], row["name"] or "", members)
+        members = "\n".join(f"{s}:{sid} ({rule})" for s, sid, rule in row["members"])
+        table.add_row(short_id(row["concord_id"]), row["name"] or "", members)
     return table
 
 
-def run_demo(config_path: Path, *, customers: int = 60) -> None:
-    """Start the sandboxes, sync once into the config's store, print what happened."""
+@contextmanager
+def sandboxes(customers: int) -> Iterator[tuple[str, CrmServer | None]]:
+    """The sandboxes' URLs in the environment: the background ones, or our own for the demo.
+
+    Yields where they are, and the CRM when it is the demo's own (None for background ones).
+    """
     for key, value in DEMO_ENV.items():
         os.environ.setdefault(key, value)
-    dataset = ErpDataset.generate(seed=7, customers=customers)
-    nav_dataset = NavDataset.generate(seed=7, customers=customers)
-    with (
-        RestErpServer(dataset, token=os.environ["SANDBOX_ERP_TOKEN"]) as erp,
-        SoapErpServer(
-            nav_dataset,
-            username=os.environ["SANDBOX_NAV_USER"],
-            password=os.environ["SANDBOX_NAV_PASSWORD"],
-        ) as nav,
-        CrmServer(token=os.environ["SANDBOX_CRM_TOKEN"]) as crm,
-    ):
+    up = background.running()
+    if up:
+        os.environ.update(background.environment(up))
+        where = ", ".join(f"{r.name} {r.url}" for r in up)
+        yield f"the sandboxes `concord sandbox up` started: {where}", None
+        return
+    background.STATE.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        erp = stack.enter_context(
+            RestErpServer(
+                ErpDataset.generate(seed=7, customers=customers),
+                token=os.environ["SANDBOX_ERP_TOKEN"],
+            )
+        )
+        nav = stack.enter_context(
+            SoapErpServer(
+                NavDataset.generate(seed=7, customers=customers),
+                username=os.environ["SANDBOX_NAV_USER"],
+                password=os.environ["SANDBOX_NAV_PASSWORD"],
+            )
+        )
+        crm = stack.enter_context(
+            CrmServer(token=os.environ["SANDBOX_CRM_TOKEN"], state_file=background.CRM_STATE)
+        )
         os.environ["CONCORD_SANDBOX_ERP_URL"] = erp.url
         os.environ["CONCORD_SANDBOX_NAV_URL"] = nav.url
         os.environ["CONCORD_SANDBOX_CRM_URL"] = crm.url
-        config = load_config(config_path)
-        console.print(
+        yield (
             f"sandbox REST ERP at {erp.url}, sandbox SOAP ERP (NAV-like) at {nav.url}, "
-            f"sandbox CRM at {crm.url}, store {Store(config.store_url).safe_url}"
+            f"sandbox CRM at {crm.url} (its objects kept in {background.CRM_STATE})",
+            crm,
         )
-        report = run_sync(config, RunOptions(trigger="demo"))
-        console.print(run_summary(report))
-        store = Store(config.store_url)
+
+
+def _prepare_store(config: PipelineConfig) -> Store:
+    path = sqlite_file(check_store_url(config.store_url))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the demo's own var/ folder
+    return Store.open(config.store_url)
+
+
+def _accepted(store: Store) -> int:
+    ps = t.push_state
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(ps.c.target == DEMO_TARGET, ps.c.status == "accepted")
+            ).scalar_one()
+        )
+
+
+def resync_lost_records(config: PipelineConfig, store: Store) -> None:
+    """The CRM holds fewer objects than the push state says (its state file was deleted):
+    read its records back and send what it is missing, instead of trusting the push state."""
+    options = RunOptions(trigger="demo-resync", targets=[DEMO_TARGET])
+    ctx = open_context(config, options, store=store)
+
+    def body() -> None:
+        resync(ctx, DEMO_TARGET)
+
+    console.print("the sandbox CRM lost records concord had pushed: resyncing it")
+    with progress_events() as on_event:
+        ctx.on_event = on_event
+        report = locked_run(ctx, body)
+    console.print(run_summary(report, status="succeeded", title="Resync of the sandbox CRM"))
+
+
+def run_demo(config_path: Path, *, customers: int = 60) -> None:
+    """Start the sandboxes (or use the running ones), sync once, show what happened."""
+    with sandboxes(customers) as (where, crm):
+        config = load_config(config_path)
+        store = _prepare_store(config)
+        console.print(f"{where}; store {store.safe_url}")
+        held = sum(len(objects) for objects in crm.objects.values()) if crm else None
+        if held is not None and DEMO_TARGET in config.targets and held < _accepted(store):
+            resync_lost_records(config, store)
+        with progress_events() as on_event:
+            report = run_sync(config, RunOptions(trigger="demo"), on_event=on_event, store=store)
+        console.print(run_summary(report, status="succeeded"))
         with store.engine.connect() as conn:
             rows = list(
                 conn.execute(
@@ -103,8 +172,10 @@ def run_demo(config_path: Path, *, customers: int = 60) -> None:
         if merged:
             console.print(cross_erp_table(examples))
         console.print(f"{merged} customers appear in both ERPs and were resolved into one each")
+        pushed = report["stages"].get("push", {}).get(DEMO_TARGET, {})
         console.print(
-            f"CRM received {sum(len(b['inputs']) for b in crm.batches)} upserts in "
-            f"{len(crm.batches)} calls this run; try `concord customers show "
-            f"{rows[0]['concord_id'] if rows else '<id>'}`"
+            f"The CRM accepted {pushed.get('accepted', 0)} customers in {pushed.get('calls', 0)} "
+            "calls this run (only what changed is sent); try "
+            f"`concord customers show {short_id(rows[0]['concord_id']) if rows else '<id>'}`"
         )
+        store.dispose()

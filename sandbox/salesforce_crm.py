@@ -2,8 +2,10 @@
 (client credentials, or a JWT bearer assertion checked against a public key), sObject Collections
 upsert by external id (`PATCH /services/data/vXX.X/composite/sobjects/{sobject}/{field}`, at most
 200 records, `allOrNone`, one `{id, success, created, errors[]}` result per record in request
-order), collection delete (`DELETE .../composite/sobjects?ids=`), and reading one record by
-external id. Record-level problems (a missing required Name, a too-long value, a rule a test adds
+order), collection delete (`DELETE .../composite/sobjects?ids=`), reading one record by
+external id, and SOQL of the one shape concord asks (`GET .../query?q=SELECT f, ... FROM
+<sobject> WHERE <field> IN ('a', ...)`, `query_batch` records a page with `nextRecordsUrl`
+and `done`). Record-level problems (a missing required Name, a too-long value, a rule a test adds
 to `validators`) fail only that record with Salesforce's `{statusCode, message, fields}` errors;
 a malformed request (over 200 records, a field the object lacks, a wrong type) fails whole with
 400 and Salesforce's `[{message, errorCode}]` body. Tokens can be expired to exercise the 401
@@ -61,6 +63,14 @@ DEFAULT_FIELDS: dict[str, set[str]] = {
     },
 }
 REQUIRED: dict[str, str] = {"Account": "Name", "Contact": "LastName"}
+_SOQL = re.compile(r"^SELECT (.+) FROM (\w+) WHERE (\w+) IN \((.*)\)$", re.IGNORECASE | re.DOTALL)
+_LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def _unquote(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 MAX_TEXT = 255
 
 Validator = Callable[[str, dict[str, Any]], str | None]
@@ -96,6 +106,8 @@ class SalesforceServer(LoopbackServer):
         self.validators: list[Validator] = []
         self.tokens: set[str] = set()
         self.tokens_issued = 0
+        self.query_batch = 2000
+        self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._state = threading.Lock()
         super().__init__(token="unused", port=port, host=host)
@@ -201,6 +213,10 @@ class SalesforceServer(LoopbackServer):
                 return self._delete(request.query.get("ids", ""), request.query.get("allOrNone"))
         if request.method == "GET" and parts[0] == "sobjects" and len(parts) == 4:
             return self._read(parts[1], parts[2], parts[3])
+        if request.method == "GET" and parts == ["query"]:
+            return self._query(request.query.get("q", ""))
+        if request.method == "GET" and parts[0] == "query" and len(parts) == 2:
+            return self._query_page(parts[1])
         raise _sf_error(404, "The requested resource does not exist", "NOT_FOUND")
 
     # -- operations ----------------------------------------------------------------------------
@@ -380,6 +396,50 @@ class SalesforceServer(LoopbackServer):
             if found is None or found.get(ext_field) != value:
                 raise _sf_error(404, "The requested resource does not exist", "NOT_FOUND")
             return Response(200, {"attributes": {"type": sobject}, **found})
+
+    def _query(self, soql: str) -> Response:
+        match = _SOQL.match(soql.strip())
+        if not match:
+            raise _sf_error(400, f"unsupported query: {soql[:80]}", "MALFORMED_QUERY")
+        fields = [f.strip() for f in match.group(1).split(",")]
+        sobject, where = match.group(2), match.group(3)
+        known = self.fields.get(sobject)
+        if known is None:
+            raise _sf_error(400, f"sObject type '{sobject}' is not supported", "INVALID_TYPE")
+        unknown = [f for f in [*fields, where] if f != "Id" and f not in known]
+        if unknown:
+            raise _sf_error(
+                400, f"No such column '{unknown[0]}' on entity {sobject}", "INVALID_FIELD"
+            )
+        values = {_unquote(v) for v in _LITERAL.findall(match.group(4))}
+        with self._state:
+            rows = [
+                {"attributes": {"type": sobject}, **{f: rec.get(f) for f in fields}}
+                for rec in self.records[sobject].values()
+                if str(rec.get(where)) in values
+            ]
+        cursor = f"01g{next(self._ids):015d}"
+        self._cursors[cursor] = rows
+        return self._query_page(f"{cursor}-0")
+
+    def _query_page(self, locator: str) -> Response:
+        cursor, _, offset_text = locator.partition("-")
+        rows = self._cursors.get(cursor)
+        if rows is None or not offset_text.isdigit():
+            raise _sf_error(400, "invalid query locator", "INVALID_QUERY_LOCATOR")
+        offset = int(offset_text)
+        page = rows[offset : offset + self.query_batch]
+        done = offset + len(page) >= len(rows)
+        body: dict[str, Any] = {"totalSize": len(rows), "done": done, "records": page}
+        if not done:
+            body["nextRecordsUrl"] = f"/services/data/v62.0/query/{cursor}-{offset + len(page)}"
+        return Response(200, body)
+
+    def delete_record(self, sobject: str, external_id: str) -> None:
+        """Delete a record by its external id value, as someone would in Salesforce's UI."""
+        with self._state:
+            record = self.records[sobject].pop(external_id)
+            self.deleted.add(record["Id"])
 
     def _by_id(self, record_id: str) -> tuple[str, str] | None:
         for sobject, store in self.records.items():

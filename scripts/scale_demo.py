@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from concord.airflow.plan import TaskItem, TaskPlan, plan_tasks, task_id_for  # noqa: E402
 from concord.airflow.tasks import concord_run_id  # noqa: E402
-from concord.config import load_config  # noqa: E402
+from concord.config import absolute_paths, load_config  # noqa: E402
 from concord.pipeline import RunOptions, run_sync  # noqa: E402
 from concord.store import Store  # noqa: E402
 from concord.store import tables as t  # noqa: E402
@@ -50,8 +50,37 @@ from sandbox.rest_erp import RestErpServer  # noqa: E402
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PG_ASYNC = "postgresql+psycopg_async://postgres@127.0.0.1:5432"  # psycopg 3, no asyncpg needed
-DB_AIRFLOW, DB_STORE, DB_SINGLE = "concord_airflow", "concord_scale", "concord_scale_single"
-REDIS = "redis://127.0.0.1:6379/7"
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+@dataclass(frozen=True)
+class Names:
+    """The databases and the Redis database of one demo (a suffix keeps concurrent ones apart)."""
+
+    suffix: str = ""
+    redis_db: int = 7
+
+    @property
+    def airflow(self) -> str:
+        return f"concord_airflow{self.suffix}"
+
+    @property
+    def store(self) -> str:
+        return f"concord_scale{self.suffix}"
+
+    @property
+    def single(self) -> str:
+        return f"concord_scale_single{self.suffix}"
+
+    @property
+    def redis(self) -> str:
+        return f"{REDIS_URL}/{self.redis_db}"
+
+    @property
+    def databases(self) -> tuple[str, str, str]:
+        return self.airflow, self.store, self.single
+
+
 DAG_ID = "concord_nightly"
 SHARDED = {"orders": 4, "shipments": 4, "invoices": 4, "payments": 4}
 POOL, POOL_SLOTS = "erp_api", 4
@@ -85,17 +114,14 @@ def _drop_databases(*names: str) -> None:
 
 def _write_config(folder: Path) -> Path:
     """The repo's REST ERP source and CRM target, with large entities sharded, in one pool."""
-    data: dict[str, Any] = yaml.safe_load((REPO / "concord.yaml").read_text())
+    data = absolute_paths(yaml.safe_load((REPO / "concord.yaml").read_text()), REPO)
     source = data["sources"]["sandbox_erp"]
     source["pool"] = POOL
     for name, entity in source["entities"].items():
-        entity["mapping"] = str(REPO / entity["mapping"])
         if name in SHARDED:
             entity["shards"] = {"count": SHARDED[name], "since": "2022-01-01T00:00:00Z"}
     data["sources"] = {"sandbox_erp": source}
-    target = data["targets"]["sandbox_crm"]
-    target["mapping"] = str(REPO / target["mapping"])
-    data["targets"] = {"sandbox_crm": target}
+    data["targets"] = {"sandbox_crm": data["targets"]["sandbox_crm"]}
     path = folder / "concord.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -154,7 +180,9 @@ def _airflow(env: dict[str, str], *args: str) -> str:
 
 
 @contextmanager
-def _airflow_cluster(home: Path, config: Path, erp_url: str, crm_url: str) -> Iterator[Processes]:
+def _airflow_cluster(
+    home: Path, config: Path, erp_url: str, crm_url: str, names: Names
+) -> Iterator[Processes]:
     port = _free_port()
     env = {
         **os.environ,
@@ -168,15 +196,15 @@ def _airflow_cluster(home: Path, config: Path, erp_url: str, crm_url: str) -> It
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "concord.airflow.settings.worker_hostname",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": "concord-scale-demo-secret",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG}/{DB_AIRFLOW}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"{PG_ASYNC}/{DB_AIRFLOW}",
-        "AIRFLOW__CELERY__BROKER_URL": REDIS,
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{PG}/{DB_AIRFLOW}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG}/{names.airflow}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"{PG_ASYNC}/{names.airflow}",
+        "AIRFLOW__CELERY__BROKER_URL": names.redis,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{PG}/{names.airflow}",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "CONCORD_CONFIG": str(config),
-        "CONCORD_STORE_URL": f"{PG}/{DB_STORE}",
+        "CONCORD_STORE_URL": f"{PG}/{names.store}",
         "CONCORD_SANDBOX_ERP_URL": erp_url,
         "CONCORD_SANDBOX_CRM_URL": crm_url,
         "CONCORD_DAG_RETRIES": "1",
@@ -223,6 +251,14 @@ def _wait_for(what: str, check: Any, procs: Processes, timeout: float) -> Any:
 def _airflow_run(procs: Processes, meta: sa.Engine) -> dict[str, Any]:
     def dag_parsed() -> bool:
         with meta.connect() as conn:
+            broken = conn.execute(
+                sa.text("SELECT filename, stacktrace FROM import_error WHERE filename LIKE :f"),
+                {"f": "%concord_nightly%"},
+            ).first()
+            if broken:  # fail at once with Airflow's own reason, not after the parse timeout
+                raise RuntimeError(
+                    f"the DAG {broken.filename} does not import:\n{broken.stacktrace}"
+                )
             return bool(
                 conn.execute(sa.text("SELECT 1 FROM dag WHERE dag_id = :d"), {"d": DAG_ID}).first()
             )
@@ -299,9 +335,11 @@ def select_(*cols: Any) -> Any:
 
 
 def _crm_state(crm: CrmServer) -> dict[str, dict[str, Any]]:
+    """Every object the CRM holds (companies and, for persons, contacts) by concord id."""
     return {
-        o["properties"]["concord_id"]: dict(o["properties"])
-        for o in crm.objects["companies"].values()
+        f"{kind}:{key}": dict(o["properties"])
+        for kind, objects in crm.objects.items()
+        for key, o in objects.items()
     }
 
 
@@ -352,7 +390,8 @@ def _report(
         f"started the latest nightly interval itself, ending {airflow['window_end']:%F %H:%M}; "
         "scheduling latency included).",
         f"- Embedded CLI run (`run_sync`, one process), same night: {embedded_seconds:.1f} s.",
-        f"- CRM state equal: **{'yes' if crm_equal else 'NO'}** ({crm_count} companies).",
+        f"- CRM state equal: **{'yes' if crm_equal else 'NO'}** ({crm_count} objects: "
+        "companies, and contacts for persons).",
         "- Store state equal: **"
         + ("yes" if all(eq for _, eq in store_equal.values()) else "NO")
         + "** ("
@@ -389,7 +428,8 @@ def _report(
         "",
         "Equality is checked on: raw staging (source, entity, id, payload hash), every canonical "
         "table (source, id, row hash), identity links, customer-360 content hashes, watermarks, "
-        "and the CRM's company properties by concord id.",
+        "and the CRM's objects (companies, and contacts for persons) with their properties by "
+        "concord id.",
         "",
     ]
     return "\n".join(lines)
@@ -406,14 +446,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--keep", action="store_true", help="Keep the databases and logs.")
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--name-suffix", default="", help="Suffix of the demo's databases.")
+    parser.add_argument("--redis-db", type=int, default=7, help="Redis database for Celery.")
     args = parser.parse_args(argv)
+    names = Names(args.name_suffix, args.redis_db)
 
     work = Path(tempfile.mkdtemp(prefix="concord-scale-"))
+    ok = False
     dataset = ErpDataset.generate(seed=11, customers=args.customers)
-    _recreate_databases(DB_AIRFLOW, DB_STORE, DB_SINGLE)
+    _recreate_databases(*names.databases)
     import redis
 
-    redis.Redis.from_url(REDIS).flushdb()
+    redis.Redis.from_url(names.redis).flushdb()
     try:
         with ExitStack() as stack:
             erp = stack.enter_context(RestErpServer(dataset, token=ERP_TOKEN))
@@ -421,15 +465,15 @@ def main(argv: list[str] | None = None) -> int:
             crm_single = stack.enter_context(CrmServer(token=CRM_TOKEN))
             config = _write_config(work)
             print(f"sandbox ERP {erp.url}; Airflow home {work}", flush=True)
-            with _airflow_cluster(work, config, erp.url, crm_airflow.url) as procs:
-                meta = sa.create_engine(f"{PG}/{DB_AIRFLOW}")
+            with _airflow_cluster(work, config, erp.url, crm_airflow.url, names) as procs:
+                meta = sa.create_engine(f"{PG}/{names.airflow}")
                 airflow = _airflow_run(procs, meta)
                 meta.dispose()
             print(f"Airflow run {airflow['state']} in {airflow['seconds']:.1f}s", flush=True)
 
             os.environ.update(
                 {
-                    "CONCORD_STORE_URL": f"{PG}/{DB_SINGLE}",
+                    "CONCORD_STORE_URL": f"{PG}/{names.single}",
                     "CONCORD_SANDBOX_ERP_URL": erp.url,
                     "CONCORD_SANDBOX_CRM_URL": crm_single.url,
                     "SANDBOX_ERP_TOKEN": ERP_TOKEN,
@@ -443,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             embedded_seconds = time.monotonic() - started
 
-            a, b = _store_digest(f"{PG}/{DB_STORE}"), _store_digest(f"{PG}/{DB_SINGLE}")
+            a, b = _store_digest(f"{PG}/{names.store}"), _store_digest(f"{PG}/{names.single}")
             store_equal = {k: (len(a[k]), a[k] == b[k]) for k in a}
             crm_equal = _crm_state(crm_airflow) == _crm_state(crm_single)
             text = _report(
@@ -452,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
                 embedded_seconds,
                 store_equal,
                 crm_equal,
-                len(crm_airflow.objects["companies"]),
+                len(_crm_state(crm_airflow)),
                 dataset,
                 args.customers,
             )
@@ -467,9 +511,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if ok else 1
     finally:
-        if not args.keep:
-            _drop_databases(DB_AIRFLOW, DB_STORE, DB_SINGLE)
+        if ok and not args.keep:
+            _drop_databases(*names.databases)
             shutil.rmtree(work, ignore_errors=True)
+        else:  # a failed demo keeps what explains it
+            print(
+                f"kept the Airflow home and logs in {work} (databases "
+                f"{', '.join(names.databases)})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -8,19 +8,10 @@ from typing import Any
 
 import yaml
 
+from concord.config import absolute_paths
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def repo_config_data() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((REPO / "concord.yaml").read_text())
-    for source in data.get("sources", {}).values():
-        for entity in source.get("entities", {}).values():
-            entity["mapping"] = str(REPO / entity["mapping"])
-    for target in data.get("targets", {}).values():
-        for key in ("mapping", "person_mapping"):
-            if key in target:
-                target[key] = str(REPO / target[key])
-    identity = data.get("identity") or {}
-    if identity.get("overrides"):
-        identity["overrides"] = str(REPO / identity["overrides"])
-    return data
+    return absolute_paths(yaml.safe_load((REPO / "concord.yaml").read_text()), REPO)

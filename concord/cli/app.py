@@ -1,9 +1,9 @@
 """The ``concord`` command line: thin commands over library calls, output through one console.
 
 Each command group lives in its own module (``sync``, ``push``, ``runs``, ``customers``,
-``mappings``, ``schema``, ``demo``); this module assembles them under one top-level group whose
-error handler (``concord.cli.command``) turns any ``ConcordError`` into one clear line, with the
-traceback under ``--verbose``, for every command alike.
+``mappings``, ``schema``, ``demo``, ``sandbox``); this module assembles them under one top-level
+group whose error handler (``concord.cli.command``) turns any ``ConcordError`` into one clear
+line, with the traceback under ``--verbose`` (given anywhere on the line), for every command.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from concord.cli import customers, demo, mappings, push, runs, schema, sync
-from concord.cli.command import ConcordGroup, Verbosity
+from concord.cli import customers, demo, mappings, push, runs, sandbox, schema, sync
+from concord.cli.command import ConcordCommand, ConcordGroup, Verbosity
 from concord.redact import install_log_redaction
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
 @app.callback()
 def main(
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs (anywhere).")
     ] = False,
 ) -> None:
     """concord: one customer across ERPs and CRMs."""
@@ -40,11 +40,16 @@ def main(
     install_log_redaction()  # after basicConfig: its handler's output is redacted too
 
 
-app.command()(sync.sync)
-app.command("push")(push.push)
-app.command()(demo.demo)
-app.command()(runs.runs)
-app.command()(runs.rejects)
-app.command()(schema.schema)
+for name, command in (
+    ("sync", sync.sync),
+    ("remap", sync.remap),
+    ("push", push.push),
+    ("demo", demo.demo),
+    ("runs", runs.runs),
+    ("rejects", runs.rejects),
+    ("schema", schema.schema),
+):
+    app.command(name, cls=ConcordCommand)(command)
 app.add_typer(customers.customers_app, name="customers")
 app.add_typer(mappings.mappings_app, name="mappings")
+app.add_typer(sandbox.sandbox_app, name="sandbox")

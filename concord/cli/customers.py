@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
 
-from concord.cli.command import DEFAULT_CONFIG, ConfigOpt, group
+from concord.cli.command import DEFAULT_CONFIG, ConcordCommand, ConfigOpt, JsonOpt, group
 from concord.cli.render import (
     console,
     customers_table,
     err_console,
+    print_json,
     render_customer,
     render_explanation,
 )
@@ -22,14 +24,20 @@ from concord.store import Store
 customers_app = group("Look up golden customers.")
 
 
-@customers_app.command("show")
+@customers_app.command("show", cls=ConcordCommand)
 def show(
-    query: Annotated[str, typer.Argument(help="concord id, source key or name")],
+    query: Annotated[str, typer.Argument(help="concord id (short form too), source:id or name")],
     config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a golden customer: its sources, the rule behind each link, and its 360 metrics."""
-    store = Store.open(load_config(config).store_url)
-    found = find_customers(store, query)
+    store = Store.open(load_config(config).store_url, create=False)
+    found = find_customers(store, store.expand_concord_id(query))
+    if as_json:
+        print_json([dataclasses.asdict(f) for f in found])
+        if not found:
+            raise typer.Exit(1)
+        return
     if not found:
         err_console.print(f"[red]no customer matches[/] {query!r}")
         raise typer.Exit(1)
@@ -39,12 +47,18 @@ def show(
     render_customer(console, found[0])
 
 
-@customers_app.command("explain")
+@customers_app.command("explain", cls=ConcordCommand)
 def explain_pair(
     a: Annotated[str, typer.Argument(help="record key source:id or concord id")],
     b: Annotated[str, typer.Argument(help="record key source:id or concord id")],
     config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tell why two records are, or are not, the same customer."""
     cfg = load_config(config)
-    render_explanation(console, explain(Store.open(cfg.store_url), cfg, a, b))
+    store = Store.open(cfg.store_url, create=False)
+    found = explain(store, cfg, store.expand_concord_id(a), store.expand_concord_id(b))
+    if as_json:
+        print_json(dataclasses.asdict(found))
+        return
+    render_explanation(console, found)

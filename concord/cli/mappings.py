@@ -7,22 +7,23 @@ CLI's one error handler prints.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.syntax import Syntax
 
-from concord.cli.command import DEFAULT_CONFIG, ConfigOpt, group
+from concord.cli.command import DEFAULT_CONFIG, ConcordCommand, ConfigOpt, group
 from concord.cli.render import console, err_console, preview_table
-from concord.config import load_config
+from concord.config import PipelineConfig, load_config
 from concord.contracts import Window, build_source
 from concord.errors import ConcordError, ConfigError, MappingError, RecordRejected
 from concord.mapping import load_mapping
 from concord.mapping.infer import infer_mapping
 from concord.mapping.testing import cases_path, run_mapping_tests
 from concord.pipeline.context import load_mappings
+from concord.store import Store
 
 mappings_app = group("Validate, test, preview and draft mapping files.")
 
@@ -37,7 +38,7 @@ def _mapping_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-@mappings_app.command("validate")
+@mappings_app.command("validate", cls=ConcordCommand)
 def validate(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Mapping files or folders (default: mappings/).")
@@ -61,7 +62,7 @@ def validate(
         raise typer.Exit(1)
 
 
-@mappings_app.command("test")
+@mappings_app.command("test", cls=ConcordCommand)
 def test(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Mapping files or folders (default: mappings/).")
@@ -92,27 +93,33 @@ def test(
         raise typer.Exit(1)
 
 
-@mappings_app.command("preview")
+@mappings_app.command("preview", cls=ConcordCommand)
 def preview(
     source: str,
     entity: str,
     config: ConfigOpt = DEFAULT_CONFIG,
     limit: Annotated[int, typer.Option(help="Records to show.")] = 5,
+    staged: Annotated[
+        bool,
+        typer.Option("--staged", help="Use records already staged in the store; no network call."),
+    ] = False,
+    record_id: Annotated[
+        list[str] | None, typer.Option("--id", help="With --staged: this record (repeatable).")
+    ] = None,
 ) -> None:
-    """Pull a few live records and show each input beside its mapped output."""
+    """Show records of a source entity beside what the mapping makes of them.
+
+    Live records are pulled from the source; with --staged they are read from the store (what
+    the last sync staged), so a mapping can be tried without the ERP.
+    """
     cfg = load_config(config)
     if source not in cfg.sources or entity not in cfg.sources[source].entities:
         raise typer.BadParameter(f"{source}/{entity} is not in {config}")
     mapping = load_mappings(cfg)[(source, entity)]
-    src = build_source(cfg.sources[source])
-    records: list[dict[str, Any]] = []
-    try:
-        for page in src.extract(entity, Window(None, None), None):
-            records.extend(page.records[: limit - len(records)])
-            if len(records) >= limit:
-                break
-    finally:
-        src.close()
+    if staged:
+        records = staged_records(cfg.store_url, source, entity, limit, record_id or [])
+    else:
+        records = live_records(cfg, source, entity, limit)
     rows: list[tuple[Any, Any, set[str]]] = []
     for record in records:
         try:
@@ -120,19 +127,67 @@ def preview(
         except RecordRejected as exc:
             out = exc
         rows.append((record, out, mapping.unmapped_paths(record)))
-    console.print(preview_table(f"{source}/{entity} through {mapping.path}", rows))
+    where = "staged" if staged else "live"
+    console.print(preview_table(f"{source}/{entity} ({where}) through {mapping.path}", rows))
 
 
-@mappings_app.command("infer")
+def live_records(cfg: PipelineConfig, source: str, entity: str, limit: int) -> list[Any]:
+    """The first ``limit`` records the source returns for the entity (a network call)."""
+    src = build_source(cfg.sources[source])
+    records: list[Any] = []
+    try:
+        for page in src.extract(entity, Window(None, None), None):
+            records.extend(page.records[: limit - len(records)])
+            if len(records) >= limit:
+                break
+    finally:
+        src.close()
+    return records
+
+
+def staged_records(
+    store_url: str, source: str, entity: str, limit: int, ids: list[str]
+) -> list[Any]:
+    """Records of the entity as the store staged them (no network call)."""
+    store = Store.open(store_url, create=False)
+    try:
+        found = store.staged_records(source, entity, limit=limit, ids=ids)
+    finally:
+        store.dispose()
+    if not found:
+        which = f" with id {', '.join(ids)}" if ids else ""
+        raise ConcordError(
+            f"no staged records of {source}/{entity}{which} in {store.safe_url}; "
+            "run `concord sync` first, or preview live records without --staged"
+        )
+    return [orjson.loads(payload) for _, payload in found]
+
+
+@mappings_app.command("infer", cls=ConcordCommand)
 def infer(
     sample: Annotated[Path, typer.Argument(help="JSON file: one record or a list.")],
     entity: Annotated[str, typer.Option(help="Canonical entity, e.g. customers.")],
     source: Annotated[str, typer.Option(help="Source name in the draft.")] = "my_erp",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the draft here (and validate it).")
+    ] = None,
 ) -> None:
-    """Draft a mapping from a sample payload (review it before use)."""
+    """Draft a mapping from a sample payload (review it before use).
+
+    The draft is printed as plain YAML (pipe it into a file), or written to --out and loaded
+    back, so a draft that would not load is said at once.
+    """
     try:
         data = orjson.loads(sample.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise ConfigError(str(exc), file=str(sample)) from None
-    draft = infer_mapping(data, entity, source=source)
-    console.print(Syntax(draft, "yaml", theme="ansi_dark", background_color="default"))
+    try:
+        draft = infer_mapping(data, entity, source=source)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--entity") from None
+    if out is None:
+        sys.stdout.write(draft)
+        return
+    out.write_text(draft, encoding="utf-8")
+    mapping = load_mapping(out)
+    err_console.print(f"[green]✓[/] {out}: a draft {mapping.entity} mapping; review every line")

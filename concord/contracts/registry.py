@@ -7,6 +7,7 @@ configured as ``type: package.module:Class``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any
 
@@ -29,7 +30,9 @@ TARGET_TYPES: dict[str, str] = {
 def _load(kind: str, type_name: str, registry: dict[str, str]) -> Any:
     dotted = registry.get(type_name, type_name)
     if ":" not in dotted:
-        raise ConfigError(f"unknown {kind} type '{type_name}'; known: {', '.join(registry)}")
+        close = difflib.get_close_matches(type_name, list(registry), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(registry)}"
+        raise ConfigError(f"unknown {kind} type '{type_name}'; {hint}")
     module_name, _, attr = dotted.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)

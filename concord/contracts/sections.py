@@ -105,7 +105,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = ""
+    name: str = Field(default="", exclude=True)  # the section's key, set as the config loads
     type: str
     entities: dict[str, EntityConfig]
     enabled: bool = True
@@ -122,7 +122,7 @@ class TargetConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = ""
+    name: str = Field(default="", exclude=True)  # the section's key, set as the config loads
     type: str
     mapping: Path
     person_mapping: Path | None = Field(

@@ -9,8 +9,9 @@ refuses is an outcome with ``ok=False`` and the CRM's message, never an exceptio
 
 Capabilities only some targets have are separate small ``runtime_checkable`` protocols the push
 asks for with ``isinstance``: ``MergingTarget`` resolves identity merges (``Supersession``) in the
-CRM. Later ones (reading CRM records back for a resync, checking that custom properties exist)
-join it the same way instead of growing ``Target``.
+CRM; ``ReadingTarget`` reads the CRM's records back by concord id (``RemoteRecord``), which
+``concord push --resync`` compares with what concord would send. Later ones (checking that custom
+properties exist) join them the same way instead of growing ``Target``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,33 @@ class MergingTarget(Protocol):
 
         One outcome per item, keyed by the absorbed customer; an already merged pair counts as
         done.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecord:
+    """What the CRM holds for one customer, read back by its concord id."""
+
+    key: str
+    """The concord id (the value of the target's id property or external id field)."""
+    object_type: ObjectKind
+    remote_id: str | None
+    properties: dict[str, Any]
+
+
+@runtime_checkable
+class ReadingTarget(Protocol):
+    """A target that can read its records back by concord id (for a resync)."""
+
+    def read(
+        self, object_type: ObjectKind, keys: Sequence[str], properties: Sequence[str]
+    ) -> list[RemoteRecord]:
+        """The records the CRM holds now for ``keys``, with at least ``properties``.
+
+        Found by the target's id property or external id, in batches the target chooses; a key
+        the CRM does not hold (never pushed, deleted, archived) is simply absent from the answer.
+        Only a failure of a whole call raises ``PushError``.
         """
         ...
 

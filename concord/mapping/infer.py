@@ -1,12 +1,15 @@
 """Draft a mapping file from sample records: a starting point for an engineer, not a final word.
 
 ``infer_mapping(sample, entity)`` matches each canonical field to a source path by name (exact,
-known synonyms such as ``order_date`` for ``ordered_at``, then fuzzy), builds ``each`` blocks
-for lists of objects (order lines) and ``object`` blocks for addresses, writes a ``map`` for enum
-fields from the values seen (guessing the nearest enum value and marking the guess), and guesses
-a date ``format`` when sample dates are not ISO 8601. Required fields without a match are left
-as comments, so the draft fails to load until someone decides; unread source paths are listed
-at the end.
+known synonyms such as ``order_date`` for ``ordered_at``, then fuzzy; names compared without
+case or separators, so ``Post_Code``, ``postalCode`` and ``zip`` all find ``postcode``), builds
+``each`` blocks for lists of objects (order lines) and ``object`` blocks for addresses (from a
+nested object, or from flat fields such as ``Address``, ``City``, ``Post_Code``), writes a
+``map`` for enum fields from the values seen (guessing the nearest enum value and marking the
+guess), and guesses a date ``format`` when sample dates are not ISO 8601. The record id is the
+first field named like one (``id``, ``No``, ``number``, ...). Required fields without a match are
+left as comments, so such a draft fails to load until someone decides; unread source paths are
+listed at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import textwrap
 from datetime import datetime
 from typing import Any
 
@@ -21,17 +25,26 @@ from concord.mapping.targets import Target, model_targets
 from concord.model import ENTITY_MODELS
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "id": ("id", "uuid", "key", "code"),
+    "id": ("id", "no", "number", "uuid", "code", "key"),
     "number": ("number", "name", "reference", "ref", "no", "document_number"),
     "name": ("name", "company", "company_name", "display_name", "full_name"),
     "legal_name": ("legal_name", "registered_name", "company_name"),
-    "tax_id": ("tax_id", "vat_id", "vat", "vat_number", "tax_number"),
-    "emails": ("email", "emails", "email_address", "mail"),
-    "phones": ("phone", "phones", "telephone", "mobile", "phone_number"),
+    "tax_id": (
+        "tax_id",
+        "vat_id",
+        "vat",
+        "vat_number",
+        "tax_number",
+        "vat_registration_no",
+        "tax_registration_number",
+    ),
+    "emails": ("email", "emails", "email_address", "mail", "e_mail"),
+    "phones": ("phone", "phones", "telephone", "mobile", "phone_number", "phone_no"),
     "addresses": ("address", "billing_address", "addresses", "invoice_address"),
-    "line": ("street", "line", "address1", "street_address", "address_line"),
+    "line": ("street", "line", "address1", "street_address", "address_line", "address_line1"),
     "city": ("city", "town", "locality"),
-    "postcode": ("postcode", "zip", "zip_code", "postal_code"),
+    "postcode": ("postcode", "zip", "zip_code", "postal_code", "post_code"),
+    "country": ("country", "country_code", "country_region_code", "country_id"),
     "crossrefs": ("crm_ref", "crossrefs", "external_ref", "external_id"),
     "is_person": ("is_person", "type", "kind", "party_type"),
     "customer_id": ("customer_id", "partner_id", "party_id", "customer", "client_id"),
@@ -63,7 +76,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "method": ("method", "payment_method", "journal"),
     "reference": ("reference", "number", "name", "ref"),
     "created_at": ("created_at", "create_date", "created"),
-    "updated_at": ("updated_at", "write_date", "last_modified_at", "modified_at", "updated"),
+    "updated_at": (
+        "updated_at",
+        "write_date",
+        "last_modified_at",
+        "modified_at",
+        "updated",
+        "last_date_modified",
+        "last_modified_date_time",
+    ),
 }
 ENUM_ALIASES: dict[str, str] = {
     "done": "closed",
@@ -95,6 +116,11 @@ DATE_FORMATS = (
 )
 _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\[\]$*-]*")
 _YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
+
+
+def _plain(name: str) -> str:
+    """A field name without case or separators: ``Post_Code``, ``postCode`` -> ``postcode``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def _text(value: Any) -> str:
@@ -147,10 +173,11 @@ class _Drafter:
         candidates = [n for n in names if self.fits(prefix + n, want)]
         for synonym in (field, *SYNONYMS.get(field, ())):
             for name in candidates:
-                if name.lower() == synonym:
+                if _plain(name) == _plain(synonym):
                     return name
-        close = difflib.get_close_matches(field, candidates, n=1, cutoff=0.75)
-        return close[0] if close else None
+        plain = {_plain(n): n for n in candidates}
+        close = difflib.get_close_matches(_plain(field), list(plain), n=1, cutoff=0.75)
+        return plain[close[0]] if close else None
 
     def fits(self, path: str, want: str) -> bool:
         values = self.samples.seen(path)
@@ -198,6 +225,8 @@ class _Drafter:
                         sub, sub_target, prefix + source + ".", indent + 2, source + "."
                     )
                 return
+            self.flat_object(name, item, prefix, indent)
+            return
         elif target.kind == "object":
             return
         source = self.match(name, prefix, "value")
@@ -217,6 +246,32 @@ class _Drafter:
                 self.emit(indent + 2, f"{_text(value)}: {_text(mapped)}{comment}")
             return
         self.emit(indent, f"{name}: {self.expression(source, target, prefix + source)}")
+
+    def flat_object(self, name: str, item: Target, prefix: str, indent: int) -> None:
+        """A list of one object built from flat fields (``Address``, ``City``, ``Post_Code``).
+
+        Fields already mapped elsewhere (a customer's ``country``) may be read again here.
+        """
+        found: list[tuple[str, Target, str]] = []
+        used = self.used
+        for sub, sub_target in item.fields.items():
+            self.used = set()
+            source = self.match(sub, prefix, "value")
+            self.used = used
+            if source is None and sub == "line":
+                self.used = set()
+                source = self.match("address", prefix, "value")
+                self.used = used
+            if source is not None and sub_target.kind not in ("object", "list"):
+                found.append((sub, sub_target, source))
+        if not any(sub in ("line", "city", "postcode") for sub, _, _ in found):
+            return
+        self.emit(indent, f"{name}:")
+        self.emit(indent + 1, "as: list")
+        self.emit(indent + 1, "object:")
+        for sub, sub_target, source in found:
+            self.used.add(prefix + source)
+            self.emit(indent + 2, f"{sub}: {self.expression(source, sub_target, prefix + source)}")
 
     def object_field(
         self, name: str, target: Target, prefix: str, indent: int, relative: str
@@ -300,13 +355,20 @@ def infer_mapping(
     records = [sample] if isinstance(sample, dict) else list(sample)
     samples = _Samples(records)
     drafter = _Drafter(samples)
-    id_source = drafter.match("id", "", "value") or "id"
+    id_source = drafter.match("id", "", "value")
+    guessed = id_source is None
+    if id_source is None:  # nothing named like an id: the first plain field, to be reviewed
+        id_source = next((n for n in samples.children("") if drafter.fits(n, "value")), "id")
     drafter.used.add(id_source)
     drafter.emit(0, f"# Draft inferred from {len(records)} sample record(s): review every line.")
     drafter.emit(0, "direction: inbound")
     drafter.emit(0, f"source: {_text(source)}")
     drafter.emit(0, f"entity: {entity}")
-    drafter.emit(0, f"id: {_text(id_source)}")
+    drafter.emit(
+        0,
+        f"id: {_text(id_source)}"
+        + ("    # guessed: no field is named like an id" if guessed else ""),
+    )
     drafter.emit(0, "")
     drafter.emit(0, "fields:")
     drafter.fields(model_targets(ENTITY_MODELS[entity]), "", 1)
@@ -316,5 +378,7 @@ def infer_mapping(
     unread = [p for p in unread if not any(p.startswith(q + ".") for q in unread)]
     if unread:
         drafter.emit(0, "")
-        drafter.emit(0, "# source paths not mapped: " + ", ".join(unread))
+        drafter.emit(0, "# source paths not mapped:")
+        for line in textwrap.wrap(", ".join(unread), width=96):
+            drafter.emit(0, f"#   {line}")
     return "\n".join(drafter.lines) + "\n"

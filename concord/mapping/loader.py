@@ -15,7 +15,7 @@ from concord.errors import MappingError
 from concord.mapping.checks import check_mapping
 from concord.mapping.compiler import Apply, compile_mapping
 from concord.mapping.parser import parse_mapping
-from concord.mapping.spec import Expr, MappingSpec, Mark
+from concord.mapping.spec import Compare, Condition, Expr, MappingSpec, Mark, Not, SourcePath
 
 
 class Mapping:
@@ -55,7 +55,9 @@ class Mapping:
         self._deep_paths = tuple(p for p in self.read_paths if p.count(".") > 1)
         self._containers = tuple(sorted({p.split(".")[0] for p in self._shallow_paths}))
         self._field_marks: dict[str, Mark] = {}
-        _collect_marks([*([spec.id] if spec.id else []), *spec.fields.values()], self._field_marks)
+        self._field_exprs: dict[str, tuple[Expr, str]] = {}
+        exprs = [*([spec.id] if spec.id else []), *spec.fields.values()]
+        _collect_marks(exprs, self._field_marks, self._field_exprs)
 
     def location(self, field: str | None = None) -> str:
         """``file:line`` of an output field in the mapping file (for rejects).
@@ -70,6 +72,19 @@ class Mapping:
             if mark is not None:
                 return f"{self.path}:{mark.line}"
         return str(self.path)
+
+    def source_paths(self, field: str | None) -> list[str]:
+        """The dotted source paths the output ``field`` reads (for marking a reject's payload).
+
+        Like ``location``, a nested field with list indexes (``addresses.0.city``) is looked up
+        by its deepest field the mapping writes; an unknown field reads no path.
+        """
+        parts = [p for p in (field or "").split(".") if p and not p.isdigit()]
+        for size in range(len(parts), 0, -1):
+            found = self._field_exprs.get(".".join(parts[:size]))
+            if found is not None:
+                return sorted(set(_expr_paths(*found)))
+        return []
 
     def __repr__(self) -> str:
         return f"Mapping({str(self.path)!r}, {self.direction}, {self.entity!r})"
@@ -125,11 +140,56 @@ class Mapping:
                 found.add(path)
 
 
-def _collect_marks(exprs: list[Expr], into: dict[str, Mark]) -> None:
-    """Where each output field (nested ones dotted) is written in the file."""
+def _collect_marks(
+    exprs: list[Expr],
+    into: dict[str, Mark],
+    found: dict[str, tuple[Expr, str]],
+    prefix: str = "",
+) -> None:
+    """Where each output field (nested ones dotted) is written, and its expression.
+
+    Each expression is kept with the source path its own paths are relative to (the list an
+    ``each`` walks), so ``source_paths`` can name full paths.
+    """
     for expr in exprs:
         into.setdefault(expr.field, expr.marks.get("@key", expr.mark))
-        _collect_marks([*(expr.object or {}).values(), *(expr.each_fields or {}).values()], into)
+        found.setdefault(expr.field, (expr, prefix))
+        _collect_marks(list((expr.object or {}).values()), into, found, prefix)
+        if expr.each is not None:
+            inner = _joined(prefix, expr.each)
+            _collect_marks(list((expr.each_fields or {}).values()), into, found, inner)
+
+
+def _joined(prefix: str, path: SourcePath) -> str:
+    return path.dotted if path.root or not prefix else f"{prefix}.{path.dotted}"
+
+
+def _condition_paths(cond: Condition | None, prefix: str) -> list[str]:
+    if cond is None:
+        return []
+    if isinstance(cond, Compare):
+        return _expr_paths(cond.subject, prefix)
+    if isinstance(cond, Not):
+        return _condition_paths(cond.item, prefix)
+    return [p for item in cond.items for p in _condition_paths(item, prefix)]
+
+
+def _expr_paths(expr: Expr, prefix: str) -> list[str]:
+    """Every source path an expression reads, dotted (inside ``each``, below its list path)."""
+    found = [_joined(prefix, expr.path)] if expr.path is not None else []
+    for sub in [*(expr.coalesce or []), *(expr.concat or []), *(expr.object or {}).values()]:
+        found += _expr_paths(sub, prefix)
+    for case in expr.when or []:
+        found += _condition_paths(case.condition, prefix) + _expr_paths(case.then, prefix)
+    if expr.else_ is not None:
+        found += _expr_paths(expr.else_, prefix)
+    if expr.each is not None:
+        inner = _joined(prefix, expr.each)
+        found.append(inner)
+        for sub in (expr.each_fields or {}).values():
+            found += _expr_paths(sub, inner)
+        found += _condition_paths(expr.each_filter, inner)
+    return found
 
 
 def _shape(value: Any) -> tuple[str, ...] | str:

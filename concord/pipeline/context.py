@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from concord.config import PipelineConfig
 from concord.errors import MappingError
 from concord.mapping import Mapping, load_mapping
 from concord.model import ENTITY_MODELS
-from concord.pipeline.reports import StageReport
+from concord.pipeline.reports import FailedStage, StageReport
 from concord.store import Store
 from concord.store import tables as t
 from concord.utc import utcnow
@@ -142,3 +144,24 @@ def record_stage(
             ],
             ["run_id", "stage", "scope"],
         )
+
+
+def record_failure(ctx: RunContext, stage: str, scope: str, started: datetime, error: str) -> None:
+    """Record a failed stage, unless the stage itself stored a failed report since ``started``.
+
+    A stage that fails part-way (a push after some batches) keeps its own report, which says
+    what went through; otherwise the failure text is stored.
+    """
+    sr = t.stage_reports
+    with ctx.store.engine.connect() as conn:
+        own = conn.execute(
+            select(sr.c.finished_at).where(
+                sr.c.run_id == ctx.run_id,
+                sr.c.stage == stage,
+                sr.c.scope == scope,
+                sr.c.status == "failed",
+            )
+        ).scalar()
+    if own is not None and own >= started:
+        return
+    record_stage(ctx, stage, scope, started, FailedStage(error), "failed")

@@ -1,10 +1,12 @@
-"""The lifecycle of a run: lock, begin, run the stages, finish (report, reject ratio), release.
+"""The lifecycle of a run: lock, begin, run the stages, finish (report, status), release.
 
 Every writer takes the same sync lock, so one run at a time writes the store and a second is
 refused with the id of the run that holds it (``LockBusy``). One ``locked_run`` serves the CLI
-sync and the CLI push: it takes the lock, registers the run, runs the body while a background
-thread heartbeats the lock, then ``finish_run`` assembles the run report from the stage reports,
-fails the run past the reject ratio and stores it, whatever happened; the lock is released last.
+sync, remap and push: it takes the lock, registers the run, runs the body while a background
+thread heartbeats the lock, then ``finish_run`` assembles the run report from the stage reports
+and stores it with its status, whatever happened: ``failed`` with an error (a gate, a target's
+reject ratio, a fatal stage), ``partial`` when some sources or targets failed and the rest went
+through, else ``succeeded``; the lock is released last.
 An Airflow DAG run spans many processes: its first task takes the lock for the run, every task
 takes it again (the same run renews it) and heartbeats it while it works, and its final task
 releases it, even when the run failed. A holder that died (a killed worker) stops
@@ -21,7 +23,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from concord.errors import ConcordError, RunFailed
+from concord.errors import ConcordError, RunFailed, RunPartial
 from concord.pipeline.context import RunContext
 from concord.pipeline.reports import RunReport
 from concord.redact import redact
@@ -95,17 +97,14 @@ def run_report(ctx: RunContext) -> RunReport:
 
 
 def reject_ratio_error(ctx: RunContext, report: RunReport) -> str | None:
-    """Why the run fails on rejects (map stage, then each target), or None when it does not."""
-    maps = report["stages"].get("map", {}).values()
-    records = sum(m.get("records", 0) for m in maps)
-    rejected = sum(m.get("rejected", 0) for m in maps)
-    if records and rejected / records > ctx.config.reject_ratio:
-        return (
-            f"{rejected} of {records} records rejected in mapping "
-            f"({rejected / records:.1%}), above reject_ratio "
-            f"{ctx.config.reject_ratio:.1%}; see `concord rejects`"
-        )
+    """Why the run fails on push rejects (per target), or None.
+
+    Source rejects are judged before the push by the gates (``concord.pipeline.gates``) over
+    the whole entity; CRM refusals can only be counted once they were sent.
+    """
     for tname, body in report["stages"].get("push", {}).items():
+        if tname not in ctx.config.targets:
+            continue
         limit = ctx.config.targets[tname].reject_ratio
         limit = ctx.config.reject_ratio if limit is None else limit
         sent = body.get("accepted", 0) + body.get("rejected", 0)
@@ -117,15 +116,35 @@ def reject_ratio_error(ctx: RunContext, report: RunReport) -> str | None:
     return None
 
 
+def stage_failures(report: RunReport) -> list[str]:
+    """One line per stage scope that failed in the run (``extract sandbox_nav/orders: ...``)."""
+    lines = []
+    for stage, scopes in report["stages"].items():
+        for scope, body in scopes.items():
+            if body.get("status") == "failed":
+                reason = (
+                    body.get("error")
+                    or body.get("held")
+                    or "; ".join(body.get("failures") or [])
+                    or "failed"
+                )
+                lines.append(f"{stage} {scope}: {reason}")
+    return lines
+
+
 def finish_run(
     ctx: RunContext, *, error: str | None = None, report: RunReport | None = None
 ) -> RunReport:
-    """Store the run report: failed with ``error``, or with the reject-ratio failure if any."""
+    """Store the run report with its status: failed (``error`` or a limit), partial, succeeded."""
     report = report if report is not None else run_report(ctx)
     error = error or reject_ratio_error(ctx, report)
+    failures = stage_failures(report)
     if error:
         report["error"] = error
-    ctx.store.save_run_report(ctx.run_id, dict(report), status="failed" if error else "succeeded")
+    if failures:
+        report["failures"] = failures
+    status = "failed" if error else "partial" if failures else "succeeded"
+    ctx.store.save_run_report(ctx.run_id, dict(report), status=status)
     return report
 
 
@@ -133,7 +152,8 @@ def locked_run(ctx: RunContext, body: Callable[[], None]) -> RunReport:
     """Run ``body`` as one run under the sync lock; return the stored run report.
 
     An error of the body is recorded on the run and raised again (an unexpected one, a bug,
-    too); past the reject ratio the run is stored as failed and ``RunFailed`` raised.
+    too); past a target's reject ratio the run is stored as failed and ``RunFailed`` raised;
+    when some sources or targets failed it is stored as partial and ``RunPartial`` raised.
     """
     take_lock(ctx)
     try:
@@ -150,6 +170,12 @@ def locked_run(ctx: RunContext, body: Callable[[], None]) -> RunReport:
         report = finish_run(ctx)
         if "error" in report:
             raise RunFailed(report["error"])
+        if "failures" in report:
+            failures = report["failures"]
+            more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+            raise RunPartial(
+                f"run partial, {len(failures)} failed: " + "; ".join(failures[:3]) + more
+            )
         return report
     finally:
         release_lock(ctx)

@@ -1,15 +1,17 @@
 """Map stage: pending raw records through the compiled mapping into canonical rows.
 
 A record that fails the mapping or the canonical model becomes a reject with the field, reason,
-mapping file and line, and the payload; a record that maps closes its earlier rejects. Raw
-records are marked mapped in the same transaction as their canonical rows, so a crash repeats
-nothing.
+mapping file and line, and the payload, and a canonical row it had from an earlier payload is
+quarantined (``concord.store.quarantine``); a record that maps closes its earlier rejects. Raw
+records are marked mapped (with the mapping's fingerprint) in the same transaction as their
+canonical rows, so a crash repeats nothing; records mapped by an older mapping are replayed first
+(``concord.pipeline.replay``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
@@ -19,13 +21,17 @@ from concord.hashing import json_digest
 from concord.mapping import Mapping
 from concord.model import ENTITY_MODELS, CanonicalModel
 from concord.pipeline.context import RunContext, record_stage
+from concord.pipeline.replay import mapping_fingerprint, replay_all, replay_changed
 from concord.pipeline.reports import MapReport
 from concord.store import Reject
 from concord.store import tables as t
+from concord.store.quarantine import quarantine_rows, release
 from concord.utc import utcnow
 
 
-def canonical_row(entity: str, model: CanonicalModel, run_id: str) -> dict[str, Any]:
+def canonical_row(
+    entity: str, model: CanonicalModel, run_id: str, mapping_fp: str | None = None
+) -> dict[str, Any]:
     """The canonical table row of one mapped record (its JSON, hash and query columns)."""
     table = t.CANONICAL_TABLES[entity]
     data = model.model_dump(mode="json")
@@ -36,6 +42,7 @@ def canonical_row(entity: str, model: CanonicalModel, run_id: str) -> dict[str, 
         "hash": json_digest(data),
         "updated_at": getattr(model, "updated_at", None),
         "run_id": run_id,
+        "mapping_fp": mapping_fp,
     }
     for col in table.columns.keys():
         if col in row:
@@ -59,14 +66,25 @@ def _describe_validation(exc: ValidationError) -> tuple[str, str]:
     return loc, f"{err['msg']} (got {str(err.get('input'))[:80]!r})"
 
 
-def map_entity(ctx: RunContext, source_name: str, entity: str) -> MapReport:
-    """Map pending raw records to canonical rows; failures become rejects with the payload."""
+def map_entity(
+    ctx: RunContext, source_name: str, entity: str, *, replay: Literal["changed", "all"] = "changed"
+) -> MapReport:
+    """Map pending raw records to canonical rows; failures become rejects with the payload.
+
+    First the staged records mapped by another mapping are made pending again (``replay``:
+    ``"all"`` replays every staged record, as ``concord remap`` asks).
+    """
     started = utcnow()
     mapping = ctx.mappings[(source_name, entity)]
     ecfg = ctx.config.sources[source_name].entities[entity]
     model_cls = ENTITY_MODELS[mapping.entity]
     table = t.CANONICAL_TABLES[mapping.entity]
-    report = MapReport(canonical_entity=mapping.entity)
+    fingerprint = mapping_fingerprint(mapping)
+    report = MapReport(canonical_entity=mapping.entity, mapping_fp=fingerprint, replay=replay)
+    if replay == "all":
+        report.replayed = replay_all(ctx.store, source_name, entity)
+    else:
+        report.replayed = replay_changed(ctx.store, source_name, entity, fingerprint)
     drift: Counter[str] = Counter()
     missing: Counter[str] = Counter()
     for batch in ctx.store.pending_batches(source_name, entity, ctx.config.batch_size):
@@ -110,10 +128,23 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> MapReport:
                 rejects.append(_reject(source_name, entity, sid, fld, reason, mapping, payload))
                 continue
             drift.update(mapping.unmapped_paths(record))
-            rows.append(canonical_row(mapping.entity, model, ctx.run_id))
+            rows.append(canonical_row(mapping.entity, model, ctx.run_id, fingerprint))
             ok_ids.append(sid)
+        bad_ids = [ecfg.canonical_id(r.source_id) for r in rejects if r.source_id is not None]
         with ctx.store.begin() as conn:
             ctx.store.upsert(conn, table, rows, ["source", "source_id"])
+            release(
+                conn, table, source=source_name, source_ids=[ecfg.canonical_id(s) for s in ok_ids]
+            )
+            report.quarantined += quarantine_rows(
+                ctx.store,
+                conn,
+                table,
+                source=source_name,
+                entity=entity,
+                source_ids=bad_ids,
+                run_id=ctx.run_id,
+            )
             ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
             ctx.store.resolve_rejects(
                 conn,
@@ -123,7 +154,9 @@ def map_entity(ctx: RunContext, source_name: str, entity: str) -> MapReport:
                 source_ids=ok_ids,
                 run_id=ctx.run_id,
             )
-            ctx.store.mark_mapped(conn, source_name, entity, [(s, h) for s, _p, h in batch])
+            ctx.store.mark_mapped(
+                conn, source_name, entity, [(s, h) for s, _p, h in batch], fingerprint
+            )
         report.mapped += len(rows)
         report.rejected += len(rejects)
         ctx.emit("mapped", source=source_name, entity=entity, records=len(batch))

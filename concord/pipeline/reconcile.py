@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, and_, case, func, literal, select, true
+from sqlalchemy import Connection, Table, and_, case, func, select, true
 
 from concord.customer360.receivable import gate
 from concord.errors import RecordRejected
@@ -28,6 +28,8 @@ from concord.mapping import Mapping
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ReconcileReport
 from concord.store import tables as t
+from concord.store.counts import canonical_of
+from concord.store.counts import entity_counts as store_counts
 from concord.store.types import money_or_zero
 from concord.utc import utcnow
 
@@ -59,8 +61,9 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
                 row["this_run"] = pulled
                 out.mismatches.extend(f"{sname}/{ename}: {m}" for m in pulled.pop("problems"))
                 out.entities.append(row)
+        wanted = ctx.options.targets
         for tname, tcfg in ctx.config.targets.items():
-            if not tcfg.enabled:
+            if not tcfg.enabled or (wanted is not None and tname not in wanted):
                 continue
             body = target_counts(conn, tname)
             if body["not_pushed"] and not ctx.options.dry_run:
@@ -77,53 +80,25 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
                 f"{ctx.config.base_currency} over {verdict.customers} checked customers"
             )
     out.ok = not out.mismatches
+    out.dry_run = ctx.options.dry_run
     record_stage(ctx, "reconcile", "all", started, out)
     return out
-
-
-def _canonical_of(table: Table, prefix: str) -> Any:
-    """The join of raw records to the canonical rows mapped from them (ids may be prefixed)."""
-    raw = t.raw_records
-    source_id = literal(prefix) + raw.c.source_id if prefix else raw.c.source_id
-    return and_(table.c.source == raw.c.source, table.c.source_id == source_id)
 
 
 def entity_counts(
     conn: Connection, source: str, entity: str, mapping: Mapping, prefix: str = ""
 ) -> dict[str, Any]:
-    """Whole-store counts for one source entity and canonical money totals per currency.
-
-    Canonical rows are counted through the raw records they were mapped from, so two entities
-    of one source mapping into the same canonical table (``id_prefix``) are counted apart.
-    """
-    raw, rj = t.raw_records, t.rejects
+    """Whole-store counts for one source entity and canonical money totals per currency."""
     table = t.CANONICAL_TABLES[mapping.entity]
-    at_source = and_(raw.c.source == source, raw.c.entity == entity)
-    staged = conn.execute(select(func.count()).select_from(raw).where(at_source)).scalar_one()
-    pending = conn.execute(
-        select(func.count()).select_from(raw).where(at_source, raw.c.pending.is_(True))
-    ).scalar_one()
-    canonical = conn.execute(
-        select(func.count())
-        .select_from(raw.join(table, _canonical_of(table, prefix)))
-        .where(at_source, raw.c.pending.is_(False))
-    ).scalar_one()
-    rejected = conn.execute(
-        select(func.count(func.distinct(rj.c.source_id))).where(
-            rj.c.source == source,
-            rj.c.entity == entity,
-            rj.c.stage == "map",
-            rj.c.resolved_run.is_(None),
-        )
-    ).scalar_one()
+    counts = store_counts(conn, source, entity, table, prefix)
     return {
         "source": source,
         "entity": entity,
         "canonical_entity": mapping.entity,
-        "staged": int(staged),
-        "canonical": int(canonical),
-        "rejected": int(rejected),
-        "pending": int(pending),
+        "staged": counts.staged,
+        "canonical": counts.canonical,
+        "rejected": counts.rejected,
+        "pending": counts.pending,
         "money": canonical_money(conn, table, source, entity),
     }
 
@@ -153,7 +128,7 @@ def _mapped_payloads(
     while True:
         rows = conn.execute(
             select(raw.c.source_id, raw.c.payload, table.c.currency, table.c[column])
-            .join(table, _canonical_of(table, prefix))
+            .join(table, canonical_of(table, prefix))
             .where(where, raw.c.source_id > after)
             .order_by(raw.c.source_id)
             .limit(BATCH)
@@ -198,7 +173,7 @@ def pulled_this_run(
     table = t.CANONICAL_TABLES[mapping.entity]
     column = MONEY_COLUMNS.get(table.name)
     this_run = and_(raw.c.source == source, raw.c.entity == entity, raw.c.run_id == run_id)
-    joined = raw.join(table, _canonical_of(table, prefix))
+    joined = raw.join(table, canonical_of(table, prefix))
     done = and_(this_run, raw.c.pending.is_(False))
 
     def count(query: Any) -> int:
@@ -213,7 +188,7 @@ def pulled_this_run(
         ).one()
     )
     canonical = count(select(func.count()).select_from(joined).where(done))
-    has_canonical = select(table.c.source_id).where(_canonical_of(table, prefix)).exists()
+    has_canonical = select(table.c.source_id).where(canonical_of(table, prefix)).exists()
     has_reject = (
         select(rj.c.id)
         .where(

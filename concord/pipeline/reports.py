@@ -71,11 +71,20 @@ class ShardReport(PullCounts):
 
 @dataclass
 class MapReport(StageReport):
-    """Pending raw records of one source entity mapped; drift is counted per source path."""
+    """Pending raw records of one source entity mapped; drift is counted per source path.
+
+    ``replayed`` records were pending again because the mapping changed since they were mapped
+    (``replay="changed"``) or ``concord remap`` asked for all (``replay="all"``);
+    ``quarantined`` canonical rows were set aside because their record turned bad.
+    """
 
     records: int = 0
     mapped: int = 0
     rejected: int = 0
+    replayed: int = 0
+    replay: str = "changed"
+    quarantined: int = 0
+    mapping_fp: str = ""
     canonical_entity: str = ""
     unmapped_fields: dict[str, int] = field(default_factory=dict)
     missing_fields: dict[str, int] = field(default_factory=dict)
@@ -140,7 +149,9 @@ class PushReport(StageReport):
 
     ``accepted``/``rejected`` are what the reject-ratio check reads; ``rejected`` counts CRM
     refusals, failed merges and records the outbound mapping refused. A dry run sends nothing
-    and carries its ``plan``.
+    and carries its ``plan``. A resync (``resync``: ``verify`` or ``full``) says how many
+    customers it ``checked`` and how many the CRM was ``missing`` or held ``different``
+    (``unchanged``: those it held as concord would send them).
     """
 
     planned: int = 0
@@ -160,6 +171,10 @@ class PushReport(StageReport):
     plan: PlanCounts | None = None
     error: str | None = None
     held: str | None = None
+    resync: str | None = None
+    checked: int = 0
+    missing: int = 0
+    different: int = 0
 
 
 @dataclass
@@ -171,6 +186,7 @@ class ReconcileReport(StageReport):
     receivable: dict[str, Any] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
     ok: bool = True
+    dry_run: bool = False
 
 
 @dataclass
@@ -186,3 +202,4 @@ class RunReport(TypedDict):
     run_id: str
     stages: dict[str, dict[str, dict[str, Any]]]
     error: NotRequired[str]
+    failures: NotRequired[list[str]]

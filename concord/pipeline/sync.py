@@ -1,48 +1,101 @@
 """The nightly sync in one process: every stage in order, as one locked run.
 
-Extract and map each enabled source entity, resolve identities, build the 360, push to each
-enabled target, reconcile. ``RunOptions.sources``/``targets`` narrow the run; the lock is
-heartbeated in the background while the stages run (``locked_run``).
+Extract and map each enabled source entity, check the gates, resolve identities, build the 360,
+push to each enabled target, reconcile. A source entity whose pull fails, or a target whose push
+fails, is recorded as a failed stage and the run goes on with the others; it then ends
+``partial`` (``concord.pipeline.lifecycle``). The gates failing stops the run before resolve,
+so nothing is computed from a broken source and nothing reaches a CRM. ``RunOptions.sources``/
+``targets`` narrow the run; the lock is heartbeated in the background while the stages run
+(``locked_run``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from concord.config import PipelineConfig
+from concord.errors import ConcordError, ConfigError, PushHeld, SourceError
 from concord.pipeline.build_360 import build_360
-from concord.pipeline.context import EventHook, RunContext, RunOptions, open_context
+from concord.pipeline.context import (
+    EventHook,
+    RunContext,
+    RunOptions,
+    open_context,
+    record_failure,
+)
 from concord.pipeline.extract import extract
+from concord.pipeline.gates import gate_entities, require_gates
 from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.map import map_entity
 from concord.pipeline.push import push
 from concord.pipeline.reconcile import reconcile
-from concord.pipeline.reports import RunReport
+from concord.pipeline.reports import RunReport, StageReport
 from concord.pipeline.resolve import resolve
 from concord.store import Store
+from concord.utc import utcnow
+
+
+def run_scoped(
+    ctx: RunContext, stage: str, scope: str, body: Callable[[], StageReport]
+) -> ConcordError | None:
+    """Run one source entity's or target's stage; a failure is recorded and returned, not raised.
+
+    Only what concord raises on purpose (``ConcordError``: a source down, a CRM refusing the
+    call) is contained; a bug still stops the run, and so does the receivable gate holding the
+    push (``PushHeld``: it holds every target alike, the run fails).
+    """
+    started = utcnow()
+    ctx.emit("stage", stage=stage, scope=scope)
+    try:
+        body()
+    except PushHeld:
+        raise
+    except ConcordError as exc:
+        record_failure(ctx, stage, scope, started, exc.message)
+        ctx.emit("failed", stage=stage, scope=scope, error=exc.message)
+        return exc
+    return None
+
+
+def extract_all(ctx: RunContext, entities: list[tuple[str, str]]) -> None:
+    """Extract every entity; after a source gave up retrying, its other entities are skipped.
+
+    A source that stays unreachable through its retries is down, not missing one path: asking
+    it for each further entity would only repeat the wait (timeouts times attempts each). A
+    source whose settings cannot be used (a secret not set) fails the same way for every entity.
+    """
+    down: dict[str, str] = {}
+    for sname, ename in entities:
+        scope = f"{sname}/{ename}"
+        if sname in down:
+            record_failure(ctx, "extract", scope, utcnow(), f"not pulled: {down[sname]}")
+            continue
+        error = run_scoped(ctx, "extract", scope, partial(extract, ctx, sname, ename))
+        if isinstance(error, ConfigError) or (isinstance(error, SourceError) and error.retriable):
+            down[sname] = f"source unreachable during the pull of {scope}"
 
 
 def run_stages(ctx: RunContext) -> None:
     """Every stage of the run in order (the body of ``run_sync``'s locked run)."""
     config, options = ctx.config, ctx.options
-    sources = [
-        s
-        for s in config.sources.values()
-        if s.enabled and (options.sources is None or s.name in options.sources)
-    ]
-    entities = [(s.name, e) for s in sources for e, ecfg in s.entities.items() if ecfg.enabled]
+    entities = gate_entities(ctx)
+    extract_all(ctx, entities)
     for sname, ename in entities:
-        ctx.emit("stage", stage="extract", scope=f"{sname}/{ename}")
-        extract(ctx, sname, ename)
-    for sname, ename in entities:
-        ctx.emit("stage", stage="map", scope=f"{sname}/{ename}")
-        map_entity(ctx, sname, ename)
+        run_scoped(ctx, "map", f"{sname}/{ename}", partial(map_entity, ctx, sname, ename))
+    ctx.emit("stage", stage="gate", scope="all")
+    try:
+        require_gates(ctx)
+    except ConcordError:
+        reconcile(ctx)
+        raise
     ctx.emit("stage", stage="resolve", scope="all")
     resolve(ctx)
     ctx.emit("stage", stage="build_360", scope="all")
     build_360(ctx)
     for tcfg in config.targets.values():
         if tcfg.enabled and (options.targets is None or tcfg.name in options.targets):
-            ctx.emit("stage", stage="push", scope=tcfg.name)
-            push(ctx, tcfg.name)
+            run_scoped(ctx, "push", tcfg.name, partial(push, ctx, tcfg.name, gates=False))
     ctx.emit("stage", stage="reconcile", scope="all")
     reconcile(ctx)
 
@@ -57,3 +110,33 @@ def run_sync(
     """Run every stage in order under the store's sync lock; return the run report."""
     ctx = open_context(config, options, on_event=on_event, store=store)
     return locked_run(ctx, lambda: run_stages(ctx))
+
+
+def remap_stages(ctx: RunContext, entities: list[tuple[str, str]]) -> None:
+    """Map the entities' staged records again, then resolve, build the 360 and reconcile."""
+    for sname, ename in entities:
+        ctx.emit("stage", stage="map", scope=f"{sname}/{ename}")
+        map_entity(ctx, sname, ename, replay="all")
+    ctx.emit("stage", stage="resolve", scope="all")
+    resolve(ctx)
+    ctx.emit("stage", stage="build_360", scope="all")
+    build_360(ctx)
+    ctx.emit("stage", stage="reconcile", scope="all")
+    reconcile(ctx)
+
+
+def run_remap(
+    config: PipelineConfig,
+    options: RunOptions,
+    entities: list[tuple[str, str]],
+    *,
+    on_event: EventHook | None = None,
+    store: Store | None = None,
+) -> RunReport:
+    """``concord remap``: every staged record of ``entities`` mapped again, as one locked run.
+
+    Nothing is pulled and nothing pushed (``options.targets`` should be empty); what changed
+    goes out with the next push.
+    """
+    ctx = open_context(config, options, on_event=on_event, store=store)
+    return locked_run(ctx, lambda: remap_stages(ctx, entities))

@@ -55,10 +55,18 @@ class PlannedUpsert:
     prior_status: str | None
     prior_attempts: int
     source_hash: str | None = None  # fingerprint of the 360 row and mapping it came from
+    name: str = ""  # the golden name, for plans a reader checks
+    source_ids: tuple[str, ...] = ()  # the ERP records behind the customer (source:number)
+    in_target: bool | None = None  # what a read-back found (None: not read, trust push state)
 
     @property
     def action(self) -> str:
-        """``update`` when the target holds an accepted version of the customer, else ``create``."""
+        """``update`` when the target holds a version of the customer, else ``create``.
+
+        A resync knows from reading the target back; otherwise the push state says.
+        """
+        if self.in_target is not None:
+            return "update" if self.in_target else "create"
         known = self.prior_hash is not None and self.prior_status != "superseded"
         return "update" if known else "create"
 
@@ -134,18 +142,66 @@ Candidate = PlannedUpsert | MapFailure | Refresh
 """What the diff yields per customer: an upsert to send, a mapping failure, or a refresh."""
 
 
-def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
-    """Every customer whose outbound properties differ from what the target last accepted.
+@dataclass(frozen=True, slots=True)
+class OutboundMappings:
+    """A target's outbound mappings: companies, persons (optional), and their fingerprint."""
 
-    Keyset-paged over the 360 table so memory stays flat however many customers there are. A row
-    accepted from the same 360 data and mappings is skipped without validating or mapping it.
-    """
+    company: Mapping
+    person: Mapping | None
+    fingerprint: bytes
+
+
+def outbound_mappings(ctx: RunContext, target_name: str) -> OutboundMappings:
+    """The target's outbound mappings as the run loaded them (or from the config)."""
     tcfg = ctx.config.targets[target_name]
-    company_mapping = ctx.mappings.get(("target", target_name)) or load_mapping(
+    company = ctx.mappings.get(("target", target_name)) or load_mapping(
         ctx.config.resolve_path(tcfg.mapping)
     )
-    person_mapping = ctx.mappings.get(("target-person", target_name))
-    mappings_fp = mapping_fingerprint(company_mapping, person_mapping)
+    person = ctx.mappings.get(("target-person", target_name))
+    return OutboundMappings(company, person, mapping_fingerprint(company, person))
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """One customer's outbound properties, ready to compare or send."""
+
+    customer: Customer360
+    object_type: ObjectKind
+    properties: dict[str, Any]
+
+
+def map_customer(
+    gid: str, data: dict[str, Any], mappings: OutboundMappings, target_name: str
+) -> Mapped | MapFailure:
+    """A stored 360 row through the target's outbound mapping (persons through its own)."""
+    customer = Customer360.model_validate(data)
+    is_person = customer.is_person and mappings.person is not None
+    mapping = mappings.person if is_person and mappings.person else mappings.company
+    try:
+        props = mapping.apply(customer.model_dump(mode="python"))
+    except RecordRejected as exc:
+        return MapFailure(
+            Reject(
+                stage="push",
+                source=target_name,
+                entity=PUSH_ENTITY,
+                source_id=gid,
+                field=exc.field,
+                reason=exc.reason,
+                location=mapping.location(exc.field),
+                payload=orjson.dumps(data),
+            )
+        )
+    return Mapped(customer, PERSON if is_person else COMPANY, props)
+
+
+StateRow = tuple[str, str, str | None, str | None, str | None, str | None, int | None, str | None]
+"""(concord id, 360 data text, accepted hash, remote id, accepted properties text, status,
+attempts, source hash) of one customer and its push state."""
+
+
+def rows_with_state(ctx: RunContext, target_name: str) -> Iterator[list[StateRow]]:
+    """The 360 table joined with the target's push state, keyset-paged by concord id."""
     c360, ps = t.customer360, t.push_state
     page = max(ctx.config.batch_size, 100)
     after = ""
@@ -177,48 +233,58 @@ def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
         if not rows:
             return
         after = rows[-1][0]
-        for gid, data_text, accepted, remote_id, accepted_text, status, attempts, seen in rows:
-            fingerprint = source_fingerprint(data_text, mappings_fp)
+        yield [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def planned(
+    gid: str, mapped: Mapped, row: StateRow, fingerprint: str, *, forget_state: bool = False
+) -> PlannedUpsert:
+    """The upsert of one mapped customer, against what the push state says the target holds.
+
+    ``forget_state`` plans it as a create whatever the push state says (a resync found the
+    record missing in the CRM).
+    """
+    _gid, _data, accepted, remote_id, accepted_text, status, attempts, _seen = row
+    known = status != "superseded" and not forget_state
+    return PlannedUpsert(
+        key=gid,
+        object_type=mapped.object_type,
+        properties=mapped.properties,
+        hash=content_hash(mapped.object_type, mapped.properties),
+        remote_id=remote_id if known else None,
+        previous=_loads(accepted_text) if known else None,
+        prior_hash=accepted if known else None,
+        prior_status=status if known else None,
+        prior_attempts=attempts or 0,
+        source_hash=fingerprint,
+        name=str(mapped.customer.name.value),
+        source_ids=tuple(mapped.customer.source_ids),
+    )
+
+
+def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
+    """Every customer whose outbound properties differ from what the target last accepted.
+
+    Keyset-paged over the 360 table so memory stays flat however many customers there are. A row
+    accepted from the same 360 data and mappings is skipped without validating or mapping it.
+    """
+    mappings = outbound_mappings(ctx, target_name)
+    for rows in rows_with_state(ctx, target_name):
+        for row in rows:
+            gid, data_text, accepted, _remote, _props, status, _attempts, seen = row
+            fingerprint = source_fingerprint(data_text, mappings.fingerprint)
             if status == "accepted" and seen == fingerprint:
                 continue
-            data = orjson.loads(data_text)
-            customer = Customer360.model_validate(data)
-            is_person = customer.is_person and person_mapping is not None
-            mapping = person_mapping if is_person and person_mapping else company_mapping
-            kind = PERSON if is_person else COMPANY
-            try:
-                props = mapping.apply(customer.model_dump(mode="python"))
-            except RecordRejected as exc:
-                yield MapFailure(
-                    Reject(
-                        stage="push",
-                        source=target_name,
-                        entity=PUSH_ENTITY,
-                        source_id=gid,
-                        field=exc.field,
-                        reason=exc.reason,
-                        location=mapping.location(exc.field),
-                        payload=orjson.dumps(data),
-                    )
-                )
+            mapped = map_customer(gid, orjson.loads(data_text), mappings, target_name)
+            if isinstance(mapped, MapFailure):
+                yield mapped
                 continue
-            h = content_hash(kind, props)
+            h = content_hash(mapped.object_type, mapped.properties)
             if accepted == h and status != "superseded":
                 if status in ("accepted", "rejected"):
                     yield Refresh(gid, fingerprint)
                 continue
-            yield PlannedUpsert(
-                key=gid,
-                object_type=kind,
-                properties=props,
-                hash=h,
-                remote_id=remote_id if status != "superseded" else None,
-                previous=_loads(accepted_text) if status != "superseded" else None,
-                prior_hash=accepted,
-                prior_status=status,
-                prior_attempts=attempts or 0,
-                source_hash=fingerprint,
-            )
+            yield planned(gid, mapped, row, fingerprint)
 
 
 def _loads(text: str | None) -> dict[str, Any] | None:

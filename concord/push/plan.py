@@ -74,12 +74,20 @@ class PushPlan:
             "upsert_calls": self.upsert_calls,
             "merge_calls": self.merge_calls,
             "creates": [
-                {"concord_id": p.key, "object_type": p.object_type, "properties": p.stored}
+                {
+                    "concord_id": p.key,
+                    "name": p.name,
+                    "source_ids": list(p.source_ids),
+                    "object_type": p.object_type,
+                    "properties": p.stored,
+                }
                 for p in self.creates
             ],
             "updates": [
                 {
                     "concord_id": p.key,
+                    "name": p.name,
+                    "source_ids": list(p.source_ids),
                     "object_type": p.object_type,
                     "retry": p.retry,
                     "changes": [

@@ -25,6 +25,29 @@ from concord.store import tables as t
 from concord.utc import utcnow
 
 
+def _state(
+    ctx: RunContext, target_name: str, p: PlannedUpsert, o: PushOutcome | None, now: Any
+) -> dict[str, Any]:
+    """The push-state row of one customer after the target's answer ``o`` (None: no answer)."""
+    ok = bool(o and o.ok)
+    error = None if ok else (o.error if o and o.error else "the target returned no outcome")
+    return {
+        "target": target_name,
+        "concord_id": p.key,
+        "status": "accepted" if ok else "rejected",
+        "accepted_hash": p.hash if ok else p.prior_hash,
+        "attempted_hash": p.hash,
+        "remote_id": (o.remote_id if o and o.remote_id else None) or p.remote_id,
+        "accepted_properties": p.stored if ok else p.previous,
+        "object_type": p.object_type,
+        "source_hash": p.source_hash if ok else None,
+        "error": error,
+        "attempts": 0 if ok else p.prior_attempts + 1,
+        "run_id": ctx.run_id,
+        "updated_at": now,
+    }
+
+
 def send_batch(
     ctx: RunContext,
     target: Target,
@@ -42,28 +65,11 @@ def send_batch(
     accepted: list[str] = []
     for p in chunk:
         o = outcomes.get(p.key)
-        ok = bool(o and o.ok)
-        error = None if ok else (o.error if o and o.error else "the target returned no outcome")
-        states.append(
-            {
-                "target": target_name,
-                "concord_id": p.key,
-                "status": "accepted" if ok else "rejected",
-                "accepted_hash": p.hash if ok else p.prior_hash,
-                "attempted_hash": p.hash,
-                "remote_id": (o.remote_id if o and o.remote_id else None) or p.remote_id,
-                "accepted_properties": p.stored if ok else p.previous,
-                "object_type": p.object_type,
-                "source_hash": p.source_hash if ok else None,
-                "error": error,
-                "attempts": 0 if ok else p.prior_attempts + 1,
-                "run_id": ctx.run_id,
-                "updated_at": now,
-            }
-        )
+        state = _state(ctx, target_name, p, o, now)
+        states.append(state)
         if p.retry:
             report.retried += 1
-        if ok:
+        if state["status"] == "accepted":
             accepted.append(p.key)
             if p.action == "create":
                 report.created += 1
@@ -78,7 +84,7 @@ def send_batch(
                     source=target_name,
                     entity=PUSH_ENTITY,
                     source_id=p.key,
-                    reason=error or "",
+                    reason=state["error"] or "",
                     payload=orjson.dumps(p.properties, default=str),
                 )
             )
@@ -88,6 +94,24 @@ def send_batch(
     report.accepted += len(accepted)
     report.rejected += len(rejects)
     ctx.emit("pushed", target=target_name, records=len(chunk))
+
+
+def confirm_held(ctx: RunContext, target_name: str, held: list[PlannedUpsert]) -> None:
+    """Store customers a read-back found the target holding as concord would send them.
+
+    Their push state becomes what the target holds (accepted, its record id), so the next push
+    skips them, and their open push rejects close.
+    """
+    if not held:
+        return
+    now = utcnow()
+    states = [
+        _state(ctx, target_name, p, PushOutcome(p.key, ok=True, remote_id=p.remote_id), now)
+        for p in held
+    ]
+    with ctx.store.begin() as conn:
+        ctx.store.upsert(conn, t.push_state, states, ["target", "concord_id"])
+        _settle_rejects(ctx, conn, target_name, [], done=[p.key for p in held])
 
 
 def store_refreshes(ctx: RunContext, target_name: str, refreshes: list[Refresh]) -> None:

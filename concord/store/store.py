@@ -26,12 +26,13 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from concord.errors import LockBusy, StoreError
 from concord.store import tables as t
@@ -96,17 +97,61 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class Store:
-    """A concord store at a SQLAlchemy URL (SQLite file by default, PostgreSQL in production)."""
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
-    def __init__(self, url: str) -> None:
+
+def check_store_url(url: str) -> URL:
+    """The parsed store URL, or ``StoreError`` saying what concord supports instead.
+
+    concord keeps its store in SQLite (a file) or PostgreSQL; any other database, or a URL that
+    does not parse, is refused before a driver is looked for.
+    """
+    try:
         parsed = make_url(url)
-        if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
+    except ArgumentError:
+        raise StoreError(
+            f"store_url {url!r} is not a database URL; use sqlite:///path/to/concord.db "
+            "or postgresql://user@host/db"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
+        raise StoreError(
+            f"store_url {parsed.render_as_string(hide_password=True)!r}: "
+            f"{parsed.get_backend_name()} is not supported; concord's store is SQLite "
+            "(sqlite:///path/to/concord.db) or PostgreSQL (postgresql://user@host/db)"
+        )
+    return parsed
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (None for in-memory databases and other dialects)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+class Store:
+    """A concord store at a SQLAlchemy URL (SQLite file by default, PostgreSQL in production).
+
+    A SQLite store's folder must exist: a mistyped path is an error, not a new empty store in
+    new folders. ``create=False`` (the commands that only read) also needs the file itself.
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        parsed = check_store_url(url)
+        if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         self.url = parsed
         self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(parsed)
+        if path is not None and not path.parent.is_dir():
+            raise StoreError(
+                f"store folder {path.parent} does not exist (store_url {url}); "
+                "create it or correct store_url"
+            )
+        if path is not None and not create and not path.is_file():
+            raise StoreError(
+                f"no store at {path} (store_url {url}): run `concord sync` or `make demo` first"
+            )
         self.engine: Engine = create_engine(
             parsed,
             future=True,
@@ -118,9 +163,12 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Open the store and bring its schema to the newest migration."""
-        store = cls(url)
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Open the store and bring its schema to the newest migration.
+
+        ``create=False`` refuses a SQLite file that does not exist yet (read-only commands).
+        """
+        store = cls(url, create=create)
         store.migrate()
         return store
 
@@ -298,6 +346,23 @@ class Store:
         with self.begin() as conn:
             conn.execute(delete(t.locks).where(t.locks.c.name == name, t.locks.c.run_id == run_id))
 
+    def expand_concord_id(self, short: str) -> str:
+        """The full concord id a shortened one (``cc_1a2b3c4d``) stands for, else ``short``.
+
+        Tables show ids shortened; every command takes the short form back. An ambiguous or
+        unknown prefix is returned as given (the caller's lookup then reports it).
+        """
+        if not short.startswith("cc_") or not short[3:].isalnum():
+            return short
+        g = t.golden
+        with self.engine.connect() as conn:
+            found = list(
+                conn.execute(
+                    select(g.c.concord_id).where(g.c.concord_id.startswith(short)).limit(2)
+                ).scalars()
+            )
+        return str(found[0]) if len(found) == 1 else short
+
     # -- watermarks ---------------------------------------------------------------------------
 
     def watermark(self, source: str, entity: str) -> WatermarkState:
@@ -441,9 +506,18 @@ class Store:
             after = batch[-1][0]
 
     def mark_mapped(
-        self, conn: Connection, source: str, entity: str, done: Iterable[tuple[str, str]]
+        self,
+        conn: Connection,
+        source: str,
+        entity: str,
+        done: Iterable[tuple[str, str]],
+        mapping_fp: str | None = None,
     ) -> None:
-        """Clear ``pending`` for (source_id, hash) pairs, unless the payload changed meanwhile."""
+        """Clear ``pending`` for (source_id, hash) pairs, unless the payload changed meanwhile.
+
+        ``mapping_fp`` is remembered as the fingerprint of the mapping that mapped them, so a
+        changed mapping finds them again (``mark_for_replay``).
+        """
         raw = t.raw_records
         params = [{"sid": sid, "h": h} for sid, h in done]
         if not params:
@@ -456,9 +530,40 @@ class Store:
                 raw.c.source_id == bindparam("sid"),
                 raw.c.hash == bindparam("h"),
             )
-            .values(pending=False),
+            .values(pending=False, mapped_fp=mapping_fp),
             params,
         )
+
+    def mark_for_replay(self, source: str, entity: str, *, unless_fp: str | None = None) -> int:
+        """Mark staged records pending again; return how many.
+
+        With ``unless_fp``, only records last mapped by another mapping (or before mappings were
+        fingerprinted); without it, every staged record of the entity (``concord remap``).
+        """
+        raw = t.raw_records
+        stmt = update(raw).where(
+            raw.c.source == source, raw.c.entity == entity, raw.c.pending.is_(False)
+        )
+        if unless_fp is not None:
+            stmt = stmt.where(or_(raw.c.mapped_fp.is_(None), raw.c.mapped_fp != unless_fp))
+        with self.begin() as conn:
+            return int(conn.execute(stmt.values(pending=True)).rowcount or 0)
+
+    def staged_records(
+        self, source: str, entity: str, *, limit: int, ids: Sequence[str] = ()
+    ) -> list[tuple[str, bytes]]:
+        """Staged (source_id, payload) pairs of one entity, by id: the given ids or the first."""
+        raw = t.raw_records
+        stmt = (
+            select(raw.c.source_id, raw.c.payload)
+            .where(raw.c.source == source, raw.c.entity == entity)
+            .order_by(raw.c.source_id)
+            .limit(limit)
+        )
+        if ids:
+            stmt = stmt.where(raw.c.source_id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [(str(sid), bytes(payload)) for sid, payload in conn.execute(stmt)]
 
     # -- rejects ----------------------------------------------------------------------------------
 

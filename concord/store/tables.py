@@ -97,6 +97,7 @@ raw_records = Table(
     Column("hash", String(32), nullable=False),
     Column("cursor", String(100)),
     Column("pending", Boolean, nullable=False),  # changed since last mapped
+    Column("mapped_fp", String(32)),  # fingerprint of the mapping that last mapped it (replay)
     Column("run_id", String(64), nullable=False),
     Column("extracted_at", UtcDateTime, nullable=False),
     Index("ix_raw_pending", "source", "entity", "pending"),
@@ -133,6 +134,7 @@ def _canonical(name: str, *columns: Column[object]) -> Table:
         Column("hash", String(32), nullable=False),
         Column("updated_at", UtcDateTime),
         Column("run_id", String(64), nullable=False),
+        Column("mapping_fp", String(32)),  # fingerprint of the mapping the row came from
     )
 
 
@@ -204,6 +206,23 @@ CANONICAL_TABLES: dict[str, Table] = {
     "payments": payments,
     "exchange_rates": exchange_rates,
 }
+
+# A canonical row whose record has since turned bad (its new payload is an open reject) is moved
+# here, out of every reader's way (resolve, 360, push, reconcile), until the record maps again:
+# the last good values stay inspectable and nothing downstream goes on with them unflagged.
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("canonical_entity", String(32), primary_key=True),  # the canonical table's name
+    Column("source", String(100), primary_key=True),
+    Column("source_id", String(200), primary_key=True),
+    Column("entity", String(100), nullable=False),  # the source entity the record came from
+    Column("data", JSON, nullable=False),  # the last good canonical row
+    Column("hash", String(32), nullable=False),
+    Column("mapping_fp", String(32)),
+    Column("run_id", String(64), nullable=False),  # the run that quarantined it
+    Column("quarantined_at", UtcDateTime, nullable=False),
+)
 
 golden = Table(
     "golden",

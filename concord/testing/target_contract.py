@@ -4,7 +4,8 @@ A connector's tests subclass ``TargetContract`` (the class name must start with 
 override the ``target`` fixture (a target built from its config section against a loopback
 CRM), ``record`` (a customer the CRM accepts), ``refused`` (one it refuses on its own) and, for a
 ``MergingTarget``, ``merged_as_documented`` (whether the CRM now holds the merge the connector
-documents: merged away, marked as superseded, or deleted).
+documents: merged away, marked as superseded, or deleted). A ``ReadingTarget`` must also read
+back what it pushed by concord id, with the CRM's record id, and leave out keys it never saw.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from concord.contracts import (
     MergingTarget,
     PushRecord,
+    ReadingTarget,
     Supersession,
     Target,
     TargetConfig,
@@ -111,3 +113,20 @@ class TargetContract:
         assert self.merged_as_documented(target, merge)
         (again,) = target.supersede([merge])
         assert (again.key, again.ok) == ("M-absorbed", True), again.error
+
+    def test_records_read_back_by_key_and_unknown_keys_are_absent(self, target: Target) -> None:
+        """A reading target finds what it pushed, by concord id, and nothing for other keys."""
+        if not isinstance(target, ReadingTarget):
+            pytest.skip("this target does not read its records back")
+        records = [self.record("R-one"), self.record("R-two")]
+        pushed = target.push(records)
+        assert all(o.ok for o in pushed), [o.error for o in pushed]
+        names = sorted(records[0].properties)
+        found = {r.key: r for r in target.read("company", ["R-one", "R-two", "R-never"], names)}
+        assert set(found) == {"R-one", "R-two"}
+        for record, outcome in zip(records, pushed, strict=True):
+            held = found[record.key]
+            assert held.object_type == "company"
+            assert {n: held.properties.get(n) for n in names} == record.properties
+            if outcome.remote_id and held.remote_id:  # a list endpoint may not give the id
+                assert held.remote_id == outcome.remote_id

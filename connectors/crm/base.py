@@ -50,6 +50,7 @@ CrmAuth = Annotated[
 ]
 WHOLE_BATCH_REFUSED = frozenset({400, 413, 422})
 S = TypeVar("S", bound=BaseModel)
+T = TypeVar("T")
 
 
 def parse_settings(model: type[S], config: TargetConfig) -> S:
@@ -57,7 +58,9 @@ def parse_settings(model: type[S], config: TargetConfig) -> S:
     try:
         return model.model_validate(config.settings)
     except ValidationError as exc:
-        raise ConfigError.from_validation(exc, prefix=("targets", config.name)) from None
+        raise ConfigError.from_validation(
+            exc, prefix=("targets", config.name), model=model
+        ) from None
 
 
 class CrmClient:
@@ -109,8 +112,8 @@ def bisect(
     return bisect(records[:mid], send, describe) + bisect(records[mid:], send, describe)
 
 
-def chunks(records: Sequence[PushRecord], size: int) -> list[Sequence[PushRecord]]:
-    """``records`` in slices of at most ``size``."""
+def chunks(records: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``records`` (or keys) in slices of at most ``size``."""
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 

@@ -5,9 +5,12 @@ stringifies). Each input carries an ``objectWriteTraceId`` (the concord id) so H
 207 Multi-Status with per-input errors instead of refusing the whole batch; a batch refused whole
 (400 VALIDATION_ERROR) is split in halves until the bad inputs stand alone. Customers merged by
 identity resolution are merged in HubSpot too (``POST /crm/v3/objects/{type}/merge``), so the
-absorbed record disappears into the survivor instead of staying as a duplicate. 429 and
-``Retry-After`` are honoured by the shared HTTP client, under ``http.requests_per_second``.
-Auth: a private-app token (``bearer``) or the OAuth2 refresh-token grant.
+absorbed record disappears into the survivor instead of staying as a duplicate. Records are read
+back for a resync with ``POST /crm/v3/objects/{type}/batch/read`` by the id property (at most 100
+inputs a call; ids HubSpot does not hold come back as a 207 error item, or a 404 when none
+exists). 429 and ``Retry-After`` are honoured by the shared HTTP client, under
+``http.requests_per_second``. Auth: a private-app token (``bearer``) or the OAuth2 refresh-token
+grant.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
+from concord.contracts import (
+    ObjectKind,
+    PushOutcome,
+    PushRecord,
+    RemoteRecord,
+    Supersession,
+    TargetConfig,
+)
 from concord.errors import PushError
 from connectors.crm.base import (
     CrmAuth,
@@ -150,6 +160,36 @@ class HubSpotTarget:
             by_key.get(r.key) or PushOutcome(r.key, ok=False, error="missing in HubSpot's response")
             for r in records
         ]
+
+    def read(
+        self, object_type: ObjectKind, keys: Sequence[str], properties: Sequence[str]
+    ) -> list[RemoteRecord]:
+        """The records HubSpot holds for ``keys``, read by the id property in batches of 100."""
+        hub_type, idp = self._object(object_type)
+        found: list[RemoteRecord] = []
+        for chunk in chunks(list(keys), self.max_batch):
+            body = {
+                "idProperty": idp,
+                "inputs": [{"id": key} for key in chunk],
+                "properties": sorted({*properties, idp}),
+                "propertiesWithHistory": [],
+            }
+            try:
+                resp = self.client.request(
+                    "POST", f"/crm/v3/objects/{hub_type}/batch/read", json=body
+                )
+            except PushError as exc:
+                if exc.status == 404:  # none of these ids exists in HubSpot
+                    continue
+                raise
+            data = resp.data if isinstance(resp.data, dict) else {}
+            for res in data.get("results") or []:
+                props = res.get("properties") or {}
+                if props.get(idp) is not None:
+                    found.append(
+                        RemoteRecord(str(props[idp]), object_type, str(res.get("id")), dict(props))
+                    )
+        return found
 
     def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
         """Merge each absorbed record into its survivor; an already merged pair counts as done."""

@@ -7,18 +7,28 @@ is read as per-record results when ``results_path`` names them (matched back by
 ``result_error_field`` is set), or, with no ``results_path``, any 2xx accepts the whole batch. A
 batch refused whole (400/413/422) is split in halves until the bad records stand alone. Merged
 customers are marked (``superseded_field`` set to the survivor in the same batch shape) or
-deleted one by one (``delete_path`` with ``{key}`` and ``{remote_id}`` placeholders).
+deleted one by one (``delete_path`` with ``{key}`` and ``{remote_id}`` placeholders). With
+``list_path`` set, records are read back for a resync: ``GET <list_path>`` with the wanted keys
+in ``list_ids_param`` (or, without it, every page), results under ``list_results_path``, the
+next page's cursor in ``list_next_field`` sent back as ``list_cursor_param``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
+from concord.contracts import (
+    ObjectKind,
+    PushOutcome,
+    PushRecord,
+    RemoteRecord,
+    Supersession,
+    TargetConfig,
+)
 from concord.errors import PushError
 from connectors.crm.base import (
     CrmAuth,
@@ -56,6 +66,12 @@ class RestTargetSettings(BaseModel):
     merge_mode: Literal["mark", "delete"] = "mark"
     superseded_field: str = "superseded_by"
     delete_path: str = "/customers/{key}"
+    list_path: str | None = Field(default=None, description="GET listing records (resync)")
+    person_list_path: str | None = None
+    list_ids_param: str | None = Field(default="ids", description="None: read every page")
+    list_results_path: str = "results"
+    list_next_field: str | None = "next"
+    list_cursor_param: str = "cursor"
 
 
 def parse_settings(config: TargetConfig) -> RestTargetSettings:
@@ -152,6 +168,49 @@ class RestTarget:
             by_key.get(key) or PushOutcome(key, ok=False, error="missing in the answer")
             for key, _ in rows
         ]
+
+    def read(
+        self, object_type: ObjectKind, keys: Sequence[str], properties: Sequence[str]
+    ) -> list[RemoteRecord]:
+        """The records the API lists for ``keys`` (``list_path``; every page without an id filter).
+
+        ``properties`` are whatever the API returns: a list endpoint has no field selection.
+        """
+        s = self.settings
+        path = (s.person_list_path if object_type == "person" else None) or s.list_path
+        if path is None:
+            raise PushError(
+                "cannot read records back: set list_path (or push with --full)", target=self.name
+            )
+        wanted = set(keys)
+        pages = (
+            [{s.list_ids_param: ",".join(chunk)} for chunk in chunks(list(keys), self.batch)]
+            if s.list_ids_param
+            else [{}]
+        )
+        found: dict[str, RemoteRecord] = {}
+        for params in pages:
+            for item in self._list(path, dict(params)):
+                key = item.get(s.key_field)
+                if key is None or str(key) not in wanted:
+                    continue
+                remote = item.get(s.result_remote_id_field) if s.result_remote_id_field else None
+                found[str(key)] = RemoteRecord(
+                    str(key), object_type, None if remote is None else str(remote), dict(item)
+                )
+        return list(found.values())
+
+    def _list(self, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        s = self.settings
+        while True:
+            data = self.client.request("GET", path, params=params).data
+            for item in _dig(data, s.list_results_path) or []:
+                if isinstance(item, dict):
+                    yield item
+            cursor = _dig(data, s.list_next_field) if s.list_next_field else None
+            if not cursor:
+                return
+            params = {**params, s.list_cursor_param: str(cursor)}
 
     def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
         """Mark each absorbed record superseded (in batches) or delete it, per ``merge_mode``."""

@@ -7,19 +7,28 @@ A request refused whole (400: a field the object lacks, a malformed value) is sp
 the bad records stand alone. Customers merged by identity resolution are either marked (the
 absorbed record's ``Superseded_By__c`` set to the survivor's concord id, ``merge_mode: mark``) or
 deleted (``merge_mode: delete``, collection delete by record id), never left as a live duplicate.
-Auth: OAuth2 client credentials or JWT bearer (``connectors.crm.salesforce_auth``); a 401
-renews the token once.
+Records are read back for a resync with SOQL by external id (``GET .../query?q=SELECT ... WHERE
+<ExtId> IN (...)``, 200 ids a query, following ``nextRecordsUrl``). Auth: OAuth2 client
+credentials or JWT bearer (``connectors.crm.salesforce_auth``); a 401 renews the token once.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from concord.contracts import PushOutcome, PushRecord, Supersession, TargetConfig
+from concord.contracts import (
+    ObjectKind,
+    PushOutcome,
+    PushRecord,
+    RemoteRecord,
+    Supersession,
+    TargetConfig,
+)
 from concord.errors import PushError
 from connectors.crm.base import (
     CrmAuth,
@@ -34,6 +43,12 @@ from connectors.http import HttpSettings, NoAuth
 
 MAX_RECORDS = 200
 GONE = frozenset({"ENTITY_IS_DELETED"})
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def soql_literal(value: str) -> str:
+    """A SOQL string literal: quoted, with backslashes and quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class SalesforceSettings(BaseModel):
@@ -147,6 +162,37 @@ class SalesforceTarget:
             else PushOutcome(key, ok=False, error=_record_errors(res))
             for (key, _), res in zip(rows, results, strict=True)
         ]
+
+    def read(
+        self, object_type: ObjectKind, keys: Sequence[str], properties: Sequence[str]
+    ) -> list[RemoteRecord]:
+        """The records Salesforce holds for ``keys``, by SOQL on the external id field."""
+        sobject, ext = self._sobject(object_type)
+        fields = sorted({"Id", ext, *properties})
+        bad = [f for f in fields if not FIELD_NAME.match(f)]
+        if bad:
+            raise PushError(f"not a Salesforce field name: {', '.join(bad)}", target=self.name)
+        found: list[RemoteRecord] = []
+        path = f"/services/data/{self.settings.api_version}/query"
+        for chunk in chunks(list(keys), MAX_RECORDS):
+            soql = (  # names checked against FIELD_NAME, values escaped literals
+                f"SELECT {', '.join(fields)} FROM {sobject} WHERE {ext} IN "  # noqa: S608
+                f"({', '.join(soql_literal(k) for k in chunk)})"
+            )
+            url, params = path, {"q": soql}  # the next pages' URLs carry their own locator
+            while True:
+                resp = self.client.request("GET", url, params=params)
+                data = resp.data if isinstance(resp.data, dict) else {}
+                for rec in data.get("records") or []:
+                    props = {k: v for k, v in rec.items() if k != "attributes"}
+                    if props.get(ext) is not None:
+                        key, remote = str(props[ext]), str(props.get("Id"))
+                        found.append(RemoteRecord(key, object_type, remote, props))
+                following = data.get("nextRecordsUrl")
+                if data.get("done", True) or not following:
+                    break
+                url, params = str(following), {}
+        return found
 
     def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
         """Mark each absorbed record with its survivor, or delete it (``merge_mode``)."""

@@ -141,14 +141,18 @@ class RestSource:
         try:
             settings = RestSourceSettings.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError.from_validation(exc, prefix=("sources", config.name)) from None
+            raise ConfigError.from_validation(
+                exc, prefix=("sources", config.name), model=RestSourceSettings
+            ) from None
         entities: dict[str, RestEntitySettings] = {}
         for name, ent in raw_entities.items():
             try:
                 entities[name] = RestEntitySettings.model_validate(ent)
             except ValidationError as exc:
                 prefix = ("sources", config.name, "entities", name)
-                raise ConfigError.from_validation(exc, prefix=prefix) from None
+                raise ConfigError.from_validation(
+                    exc, prefix=prefix, model=RestEntitySettings
+                ) from None
         return settings, entities
 
     @classmethod

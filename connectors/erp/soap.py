@@ -411,7 +411,7 @@ def _validate(model: type[M], data: dict[str, Any], where: tuple[str, ...]) -> M
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError.from_validation(exc, prefix=where) from None
+        raise ConfigError.from_validation(exc, prefix=where, model=model) from None
 
 
 def _checkpoint(

@@ -23,6 +23,7 @@ def write_config(
     page_size: int = 50,
     batch_size: int = 100,
     reject_ratio: float = 0.1,
+    reject_min_count: int = 5,
 ) -> Path:
     """A config with the sandbox ERP source and CRM target, using the repo's mappings."""
     m = REPO / "mappings"
@@ -35,6 +36,7 @@ store_url: {store_url}
 base_currency: EUR
 fx_rates: {{USD: "0.92", GBP: "1.17"}}
 reject_ratio: {reject_ratio}
+reject_min_count: {reject_min_count}
 sources:
   sandbox_erp:
     type: rest

@@ -106,7 +106,7 @@ def test_changed_order_flows_to_the_crm_in_the_next_incremental_run(
     assert len(sent) < len(crm.objects["companies"])
 
 
-def test_reject_ratio_fails_the_run_but_keeps_the_work(
+def test_reject_ratio_fails_the_run_at_the_gate_but_keeps_the_work(
     tmp_path: Path, sqlite_url: str, erp: RestErpServer, crm: CrmServer
 ) -> None:
     cfg = write_config(
@@ -115,29 +115,36 @@ def test_reject_ratio_fails_the_run_but_keeps_the_work(
         erp_url=erp.url,
         crm_url=crm.url,
         reject_ratio=0.0001,
+        reject_min_count=1,
     )
-    with pytest.raises(RunFailed, match="above reject_ratio"):
+    with pytest.raises(RunFailed, match=r"gates before the push failed.*above reject_ratio"):
         sync(cfg)
+    assert crm.requests == []  # decided before any CRM call
     store = Store(sqlite_url)
     last = store.last_runs(1)[0]
     assert last["status"] == "failed" and "reject_ratio" in last["report"]["error"]
+    assert "sandbox_erp/customers: 2 of 40 records rejected" in last["report"]["error"]
+    assert "push" not in last["report"]["stages"]
     assert count(store, t.orders) > 0
 
 
 def test_unreachable_source_fails_without_advancing_the_watermark(
     tmp_path: Path, sqlite_url: str, crm: CrmServer
 ) -> None:
-    from concord.errors import SourceError
-
     cfg = write_config(
         tmp_path / "c.yaml", store_url=sqlite_url, erp_url="http://127.0.0.1:9", crm_url=crm.url
     )
     cfg.write_text(
         cfg.read_text().replace("backoff_base: 0.01", "backoff_base: 0.01, max_attempts: 2")
     )
-    with pytest.raises(SourceError, match="connection failed"):
+    with pytest.raises(RunFailed, match="extract sandbox_erp/customers"):
         sync(cfg)
-    assert Store(sqlite_url).watermark("sandbox_erp", "customers").cursor is None
+    store = Store(sqlite_url)
+    assert store.watermark("sandbox_erp", "customers").cursor is None
+    report = store.last_runs(1)[0]["report"]
+    assert "connection failed" in report["stages"]["extract"]["sandbox_erp/customers"]["error"]
+    # Down through its retries: the source's other entities are not asked again.
+    assert "not pulled" in report["stages"]["extract"]["sandbox_erp/orders"]["error"]
 
 
 def test_schema_drift_is_reported_in_the_run(

@@ -27,8 +27,9 @@ from tests.integration.push.conftest import (
 
 class CustomerApi(LoopbackServer):
     """A JSON API: POST /customers/batch {records:[...]} -> {results:[{id, ok, error}]}; a record
-    named "Bad" fails alone, one named "Poison" makes the whole batch a 400; DELETE
-    /customers/{id}; POST /bare takes a bare array and answers 204."""
+    named "Bad" fails alone, one named "Poison" makes the whole batch a 400; GET
+    /customers?ids=a,b lists records; DELETE /customers/{id}; POST /bare takes a bare array and
+    answers 204."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
@@ -48,6 +49,10 @@ class CustomerApi(LoopbackServer):
                 self.rows.setdefault(r["id"], {}).update(r)
                 results.append({"id": r["id"], "ok": True, "ref": f"R-{r['id']}"})
             return Response(200, {"results": results})
+        if request.method == "GET" and request.path == "/customers":
+            wanted = set(filter(None, request.query.get("ids", "").split(",")))
+            listed = [r for k, r in sorted(self.rows.items()) if k in wanted]
+            return Response(200, {"results": listed})
         if request.method == "POST" and request.path == "/bare":
             for r in request.json():
                 self.rows[r["key"]] = r
@@ -173,7 +178,7 @@ class TestRestTargetContract(TargetContract):
     @pytest.fixture
     def target(self, api: CustomerApi) -> Iterator[Target]:  # type: ignore[override]
         self.server = api
-        yield from self.built(rest_target(api), "rest")
+        yield from self.built(rest_target(api, list_path="/customers"), "rest")
 
     def record(self, key: str) -> PushRecord:
         return PushRecord(key, {"name": f"Company {key}"})

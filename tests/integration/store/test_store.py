@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -228,3 +229,30 @@ def test_migrations_have_a_single_head() -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     assert len(ScriptDirectory.from_config(cfg).get_heads()) == 1
+
+
+def test_a_missing_sqlite_folder_is_refused_not_created(tmp_path: Path) -> None:
+    from concord.errors import StoreError
+
+    url = f"sqlite:///{tmp_path / 'typo' / 'deeper' / 'concord.db'}"
+    with pytest.raises(StoreError, match=r"store folder .*typo/deeper does not exist"):
+        Store.open(url)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_reading_command_does_not_create_an_empty_store(tmp_path: Path) -> None:
+    from concord.errors import StoreError
+
+    url = f"sqlite:///{tmp_path / 'concord.db'}"
+    with pytest.raises(StoreError, match=r"no store at .*concord\.db"):
+        Store.open(url, create=False)
+    assert not (tmp_path / "concord.db").exists()
+    Store.open(url).dispose()
+    Store.open(url, create=False).dispose()
+
+
+def test_an_unsupported_store_url_says_what_is_supported() -> None:
+    from concord.errors import StoreError
+
+    with pytest.raises(StoreError, match=r"mysql is not supported.*SQLite.*PostgreSQL"):
+        Store("mysql://concord@db/concord")

@@ -46,7 +46,7 @@ def test_inline_secret_is_refused_with_line_and_key(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key_names_its_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"concord.yaml:9 'colour'.*Extra inputs"):
+    with pytest.raises(ConfigError, match=r"concord.yaml:9 'colour': unknown key 'colour'"):
         load_config(write(tmp_path, GOOD + "colour: blue\n"))
 
 
@@ -107,7 +107,8 @@ def test_a_misspelt_connector_setting_fails_as_the_config_loads_with_file_and_li
     tmp_path: Path,
 ) -> None:
     text = GOOD.replace("    auth:", "    paginatr: {type: cursor}\n    auth:")
-    with pytest.raises(ConfigError, match=r"concord.yaml:6 'sources.erp.paginatr'.*Extra inputs"):
+    expected = r"concord.yaml:6 'sources.erp.paginatr': unknown key 'paginatr'; did you mean"
+    with pytest.raises(ConfigError, match=expected + r" 'paginator'\?"):
         load_config(write(tmp_path, text))
 
 
@@ -134,3 +135,64 @@ def test_an_unknown_connector_type_names_the_type_key(tmp_path: Path) -> None:
 def test_a_disabled_source_is_not_checked_by_its_connector(tmp_path: Path) -> None:
     text = GOOD.replace("    auth:", "    enabled: false\n    paginatr: {type: cursor}\n    auth:")
     assert not load_config(write(tmp_path, text)).sources["erp"].enabled
+
+
+def test_a_misspelt_top_level_key_is_named_with_a_did_you_mean(tmp_path: Path) -> None:
+    text = GOOD.replace("store_url:", "stor_url:")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.message.endswith(
+        "concord.yaml:1 'stor_url': unknown key 'stor_url'; did you mean 'store_url'?"
+    )
+
+
+def test_a_misspelt_key_core_reads_in_a_connector_section_is_suggested(tmp_path: Path) -> None:
+    text = GOOD.replace("{path: /orders,", "{path: /orders, cursor_feld: x,")
+    with pytest.raises(ConfigError, match=r"'sources\.erp\.entities\.orders\.cursor_feld'") as info:
+        load_config(write(tmp_path, text))
+    assert "did you mean 'cursor_field'?" in info.value.message
+
+
+def test_a_wrong_type_is_said_in_words_with_file_line_and_key(tmp_path: Path) -> None:
+    text = GOOD + "batch_size: many\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.message.endswith(
+        "concord.yaml:9 'batch_size': expected a whole number, got 'many'"
+    )
+    assert "Input should" not in info.value.message
+
+
+def test_a_misspelt_choice_gets_a_did_you_mean(tmp_path: Path) -> None:
+    text = GOOD.replace("type: bearer", "type: beerer")
+    with pytest.raises(ConfigError, match=r"concord.yaml:6 'sources.erp.auth'") as info:
+        load_config(write(tmp_path, text))
+    assert "unknown type 'beerer'" in info.value.message
+    assert "did you mean 'bearer'?" in info.value.message
+
+
+def test_an_unset_secret_names_the_config_file_line_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ERP_TOKEN", raising=False)
+    load_config(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError) as info:
+        SecretRef(env="ERP_TOKEN").resolve()
+    assert "concord.yaml:6 'sources.erp.auth.token'" in info.value.message
+    assert "env ERP_TOKEN is not set" in info.value.message
+
+
+def test_an_unsupported_store_url_is_named_before_any_driver_is_loaded(tmp_path: Path) -> None:
+    text = GOOD.replace("sqlite:///var/x.db", "mysql://concord@db/concord")
+    with pytest.raises(ConfigError, match=r"concord\.yaml:1 'store_url'") as info:
+        load_config(write(tmp_path, text))
+    assert "mysql is not supported" in info.value.message
+    assert "sqlite:///" in info.value.message and "postgresql://" in info.value.message
+
+
+def test_refusing_an_inline_password_keeps_every_word_of_the_message(tmp_path: Path) -> None:
+    text = GOOD.replace("{type: bearer, token: {env: ERP_TOKEN}}", "{type: basic, password: pw1}")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "'sources.erp.auth.password': secrets must be references" in info.value.message
+    assert "***" not in info.value.message and "pw1" not in info.value.message

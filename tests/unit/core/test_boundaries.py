@@ -40,7 +40,7 @@ CORE = (
 
 STAGES = (
     ("concord.pipeline.extract", "concord.pipeline.shards"),
-    ("concord.pipeline.map",),
+    ("concord.pipeline.map", "concord.pipeline.replay", "concord.pipeline.gates"),
     ("concord.identity", "concord.pipeline.resolve"),
     ("concord.customer360", "concord.pipeline.build_360"),
     ("concord.push", "concord.pipeline.push"),
@@ -51,6 +51,7 @@ STAGES = (
 RUNNERS = (
     "concord.pipeline.lifecycle",
     "concord.pipeline.sync",
+    "concord.pipeline.dry_run",
     "concord.airflow",
     "concord.cli",
     "concord.testing",

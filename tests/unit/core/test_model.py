@@ -101,6 +101,8 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
         "Page",
         "PushOutcome",
         "PushRecord",
+        "ReadingTarget",
+        "RemoteRecord",
         "SOURCE_TYPES",
         "ShardSpec",
         "Source",

@@ -34,3 +34,15 @@ def test_errors_are_redacted_when_built() -> None:
 def test_masking_a_query_secret_keeps_the_parameters_after_it() -> None:
     out = redact("GET /api?api_key=K123456&page=2")
     assert "K123456" not in out and "page=2" in out
+
+
+def test_a_key_named_like_a_secret_masks_no_word_of_the_message_after_it() -> None:
+    from concord.errors import ConfigError
+
+    err = ConfigError("secrets must be references", file="c.yaml", line=3, key="x.password")
+    assert err.message == "c.yaml:3 'x.password': secrets must be references"
+
+
+def test_a_secret_value_after_its_key_is_still_masked() -> None:
+    out = redact("login failed: password: hunter22 refused")
+    assert "hunter22" not in out and "refused" in out
