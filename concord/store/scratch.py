@@ -2,7 +2,8 @@
 
 A SQLite store is copied with SQLite's online backup (a consistent snapshot, fast); any other
 store is streamed table by table, in key order and in batches, into a SQLite file migrated to
-the same schema. The copy lives in a temporary folder removed when the context ends.
+the same schema. The copy holds no lock (a sync running on the real store does not stop a dry
+run of the copy), and lives in a temporary folder removed when the context ends.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from concord.store import tables as t
 from concord.store.store import Store, sqlite_file
@@ -36,6 +37,8 @@ def scratch_copy(store: Store) -> Iterator[Store]:
         else:
             copy = Store.open(f"sqlite:///{path}")
             _stream_tables(store, copy)
+        with copy.begin() as conn:
+            conn.execute(delete(t.locks))  # the real store's locks are not the copy's
         try:
             yield copy
         finally:

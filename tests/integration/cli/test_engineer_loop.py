@@ -224,3 +224,15 @@ def test_push_resync_restores_objects_deleted_in_the_crm(
     full = invoke("push", "--resync", "--full", "--target", "sandbox_crm", "-c", str(synced))
     assert "every customer re-sent" in full
     assert runner.invoke(app, ["push", "--full", "-c", str(synced)]).exit_code != 0
+
+
+def test_a_dry_run_works_while_a_sync_holds_the_lock(synced: Path) -> None:
+    from datetime import timedelta
+
+    store = Store.open(f"sqlite:///{synced.parent / 's.db'}")
+    store.acquire_lock("sync", "run_busy_elsewhere", stale_after=timedelta(hours=6))
+    out = invoke("sync", "--dry-run", "-c", str(synced))
+    assert "Dry run" in out
+    with store.engine.connect() as conn:
+        holder = conn.execute(select(t.locks.c.run_id)).scalar_one()
+    assert holder == "run_busy_elsewhere"  # the real store's lock is untouched
