@@ -72,7 +72,7 @@ def api() -> Iterator[CustomerApi]:
         yield server
 
 
-def rest_target(api: CustomerApi, **extra: Any) -> dict[str, Any]:
+def rest_target(api: LoopbackServer, **extra: Any) -> dict[str, Any]:
     return {
         "type": "rest",
         "base_url": api.url,

@@ -17,7 +17,6 @@ from sandbox.crm import CrmServer
 from sandbox.salesforce_crm import SalesforceServer
 from sandbox.server import ApiError, LoopbackServer, Request, Response
 from tests.integration.push.conftest import (
-    FAST_HTTP,
     Pusher,
     customer,
     hubspot_target,
@@ -25,6 +24,7 @@ from tests.integration.push.conftest import (
     salesforce_target,
     seed,
 )
+from tests.integration.push.test_rest_target import rest_target
 
 IDS = [f"cc_{i:016x}" for i in range(1, 13)]
 
@@ -131,22 +131,11 @@ def listing(monkeypatch: pytest.MonkeyPatch) -> Iterator[ListingApi]:
         yield server
 
 
-def rest_section(api: ListingApi, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "rest",
-        "base_url": api.url,
-        "auth": {"type": "bearer", "token": {"env": "TEST_REST_TOKEN"}},
-        "mapping": "mappings/crm/sandbox_crm.yaml",
-        "http": FAST_HTTP,
-        **extra,
-    }
-
-
 def test_a_rest_target_reads_back_through_its_list_endpoint(
     store: Store, listing: ListingApi
 ) -> None:
     seeded(store)
-    pusher = Pusher(store, {"api": rest_section(listing, list_path="/customers")})
+    pusher = Pusher(store, {"api": rest_target(listing, list_path="/customers")})
     pusher.push("api")
     expected = dict(listing.rows)
     del listing.rows[IDS[0]]
@@ -158,7 +147,7 @@ def test_a_target_that_cannot_read_back_says_to_resync_in_full(
     store: Store, listing: ListingApi
 ) -> None:
     seeded(store)
-    pusher = Pusher(store, {"api": rest_section(listing)})
+    pusher = Pusher(store, {"api": rest_target(listing)})
     pusher.push("api")
     with pytest.raises(PushError, match="--full"):
         resync(pusher.context(), "api")
