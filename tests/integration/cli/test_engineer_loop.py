@@ -171,7 +171,9 @@ def test_a_dry_run_changes_nothing_and_prints_the_plan(
     twin = {
         k: v for k, v in (dataset.get("customers", "C-00006") or {}).items() if k != "updated_at"
     }
-    dataset.add("customers", {**twin, "id": "C-09999", "company": "Brand New GmbH"})
+    fresh = {"company": "Brand New GmbH", "legal_name": "Brand New GmbH", "vat_id": None}
+    fresh |= {"email": "hello@brand-new.example", "phone": None, "crm_ref": None}
+    dataset.add("customers", {**twin, "id": "C-09999", **fresh})  # no rule links it to C-00006
     out = invoke("sync", "--dry-run", "-c", str(synced))
     assert _fingerprint(synced.parent / "s.db") == before  # store, runs, watermarks as they were
     assert len(crm.requests) == calls  # no CRM call at all
