@@ -3,6 +3,9 @@
 Raw payloads, canonical rows, customer-360 rows, pushed properties, concord ids and run ids are
 all fingerprinted here, so "changed" means the same thing in every stage. ``json_digest`` is
 insensitive to key order and writes values JSON cannot hold (Decimal, datetime) as text.
+``record_digest`` is the staging hash of a raw record: taken over its canonical form (keys
+sorted at every level, one number format), so an unchanged record hashes the same whatever key
+order or number spelling (``1`` or ``1.0``) the server used this time.
 """
 
 from __future__ import annotations
@@ -21,3 +24,33 @@ def digest(data: bytes, size: int = 16) -> str:
 def json_digest(value: Any) -> str:
     """Digest of a JSON value, keys sorted at every level; Decimals and times hashed as text."""
     return digest(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str))
+
+
+_EXACT_FLOAT = 2.0**53
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every integral float written as an int (one number format)."""
+    if isinstance(value, float):
+        if value.is_integer() and -_EXACT_FLOAT < value < _EXACT_FLOAT:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical JSON form of a record: keys sorted at every level, one number format.
+
+    Integral floats are written as ints (``1.0`` and ``1`` are the same number), other floats
+    in the shortest form that reads back exactly; Decimals and times as text.
+    """
+    return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS, default=str)
+
+
+def record_digest(value: Any) -> str:
+    """The staging hash of a raw record: ``digest`` of its ``canonical_json``."""
+    return digest(canonical_json(value))

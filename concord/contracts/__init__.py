@@ -23,11 +23,13 @@ from concord.contracts.sections import (
 )
 from concord.contracts.source import (
     Checkpoint,
+    CountingSource,
     ExcludingSource,
     Page,
     Source,
     SourceType,
     Window,
+    WindowCount,
 )
 from concord.contracts.target import (
     MergingTarget,
@@ -45,6 +47,7 @@ __all__ = [
     "SOURCE_TYPES",
     "TARGET_TYPES",
     "Checkpoint",
+    "CountingSource",
     "EntityConfig",
     "ExcludingSource",
     "Exclusion",
@@ -64,6 +67,7 @@ __all__ = [
     "TargetConfig",
     "TargetType",
     "Window",
+    "WindowCount",
     "build_source",
     "build_target",
     "source_type",

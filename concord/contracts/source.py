@@ -14,7 +14,7 @@ using it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -77,6 +77,35 @@ class ExcludingSource(Protocol):
 
     def exclusions(self, entity: str) -> list[Exclusion]:
         """The exclusions the source adds for ``entity`` (may ask the ERP; ``SourceError``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """What the source itself holds in a window: how many records, and their ids when listed.
+
+    ``how`` says how it was counted (``"id listing"``, ``"count endpoint"``), for the run
+    report. With ``ids`` (id -> cursor value, as the records carry it) the extract stage checks
+    that every record the source holds in the window now is staged at that cursor (records only
+    leave a window whose end is fixed while it is pulled); otherwise it compares the numbers.
+    """
+
+    total: int
+    ids: Mapping[str, str | None] | None = None
+    how: str = ""
+
+
+@runtime_checkable
+class CountingSource(Protocol):
+    """A source that can say how many records of an entity match a window (the same filter).
+
+    The extract stage asks after each window and compares with what it staged; a mismatch
+    re-pulls the window once, then fails the entity naming both numbers. ``Window(None, None)``
+    asks for every record (the id sweep).
+    """
+
+    def count(self, entity: str, window: Window) -> WindowCount | None:
+        """The source's count of ``entity`` in ``window``; None when it cannot count it."""
         ...
 
 

@@ -59,6 +59,8 @@ class RunContext:
     options: RunOptions
     mappings: dict[tuple[str, str], Mapping] = field(default_factory=dict)
     on_event: EventHook | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    """When this process began the run: where an extract's window ends without ``window_end``."""
 
     def emit(self, name: str, **data: Any) -> None:
         """Tell the progress display (if any) what is happening."""

@@ -1,11 +1,16 @@
 """Extract stage: pull one source entity into raw staging, page by page.
 
 Each page is staged together with the checkpoint that resumes after it, in one transaction; the
-watermark advances only when the whole window was committed. Records without an id are stored as
-rejects with their payload. Records an ``exclude`` of the entity (or of the source itself, such
-as Tryton's company party) names are left out and counted by reason; one staged before it was
-excluded is removed with its canonical row. Where the window starts is one rule for the CLI and
-Airflow (``window_start``). A large entity can instead be pulled in shards
+watermark advances only when the whole window was committed. The window's end is fixed when the
+extract starts (the run's ``window_end``, else the moment the run started) and kept with the
+checkpoint, so a resume pulls the same window. After the window, a source that can count
+(``CountingSource``) is asked what it holds in the same window and that is compared with what
+was staged: a mismatch re-pulls the window once, then fails the entity naming both numbers.
+Records without an id are stored as rejects with their payload. Records an ``exclude`` of the
+entity (or of the source itself, such as Tryton's company party) names are left out and
+counted by reason; one staged before it was excluded is removed with its canonical row. Where the
+window starts is one rule for the CLI and Airflow (``window_start``). A large entity can instead
+be pulled in shards
 (``concord.pipeline.shards``).
 """
 
@@ -16,25 +21,27 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from concord.contracts import (
     Checkpoint,
+    CountingSource,
     EntityConfig,
     ExcludingSource,
     Exclusion,
     Source,
     Window,
+    WindowCount,
     build_source,
 )
 from concord.errors import SourceError
-from concord.hashing import digest
+from concord.hashing import record_digest
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ExtractReport, PullCounts
 from concord.redact import contains_secret
 from concord.store import Reject, StagedRow
 from concord.store import tables as t
-from concord.utc import parse_time, utcnow
+from concord.utc import as_utc, parse_time, utcnow
 
 ProgressSaver = Callable[[Connection, str | None, str | None], None]
 """Saves (checkpoint token, highest cursor so far) in the transaction that staged a page."""
@@ -133,68 +140,206 @@ def pull(
     report: PullCounts,
     save_progress: ProgressSaver,
 ) -> str | None:
-    """Stage every page of the window; return the highest cursor seen (with ``high``)."""
+    """Stage every page of the window, then check it against the source's own count.
+
+    Returns the highest cursor seen (with ``high``). A count that disagrees re-pulls the window
+    once from its start; if it still disagrees the entity fails (``SourceError`` naming both
+    numbers) and its watermark stays where it was.
+    """
     scfg = ctx.config.sources[source_name]
     ecfg = scfg.entities[entity]
     source = build_source(scfg)
-    mapping = ctx.mappings.get((source_name, entity))
-    canonical = t.CANONICAL_TABLES.get(mapping.entity) if mapping is not None else None
     try:
         excluder = Excluder.for_entity(source, entity, ecfg)
-        for page in source.extract(entity, window, Checkpoint(resume) if resume else None):
-            rows: list[StagedRow] = []
-            rejects: list[Reject] = []
-            dropped: list[str] = []
-            for record in page.records:
-                payload = orjson.dumps(record)
-                sid = record.get(ecfg.id_field) if isinstance(record, dict) else None
-                if sid in (None, ""):
-                    report.missing_id += 1
-                    rejects.append(
-                        Reject(
-                            stage="extract",
-                            source=source_name,
-                            entity=entity,
-                            source_id=None,
-                            field=ecfg.id_field,
-                            reason=f"record has no '{ecfg.id_field}'",
-                            payload=payload,
-                        )
-                    )
-                    continue
-                why = excluder.reason(record) if excluder.rules else None
-                if why is not None:
-                    report.excluded[why] = report.excluded.get(why, 0) + 1
-                    dropped.append(str(sid))
-                    continue
-                cursor = _cursor_value(record, ecfg.cursor_field)
-                high = max_cursor(high, cursor)
-                rows.append(StagedRow(str(sid), payload, digest(payload), cursor))
-            token = page.checkpoint.token if page.checkpoint else None
-            refuse_secret_checkpoint(source_name, token)
-            with ctx.store.begin() as conn:
-                if dropped and canonical is not None:
-                    ids = [ecfg.canonical_id(sid) for sid in dropped]
-                    ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
-                    ctx.store.resolve_rejects(
-                        conn,
-                        stage="map",
-                        source=source_name,
-                        entity=entity,
-                        source_ids=dropped,
-                        run_id=ctx.run_id,
-                    )
-                counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
-                ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
-                save_progress(conn, token, high)
-            report.pages += 1
-            report.records += len(page.records)
-            report.new += counts.new
-            report.changed += counts.changed
-            report.unchanged += counts.unchanged
-            ctx.emit("page", source=source_name, entity=entity, records=len(page.records))
+        received: set[str] = set()
+        high = _stage_window(
+            ctx,
+            source,
+            source_name,
+            entity,
+            window,
+            resume,
+            high,
+            report,
+            save_progress,
+            excluder,
+            received,
+        )
+        if not isinstance(source, CountingSource):
+            return high
+        check = _count_check(ctx, source, source_name, entity, window, received, report)
+        if check is None or check.agree:
+            return high
+        report.repulled = True
+        ctx.emit("repull", source=source_name, entity=entity)
+        received = set()
+        high = _stage_window(
+            ctx,
+            source,
+            source_name,
+            entity,
+            window,
+            None,
+            high,
+            report,
+            save_progress,
+            excluder,
+            received,
+        )
+        check = _count_check(ctx, source, source_name, entity, window, received, report)
+        if check is not None and not check.agree:
+            raise SourceError(
+                f"entity '{entity}': the source holds {check.source} records in the window, "
+                f"concord staged {check.staged} ({check.how}; {check.detail}) — still after "
+                "pulling the window again; the watermark stays where it was",
+                source=source_name,
+            )
+        return high
     finally:
         source.close()
+
+
+class CountCheck:
+    """The source's count of a window against what concord staged of it."""
+
+    def __init__(self, source: int, staged: int, how: str, detail: str = "") -> None:
+        self.source = source
+        self.staged = staged
+        self.how = how
+        self.detail = detail
+
+    @property
+    def agree(self) -> bool:
+        """Whether the two numbers agree."""
+        return self.source == self.staged
+
+
+def _staged_cursors(ctx: RunContext, source: str, entity: str, ids: list[str]) -> dict[str, Any]:
+    raw = t.raw_records
+    out: dict[str, Any] = {}
+    with ctx.store.engine.connect() as conn:
+        for i in range(0, len(ids), 900):
+            out.update(
+                conn.execute(
+                    select(raw.c.source_id, raw.c.cursor).where(
+                        raw.c.source == source,
+                        raw.c.entity == entity,
+                        raw.c.source_id.in_(ids[i : i + 900]),
+                    )
+                ).all()
+            )
+    return out
+
+
+def _count_check(
+    ctx: RunContext,
+    source: CountingSource,
+    source_name: str,
+    entity: str,
+    window: Window,
+    received: set[str],
+    report: PullCounts,
+) -> CountCheck | None:
+    """Ask the source what it holds in ``window`` and compare with what was staged of it.
+
+    With an id listing: every id the source holds must have been received in this pass or be
+    staged at the cursor the source gives (a resumed pass received only part of the window);
+    ids received that the source no longer lists left the window during the pull (edited or
+    deleted after they were read) and are counted apart. With a number only: the number of
+    distinct records received in this pass.
+    """
+    counted: WindowCount | None = source.count(entity, window)
+    if counted is None:
+        return None
+    if counted.ids is not None:
+        listed = counted.ids
+        unseen = [i for i in listed if i not in received]
+        stored = _staged_cursors(ctx, source_name, entity, unseen) if unseen else {}
+        missing = sorted(i for i in unseen if i not in stored or stored[i] != listed[i])
+        left = len(received - set(listed))
+        detail = f"{len(missing)} missing" + (f", e.g. {', '.join(missing[:5])}" if missing else "")
+        check = CountCheck(len(listed), len(listed) - len(missing), counted.how, detail)
+        report.left_window = left
+    else:
+        check = CountCheck(counted.total, len(received), counted.how, "counts differ")
+    report.source_count = check.source
+    report.staged_count = check.staged
+    report.count_how = check.how
+    report.count_check = "agree" if check.agree else "mismatch"
+    return check
+
+
+def _stage_window(
+    ctx: RunContext,
+    source: Source,
+    source_name: str,
+    entity: str,
+    window: Window,
+    resume: str | None,
+    high: str | None,
+    report: PullCounts,
+    save_progress: ProgressSaver,
+    excluder: Excluder,
+    received: set[str],
+) -> str | None:
+    """One pass over the window: stage every page with its checkpoint; ids go to ``received``."""
+    ecfg = ctx.config.sources[source_name].entities[entity]
+    mapping = ctx.mappings.get((source_name, entity))
+    canonical = t.CANONICAL_TABLES.get(mapping.entity) if mapping is not None else None
+    for page in source.extract(entity, window, Checkpoint(resume) if resume else None):
+        rows: list[StagedRow] = []
+        rejects: list[Reject] = []
+        dropped: list[str] = []
+        for record in page.records:
+            payload = orjson.dumps(record)
+            sid = record.get(ecfg.id_field) if isinstance(record, dict) else None
+            if sid in (None, ""):
+                report.missing_id += 1
+                received.add(f"\x00missing-id-{len(received)}")
+                rejects.append(
+                    Reject(
+                        stage="extract",
+                        source=source_name,
+                        entity=entity,
+                        source_id=None,
+                        field=ecfg.id_field,
+                        reason=f"record has no '{ecfg.id_field}'",
+                        payload=payload,
+                    )
+                )
+                continue
+            received.add(str(sid))
+            why = excluder.reason(record) if excluder.rules else None
+            if why is not None:
+                report.excluded[why] = report.excluded.get(why, 0) + 1
+                dropped.append(str(sid))
+                continue
+            cursor = _cursor_value(record, ecfg.cursor_field)
+            high = max_cursor(high, cursor)
+            rows.append(StagedRow(str(sid), payload, record_digest(record), cursor))
+        token = page.checkpoint.token if page.checkpoint else None
+        refuse_secret_checkpoint(source_name, token)
+        with ctx.store.begin() as conn:
+            if dropped and canonical is not None:
+                ids = [ecfg.canonical_id(sid) for sid in dropped]
+                ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
+                ctx.store.resolve_rejects(
+                    conn,
+                    stage="map",
+                    source=source_name,
+                    entity=entity,
+                    source_ids=dropped,
+                    run_id=ctx.run_id,
+                )
+            counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
+            ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
+            save_progress(conn, token, high)
+        report.pages += 1
+        report.records += len(page.records)
+        report.new += counts.new
+        report.changed += counts.changed
+        report.unchanged += counts.unchanged
+        ctx.emit("page", source=source_name, entity=entity, records=len(page.records))
     return high
 
 
@@ -205,9 +350,14 @@ def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
     state = ctx.store.watermark(source_name, entity)
     full = ctx.options.full_refresh or ecfg.full_refresh
     start = window_start(ctx.options.window_start, state.cursor, full_refresh=full)
+    # The window's end is fixed when the pull starts and kept with its checkpoint: records
+    # changed while it is pulled fall into the next window instead of shifting its pages.
+    resumed_end = state.checkpoint_window_end if state.checkpoint else None
+    end = resumed_end or ctx.options.window_end or ctx.started_at
     report = ExtractReport(
         resumed=state.checkpoint is not None,
         window_start=start.isoformat() if start else None,
+        window_end=as_utc(end).isoformat() if end else None,
     )
 
     def save_progress(conn: Connection, checkpoint: str | None, high: str | None) -> None:
@@ -219,13 +369,14 @@ def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
             checkpoint=checkpoint,
             checkpoint_cursor=high,
             run_id=ctx.run_id,
+            window_end=end if checkpoint else None,
         )
 
     high = pull(
         ctx,
         source_name,
         entity,
-        Window(start=start, end=ctx.options.window_end),
+        Window(start=start, end=end),
         state.checkpoint,
         state.checkpoint_cursor if state.checkpoint else None,
         report,

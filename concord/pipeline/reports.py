@@ -30,7 +30,14 @@ class StageReport:
 
 @dataclass
 class PullCounts(StageReport):
-    """What one pull staged: pages and records, and how many were new, changed or unchanged."""
+    """What one pull staged: pages and records, and how many were new, changed or unchanged.
+
+    ``source_count``/``staged_count``: what the source says it holds in the window and how many
+    of those concord staged (``count_how``: id listing or count endpoint; ``count_check``:
+    ``agree`` or ``mismatch``, empty when the source cannot count); ``left_window``: records
+    read that changed or vanished while the window was pulled (they come with the next window);
+    ``repulled``: a mismatch had the window pulled again.
+    """
 
     pages: int = 0
     records: int = 0
@@ -41,6 +48,13 @@ class PullCounts(StageReport):
     excluded: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
     window_start: str | None = None
+    window_end: str | None = None
+    source_count: int | None = None
+    staged_count: int | None = None
+    count_how: str = ""
+    count_check: str = ""
+    left_window: int = 0
+    repulled: bool = False
 
     def add(self, other: PullCounts) -> None:
         """Count ``other`` in too (the shards of one entity)."""
@@ -49,6 +63,17 @@ class PullCounts(StageReport):
         for reason, n in other.excluded.items():
             self.excluded[reason] = self.excluded.get(reason, 0) + n
         self.resumed = self.resumed or other.resumed
+        self.repulled = self.repulled or other.repulled
+        self.left_window += other.left_window
+        if other.source_count is not None and other.staged_count is not None:
+            self.source_count = (self.source_count or 0) + other.source_count
+            self.staged_count = (self.staged_count or 0) + other.staged_count
+            self.count_how = self.count_how or other.count_how
+            agree = self.source_count == self.staged_count and "mismatch" not in (
+                self.count_check,
+                other.count_check,
+            )
+            self.count_check = "agree" if agree else "mismatch"
 
 
 @dataclass
@@ -64,7 +89,6 @@ class ShardReport(PullCounts):
     """One shard of an entity pulled, or ``skipped`` because this run already committed it."""
 
     shard: str = ""
-    window_end: str | None = None
     high_cursor: str | None = None
     skipped: str | None = None
 

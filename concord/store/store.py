@@ -59,6 +59,7 @@ class WatermarkState:
     cursor: str | None
     checkpoint: str | None
     checkpoint_cursor: str | None
+    checkpoint_window_end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +380,9 @@ class Store:
             )
         if row is None:
             return WatermarkState(None, None, None)
-        return WatermarkState(row["cursor"], row["checkpoint"], row["checkpoint_cursor"])
+        return WatermarkState(
+            row["cursor"], row["checkpoint"], row["checkpoint_cursor"], row["window_end"]
+        )
 
     def save_checkpoint(
         self,
@@ -391,8 +394,13 @@ class Store:
         checkpoint: str | None,
         checkpoint_cursor: str | None,
         run_id: str,
+        window_end: datetime | None = None,
     ) -> None:
-        """Record progress inside an extract; call in the transaction that staged the page."""
+        """Record progress inside an extract; call in the transaction that staged the page.
+
+        ``window_end`` is the fixed end of the window the checkpoint is inside (a resume pulls
+        the same window).
+        """
         self.upsert(
             conn,
             t.watermarks,
@@ -403,6 +411,7 @@ class Store:
                     "cursor": cursor,
                     "checkpoint": checkpoint,
                     "checkpoint_cursor": checkpoint_cursor,
+                    "window_end": window_end,
                     "run_id": run_id,
                     "updated_at": utcnow(),
                 }

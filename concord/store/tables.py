@@ -65,6 +65,7 @@ watermarks = Table(
     Column("cursor", String(100)),  # highest committed cursor value (ISO time or number)
     Column("checkpoint", Text),  # resume token inside an unfinished extract, else NULL
     Column("checkpoint_cursor", String(100)),  # highest cursor seen in the unfinished extract
+    Column("window_end", UtcDateTime),  # fixed end of the unfinished extract's window
     Column("run_id", String(64)),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -98,6 +99,7 @@ raw_records = Table(
     Column("cursor", String(100)),
     Column("pending", Boolean, nullable=False),  # changed since last mapped
     Column("mapped_fp", String(32)),  # fingerprint of the mapping that last mapped it (replay)
+    Column("deleted_at", UtcDateTime),  # a tombstone: the source no longer lists this id (sweep)
     Column("run_id", String(64), nullable=False),
     Column("extracted_at", UtcDateTime, nullable=False),
     Index("ix_raw_pending", "source", "entity", "pending"),
@@ -135,6 +137,7 @@ def _canonical(name: str, *columns: Column[object]) -> Table:
         Column("updated_at", UtcDateTime),
         Column("run_id", String(64), nullable=False),
         Column("mapping_fp", String(32)),  # fingerprint of the mapping the row came from
+        Column("state", String(16)),  # NULL: live; archived; deleted (a tombstone)
     )
 
 

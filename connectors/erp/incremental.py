@@ -12,6 +12,12 @@ into what the API understands, together with an order by cursor then id so pages
 The start is inclusive, so records at the previous watermark are pulled again: staging stores
 them only when their content hash changed, which de-duplicates the overlap. A full refresh is
 simply an open window.
+
+Keyset (seek) paging: the ``tryton_domain`` style (and ``odata_filter`` with ``seek: true``)
+can also say "strictly after (cursor, id)" (``after``). The source then asks every page as the
+first page of the window plus that clause, so a record edited during the pull (it leaves the
+window, whose end is fixed when the run starts) never shifts the records behind it: nothing falls
+between two pages. Offset-style paging has no such guarantee (see docs/connectors-rest.md).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from concord.contracts import Window
-from concord.utc import as_utc
+from concord.utc import as_utc, parse_time
 from connectors.erp import tryton
 
 TimeFormat = Literal["iso", "iso_z", "epoch", "date"]
@@ -40,8 +46,28 @@ def format_time(value: datetime, fmt: TimeFormat) -> str:
     return value.isoformat()
 
 
+SeekKey = tuple[Any, Any]
+"""Where a seek page starts: strictly after this (cursor value, id) of the last record seen."""
+
+
 class _Style(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @property
+    def seeks(self) -> bool:
+        """Whether this style pages by keyset (each page after the last (cursor, id) seen)."""
+        return False
+
+    def seek_key(self, record: Any) -> SeekKey | None:
+        """The (cursor, id) of a (decoded) record, or None when it lacks either."""
+        cursor_field = getattr(self, "cursor_field", None)
+        id_field = getattr(self, "id_field", "id")
+        if not isinstance(record, dict) or cursor_field is None:
+            return None
+        cursor, rid = record.get(cursor_field), record.get(id_field)
+        if cursor in (None, "") or rid in (None, ""):
+            return None
+        return cursor, rid
 
 
 class ParamsWindow(_Style):
@@ -57,7 +83,9 @@ class ParamsWindow(_Style):
         """A window bound as the API's parameter value."""
         return format_time(value, self.format)
 
-    def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
+    def apply(
+        self, params: dict[str, Any], window: Window, after: SeekKey | None = None
+    ) -> dict[str, Any]:
         """Add the window's start and end (and the order) to the query parameters."""
         out = {**params, **self.order}
         if window.start is not None:
@@ -77,11 +105,27 @@ class TrytonDomainWindow(_Style):
 
     style: Literal["tryton_domain"]
     cursor_field: str = "last_modified_at"
+    id_field: str = "id"
     param: str = "d"
     order_param: str | None = "o"
+    paging: Literal["seek", "offset"] = Field(
+        default="seek",
+        description="seek: every page after the last (cursor, id) seen; offset: the paginator's",
+    )
 
-    def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
-        """Append the window's ``last_modified_at`` clauses to the Tryton domain, ordered."""
+    @property
+    def seeks(self) -> bool:
+        """Seek paging unless ``paging: offset``."""
+        return self.paging == "seek"
+
+    def apply(
+        self, params: dict[str, Any], window: Window, after: SeekKey | None = None
+    ) -> dict[str, Any]:
+        """Append the window's ``last_modified_at`` clauses to the Tryton domain, ordered.
+
+        With ``after`` the domain also asks for records strictly after that (cursor, id):
+        ``["OR", [cursor, ">", c], [[cursor, "=", c], [id, ">", i]]]``.
+        """
         out = dict(params)
         static = out.pop(self.param, None)
         if isinstance(static, str):  # already encoded by hand
@@ -91,6 +135,15 @@ class TrytonDomainWindow(_Style):
             domain.append([self.cursor_field, ">=", tryton.encode_datetime(window.start)])
         if window.end is not None:
             domain.append([self.cursor_field, "<", tryton.encode_datetime(window.end)])
+        if after is not None:
+            cursor = tryton.encode_datetime(parse_time(str(after[0])))
+            domain.append(
+                [
+                    "OR",
+                    [self.cursor_field, ">", cursor],
+                    [[self.cursor_field, "=", cursor], [self.id_field, ">", after[1]]],
+                ]
+            )
         if domain:
             out[self.param] = tryton.encode_param(domain)
         if self.order_param:
@@ -107,9 +160,29 @@ class ODataFilterWindow(_Style):
     start_operator: Literal["ge", "gt"] = "ge"
     order_param: str | None = "$orderby"
     id_field: str = "id"
+    seek: bool = Field(
+        default=False,
+        description="page by keyset: needs an API that filters and orders by the id (gt)",
+    )
+    id_literal: Literal["string", "number", "guid"] = "string"
 
-    def apply(self, params: dict[str, Any], window: Window) -> dict[str, Any]:
-        """Join the window's ``$filter`` clauses with the entity's own, ordered."""
+    @property
+    def seeks(self) -> bool:
+        """Seek paging when ``seek: true``."""
+        return self.seek
+
+    def _id(self, value: Any) -> str:
+        if self.id_literal == "string":
+            return "'" + str(value).replace("'", "''") + "'"
+        return str(value)
+
+    def apply(
+        self, params: dict[str, Any], window: Window, after: SeekKey | None = None
+    ) -> dict[str, Any]:
+        """Join the window's ``$filter`` clauses with the entity's own, ordered.
+
+        With ``after``: ``(cursor gt c or (cursor eq c and id gt i))``.
+        """
         out = dict(params)
         clauses = [f"({out[self.param]})"] if out.get(self.param) else []
         if window.start is not None:
@@ -118,6 +191,12 @@ class ODataFilterWindow(_Style):
         if window.end is not None:
             end = as_utc(window.end).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             clauses.append(f"{self.cursor_field} lt {end}")
+        if after is not None:
+            at = as_utc(parse_time(str(after[0]))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            clauses.append(
+                f"({self.cursor_field} gt {at} or ({self.cursor_field} eq {at} and "
+                f"{self.id_field} gt {self._id(after[1])}))"
+            )
         if clauses:
             out[self.param] = " and ".join(clauses)
         if self.order_param:

@@ -6,26 +6,29 @@ gives its path and may override any of these. A ``profile`` (``connectors/erp/pr
 the defaults for a known ERP (Tryton, Business Central), so the user's section holds only the
 URL, the secret reference and the entities. Pages are parsed with orjson and handed on one at a
 time (memory stays flat), each with a checkpoint holding the window and where the next page
-starts (an offset, cursor, link or range), never headers. Requests go through the HTTP kit
-(``connectors.http``): retries, rate limit, size cap, TLS, and only the base URL's origin.
+starts (an offset, cursor, link or range, or with seek paging the (cursor, id) of the last record
+seen), never headers. ``count`` asks the ERP how many records match a window (an id listing or a
+count endpoint), so the extract stage can compare with what it staged. Requests go through the
+HTTP kit (``connectors.http``): retries, rate limit, size cap, TLS, and only the base URL's
+origin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from concord.contracts import Checkpoint, Exclusion, Page, SourceConfig, Window
+from concord.contracts import Checkpoint, Exclusion, Page, SourceConfig, Window, WindowCount
 from concord.errors import ConfigError, SourceError
 from concord.secrets import refuse_inline_headers, refuse_inline_params
 from concord.utc import parse_time
 from connectors.erp import tryton
-from connectors.erp.incremental import IncrementalConfig
+from connectors.erp.incremental import IncrementalConfig, SeekKey
 from connectors.erp.pagination import PageRequest, PaginatorConfig, SinglePage, json_path
 from connectors.erp.profile import apply_profile
 from connectors.http import AuthConfig, HttpClient, HttpSettings, NoAuth, Side
@@ -70,6 +73,42 @@ class ExcludeFrom(BaseModel):
     _no_inline_params = field_validator("params")(refuse_inline_params)
 
 
+class IdsCount(BaseModel):
+    """Count a window by listing its ids.
+
+    The entity's own request (same filter, same paging, seek where the window style seeks) with
+    ``params`` overriding its fields, ``page_size`` ids a page. The Tryton profile's: ``{style:
+    ids, params: {f: [id, last_modified_at]}}``. The extract stage then knows which ids the ERP
+    holds, not only how many.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    style: Literal["ids"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    page_size: int = Field(default=1000, ge=1, le=100_000)
+    id_field: str = "id"
+
+
+class EndpointCount(BaseModel):
+    """Count a window with one GET that answers a number.
+
+    ``path`` (default: the entity's path plus ``suffix``, e.g. OData's ``/$count``) with the
+    window's filter parameters; the number sits at ``count_path`` ("" = the body is the number).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    style: Literal["endpoint"]
+    path: str | None = None
+    suffix: str = ""
+    count_path: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+CountConfig = Annotated[IdsCount | EndpointCount, Field(discriminator="style")]
+
+
 class RestEntitySettings(BaseModel):
     """Per-entity keys; anything left out comes from the source section."""
 
@@ -86,6 +125,7 @@ class RestEntitySettings(BaseModel):
         default=False, description="the API cannot filter this entity by time: send no window"
     )
     exclude_from: list[ExcludeFrom] = Field(default_factory=list)
+    count: CountConfig | None = None
 
     _no_inline_headers = field_validator("headers")(refuse_inline_headers)
     _no_inline_params = field_validator("params")(refuse_inline_params)
@@ -109,6 +149,7 @@ class RestSourceSettings(BaseModel):
     max_pages: int | None = Field(
         default=None, ge=1, description="runaway guard: fail after this many pages of one entity"
     )
+    count: CountConfig | None = None
 
     _no_inline_headers = field_validator("headers")(refuse_inline_headers)
     _no_inline_params = field_validator("params")(refuse_inline_params)
@@ -175,16 +216,37 @@ class RestSource:
     def _page_size(self, entity: str) -> int:
         return self.entities[entity].page_size or self.settings.page_size
 
-    def first_request(self, entity: str, window: Window) -> PageRequest:
-        """The request for the first page of ``entity`` in ``window`` (with its sort order)."""
+    def _incremental(self, entity: str) -> IncrementalConfig | None:
+        return self.entities[entity].incremental or self.settings.incremental
+
+    def seeks(self, entity: str) -> bool:
+        """Whether ``entity`` is paged by keyset (its window style seeks, it has a window)."""
+        inc = self._incremental(entity)
+        return inc is not None and inc.seeks and not self.entities[entity].full_refresh_only
+
+    def first_request(
+        self,
+        entity: str,
+        window: Window,
+        after: SeekKey | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        page_size: int | None = None,
+    ) -> PageRequest:
+        """The request for the first page of ``entity`` in ``window`` (with its sort order).
+
+        ``after`` adds the seek clause (records strictly after that (cursor, id)); ``params``
+        override the entity's parameters (an id listing asks for fewer fields).
+        """
         ent = self.entities[entity]
-        inc = ent.incremental or self.settings.incremental
-        params: dict[str, Any] = {**self.settings.params, **ent.params}
+        inc = self._incremental(entity)
+        merged: dict[str, Any] = {**self.settings.params, **ent.params, **(params or {})}
         if inc is not None:
-            params = inc.apply(params, Window(None, None) if ent.full_refresh_only else window)
+            win = Window(None, None) if ent.full_refresh_only else window
+            merged = inc.apply(merged, win, after)
         headers = {**self.settings.headers, **ent.headers}
         return self._paginator(entity).first(
-            PageRequest(ent.path, params, headers), self._page_size(entity)
+            PageRequest(ent.path, merged, headers), page_size or self._page_size(entity)
         )
 
     def exclusions(self, entity: str) -> list[Exclusion]:
@@ -224,18 +286,35 @@ class RestSource:
         """Yield pages of ``entity`` in ``window`` from ``resume`` (a checkpoint) or the start."""
         if entity not in self.entities:
             raise SourceError(f"entity '{entity}' is not configured", source=self.name)
+        yield from self._pages(entity, window, resume)
+
+    def _pages(
+        self,
+        entity: str,
+        window: Window,
+        resume: Checkpoint | None,
+        *,
+        params: dict[str, Any] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """The pages of one window: seek paging where the window style seeks, else the paginator's.
+
+        ``params``/``page_size`` override the entity's (id listings).
+        """
         ent = self.entities[entity]
         paginator = self._paginator(entity)
-        page_size = self._page_size(entity)
+        page_size = page_size or self._page_size(entity)
         records_path = (
             ent.records_path if ent.records_path is not None else self.settings.records_path
         )
         ok_status = frozenset(range(200, 300)) | paginator.end_status
+        seek = self.seeks(entity)
+        inc = self._incremental(entity)
         request: PageRequest | None
         if resume is not None:
-            window, request = self._resume(entity, resume, window)
+            window, request = self._resume(entity, resume, window, params, page_size)
         else:
-            request = self.first_request(entity, window)
+            request = self.first_request(entity, window, params=params, page_size=page_size)
         key_param = self.settings.auth.query_param()
         seen: set[bytes] = set()
         while request is not None:
@@ -277,12 +356,30 @@ class RestSource:
                 nxt = replace(nxt, url=_without_param(nxt.url, key_param))
             if self.decoding is not None and self.decoding.marker in resp.body:
                 records = [self.decoding.record(r) for r in records]
-            token = _checkpoint(window, paginator.position(nxt)) if nxt is not None else None
+            token: Checkpoint | None = None
+            if seek and inc is not None and nxt is not None and records:
+                after = inc.seek_key(records[-1])
+                if after is None:
+                    raise SourceError(
+                        f"seek paging needs '{getattr(inc, 'cursor_field', '')}' and the id on "
+                        "every record; the last record of the page has none",
+                        source=self.name,
+                        url=self.client.url(request.url),
+                    )
+                nxt = self.first_request(entity, window, after, params=params, page_size=page_size)
+                token = _checkpoint(window, {"seek": list(after)})
+            elif nxt is not None:
+                token = _checkpoint(window, paginator.position(nxt))
             yield Page(records=records, checkpoint=token)
             request = nxt
 
     def _resume(
-        self, entity: str, resume: Checkpoint, window: Window
+        self,
+        entity: str,
+        resume: Checkpoint,
+        window: Window,
+        params: dict[str, Any] | None = None,
+        page_size: int | None = None,
     ) -> tuple[Window, PageRequest]:
         """The window and request a checkpoint resumes (or an older full-request checkpoint)."""
         token = orjson.loads(resume.token)
@@ -290,9 +387,73 @@ class RestSource:
             return window, PageRequest.from_json(token)
         start, end = (parse_time(t) if t else None for t in token["window"])
         window = Window(start, end)
-        first = self.first_request(entity, window)
-        request = self._paginator(entity).resume(first, token["at"], self._page_size(entity))
-        return window, request
+        at = token["at"]
+        if isinstance(at, dict) and "seek" in at:
+            cursor, rid = at["seek"]
+            request = self.first_request(
+                entity, window, (cursor, rid), params=params, page_size=page_size
+            )
+            return window, request
+        first = self.first_request(entity, window, params=params, page_size=page_size)
+        size = page_size or self._page_size(entity)
+        return window, self._paginator(entity).resume(first, at, size)
+
+    def count(self, entity: str, window: Window) -> WindowCount | None:
+        """How many records of ``entity`` the ERP holds in ``window`` (None: not configured).
+
+        ``ids``: the window's ids listed through the entity's own paging (seek where it seeks);
+        ``endpoint``: one GET answering a number, with the window's filter parameters.
+        """
+        if entity not in self.entities:
+            raise SourceError(f"entity '{entity}' is not configured", source=self.name)
+        ent = self.entities[entity]
+        how = ent.count or self.settings.count
+        if how is None:
+            return None
+        if isinstance(how, IdsCount):
+            inc = self._incremental(entity)
+            cursor_field = getattr(inc, "cursor_field", None)
+            ids: dict[str, str | None] = {}
+            pages = self._pages(entity, window, None, params=how.params, page_size=how.page_size)
+            for page in pages:
+                for record in page.records:
+                    value = record.get(how.id_field) if isinstance(record, dict) else None
+                    if value not in (None, ""):
+                        cursor = record.get(cursor_field) if cursor_field else None
+                        ids[str(value)] = None if cursor is None else str(cursor)
+            return WindowCount(total=len(ids), ids=ids, how="id listing")
+        first = self.first_request(entity, window, params=how.params)
+        path = how.path or ent.path.rstrip("/") + how.suffix
+        params = {k: v for k, v in first.params.items() if not _paging_param(self, entity, k)}
+        resp = self.client.request(
+            "GET",
+            path,
+            params=params or None,
+            headers={k: v for k, v in first.headers.items() if k.lower() != "range"} or None,
+            body_hook=self.decoding.body_hook if self.decoding else None,
+            what="count",
+        )
+        value = json_path(resp.data, how.count_path)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SourceError(
+                f"expected a record count at '{how.count_path}', got {type(value).__name__}",
+                source=self.name,
+                url=self.client.url(path),
+            )
+        return WindowCount(total=value, how="count endpoint")
+
+
+def _paging_param(source: RestSource, entity: str, name: str) -> bool:
+    """Whether ``name`` is a paging or sort parameter of the entity (left out of a count)."""
+    pager = source._paginator(entity)
+    names = {
+        getattr(pager, attr, None)
+        for attr in ("offset_param", "limit_param", "page_param", "size_param", "cursor_param")
+    }
+    names.add(getattr(source._incremental(entity), "order_param", None))
+    return name in names
 
 
 def _checkpoint(window: Window, position: dict[str, Any]) -> Checkpoint:

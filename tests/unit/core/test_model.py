@@ -93,6 +93,7 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
 
     assert sorted(concord.contracts.__all__) == [
         "Checkpoint",
+        "CountingSource",
         "EntityConfig",
         "ExcludingSource",
         "Exclusion",
@@ -114,6 +115,7 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
         "TargetConfig",
         "TargetType",
         "Window",
+        "WindowCount",
         "build_source",
         "build_target",
         "source_type",
