@@ -250,6 +250,20 @@ def run_notes(report: Mapping[str, Any]) -> list[RenderableType]:
                 )
             )
     for scope, body in stages.get("extract", {}).items():
+        if body.get("source_count") is not None:
+            agree = body.get("count_check") == "agree"
+            extra = []
+            if body.get("left_window"):
+                extra.append(f"{body['left_window']:,} changed during the pull, next window")
+            if body.get("repulled"):
+                extra.append("window pulled again")
+            notes.append(
+                Text(
+                    f"{scope}: source {body['source_count']:,}, staged {body['staged_count']:,} "
+                    f"({body.get('count_how') or 'count'}" + "".join(f"; {e}" for e in extra) + ")",
+                    style="" if agree else "bold red",
+                )
+            )
         excluded = body.get("excluded") or {}
         if excluded:
             reasons = ", ".join(f"{why} ({n:,})" for why, n in sorted(excluded.items()))
@@ -303,7 +317,18 @@ def _reconcile_note(stages: Mapping[str, Any]) -> list[Text]:
         pushed = f"every customer pushed to {', '.join(targets)}"
     else:
         pushed = "no target in this run"
-    return [Text(f"reconciled: staged = canonical + rejected + pending; {pushed}", style="green")]
+    counted = [e for e in recon.get("entities") or [] if e.get("source_count") is not None]
+    if counted:
+        source = sum(int(e["source_count"]) for e in counted)
+        where = f"source = staged ({source:,} records in {len(counted)} counted windows); "
+    else:
+        where = ""
+    return [
+        Text(
+            f"reconciled: {where}staged = canonical + rejected + pending; {pushed}",
+            style="green",
+        )
+    ]
 
 
 def run_summary(

@@ -1,15 +1,17 @@
 """Reconcile stage: do the source pull, the canonical store and the CRM push agree?
 
-For every source entity it checks counts over the whole store (every staged record is canonical,
-rejected or still pending) and, for what this run pulled, counts and money totals per currency:
-the pulled payloads run through the entity's mapping on one side, the canonical rows written for
+For every source entity it
+checks what the source said it holds in the pulled window against what concord staged of it (the
+extract's count check), counts over the whole store (every staged record is canonical, rejected
+or still pending) and, for what this run pulled, counts and money totals per currency: the
+pulled payloads run through the entity's mapping on one side, the canonical rows written for
 them on the other. For every target it checks that each golden customer with a 360 row was
-pushed (accepted or rejected with a reason) unless the run was a dry run. Any difference is listed
-in ``mismatches`` with source, entity and numbers, so the run report flags it; so is a difference
-between the 360 rows' open balances and the ERPs' own receivables (``receivable``, the same sum
-the push gate reads). Reconciliation never fails the run by itself. Work is proportional to what
-the run pulled, read in batches; above ``MONEY_SAMPLE`` records the money re-check covers a
-deterministic sample (the counts stay exact).
+pushed (accepted or rejected with a reason) unless the run was a dry run. Any difference is
+listed in ``mismatches`` with source, entity and numbers, so the run report flags it; so is a
+difference between the 360 rows' open balances and the ERPs' own receivables (``receivable``,
+the same sum the push gate reads). Reconciliation never fails the run by itself. Work is
+proportional to what the run pulled, read in batches; above ``MONEY_SAMPLE`` records the money
+re-check covers a deterministic sample (the counts stay exact).
 """
 
 from __future__ import annotations
@@ -46,11 +48,22 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
     started = utcnow()
     out = ReconcileReport()
     with ctx.store.engine.connect() as conn:
+        pulls = extract_reports(conn, ctx.run_id)
         for sname, scfg in ctx.config.sources.items():
             for ename in scfg.entities:
                 mapping = ctx.mappings[(sname, ename)]
                 prefix = scfg.entities[ename].id_prefix
                 row = entity_counts(conn, sname, ename, mapping, prefix)
+                pulled_report = pulls.get(f"{sname}/{ename}", {})
+                source_count = pulled_report.get("source_count")
+                staged_count = pulled_report.get("staged_count")
+                if source_count is not None and staged_count is not None:
+                    row["source_count"], row["staged_count"] = source_count, staged_count
+                    if source_count != staged_count:
+                        out.mismatches.append(
+                            f"{sname}/{ename}: the source holds {source_count} records in the "
+                            f"window, concord staged {staged_count}"
+                        )
                 if row["staged"] != row["canonical"] + row["rejected"] + row["pending"]:
                     out.mismatches.append(
                         f"{sname}/{ename}: staged {row['staged']} != canonical "
@@ -83,6 +96,15 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
     out.dry_run = ctx.options.dry_run
     record_stage(ctx, "reconcile", "all", started, out)
     return out
+
+
+def extract_reports(conn: Connection, run_id: str) -> dict[str, dict[str, Any]]:
+    """This run's extract reports by ``source/entity`` (their source and staged counts)."""
+    sr = t.stage_reports
+    rows = conn.execute(
+        select(sr.c.scope, sr.c.report).where(sr.c.run_id == run_id, sr.c.stage == "extract")
+    ).all()
+    return {str(scope): dict(body or {}) for scope, body in rows}
 
 
 def entity_counts(

@@ -89,3 +89,34 @@ def test_odata_filter_can_use_gt_as_documented_by_microsoft() -> None:
 def test_an_unknown_style_is_refused() -> None:
     with pytest.raises(ValueError):
         ADAPTER.validate_python({"style": "graphql"})
+
+
+def test_tryton_seek_clause_asks_strictly_after_the_last_cursor_and_id() -> None:
+    from connectors.erp.incremental import TrytonDomainWindow
+
+    style = TrytonDomainWindow(style="tryton_domain")
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    out = style.apply(
+        {"d": [["type", "=", "out"]]}, Window(start, None), ("2026-11-02T03:04:05.000006Z", 41)
+    )
+    domain = tryton.decode_param(out["d"])
+    at = tryton.encode_datetime(datetime(2026, 11, 2, 3, 4, 5, 6, tzinfo=UTC))
+    assert domain[0] == ["type", "=", "out"]
+    assert domain[-1] == [
+        "OR",
+        ["last_modified_at", ">", at],
+        [["last_modified_at", "=", at], ["id", ">", 41]],
+    ]
+    assert style.seeks and not TrytonDomainWindow(style="tryton_domain", paging="offset").seeks
+
+
+def test_odata_seek_clause_joins_the_window_filter() -> None:
+    from connectors.erp.incremental import ODataFilterWindow
+
+    style = ODataFilterWindow(style="odata_filter", seek=True)
+    out = style.apply({}, Window(None, None), ("2026-11-02T00:00:00Z", "a'b"))
+    assert out["$filter"] == (
+        "(lastModifiedDateTime gt 2026-11-02T00:00:00.000000Z or (lastModifiedDateTime eq "
+        "2026-11-02T00:00:00.000000Z and id gt 'a''b'))"
+    )
+    assert not ODataFilterWindow(style="odata_filter").seeks
