@@ -66,6 +66,7 @@ watermarks = Table(
     Column("checkpoint", Text),  # resume token inside an unfinished extract, else NULL
     Column("checkpoint_cursor", String(100)),  # highest cursor seen in the unfinished extract
     Column("window_end", UtcDateTime),  # fixed end of the unfinished extract's window
+    Column("swept_at", UtcDateTime),  # when the entity's ids were last swept (tombstones)
     Column("run_id", String(64)),
     Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -5,10 +5,11 @@ Revises: 0009_i18_replay
 Create Date: 2026-12-01 12:00:00
 
 ``watermarks.window_end`` keeps the fixed end of the window an unfinished extract pulls, so a
-resume pulls the same window. ``raw_records.deleted_at`` marks a tombstone: an id the source no
-longer lists (an id sweep). Canonical rows get ``state`` (NULL: live; ``archived``; ``deleted``).
-Staging hashes are recomputed over the canonical form of each payload (keys sorted, one number
-format), so upgrading does not report every record as changed on the next pull.
+resume pulls the same window; ``watermarks.swept_at`` when the entity's ids were last swept.
+``raw_records.deleted_at`` marks a tombstone: an id the source no longer lists (an id sweep).
+Canonical rows get ``state`` (NULL: live; ``archived``; ``deleted``). Staging hashes are
+recomputed over the canonical form of each payload (keys sorted, one number format), so
+upgrading does not report every record as changed on the next pull.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("window_end", concord.store.types.UtcDateTime(), nullable=True)
         )
+        batch_op.add_column(sa.Column("swept_at", concord.store.types.UtcDateTime(), nullable=True))
     with op.batch_alter_table("raw_records", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("deleted_at", concord.store.types.UtcDateTime(), nullable=True)
@@ -94,4 +96,5 @@ def downgrade() -> None:
     with op.batch_alter_table("raw_records", schema=None) as batch_op:
         batch_op.drop_column("deleted_at")
     with op.batch_alter_table("watermarks", schema=None) as batch_op:
+        batch_op.drop_column("swept_at")
         batch_op.drop_column("window_end")
