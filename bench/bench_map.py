@@ -76,7 +76,7 @@ def ceiling_sqlite(path: Path, entity: str, payloads: list[bytes], apply: Any) -
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS ceiling_{entity} "  # noqa: S608 - bench table name
+        f"CREATE TABLE IF NOT EXISTS ceiling_{entity} "
         "(source TEXT, source_id TEXT, data TEXT, PRIMARY KEY (source, source_id))"
     )
     started = time.perf_counter()
@@ -97,14 +97,14 @@ def ceiling_postgres(url: str, entity: str, payloads: list[bytes], apply: Any) -
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         conn.execute(
-            f"CREATE TEMPORARY TABLE ceiling_{entity} "  # noqa: S608 - bench table name
+            f"CREATE TEMPORARY TABLE ceiling_{entity} "
             "(source TEXT, source_id TEXT, data JSON, PRIMARY KEY (source, source_id))"
         )
         conn.commit()
         started = time.perf_counter()
         for i in range(0, len(payloads), 2000):
             with conn.cursor() as cur:
-                with cur.copy(f"COPY ceiling_{entity} FROM STDIN") as copy:  # noqa: S608
+                with cur.copy(f"COPY ceiling_{entity} FROM STDIN") as copy:
                     for payload in payloads[i : i + 2000]:
                         out = apply(orjson.loads(payload))
                         copy.write_row((SOURCE, out["id"], orjson.dumps(out, default=str).decode()))

@@ -24,7 +24,7 @@ from concord.model import ENTITY_MODELS, CanonicalModel
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.replay import mapping_fingerprint, replay_all, replay_changed
 from concord.pipeline.reports import MapReport
-from concord.pipeline.rows import FastDumper, row_json
+from concord.pipeline.rows import FastDumper
 from concord.store import Reject, Store
 from concord.store import tables as t
 from concord.store.quarantine import quarantine_rows, release
@@ -72,9 +72,9 @@ class CanonicalRows:
     """Rows of one canonical table in the driver's form, built from a record's values.
 
     ``values`` are the record as ``model_dump()`` holds it (from ``FastDumper`` or, for the
-    records it leaves to pydantic, from the model); the row stores their JSON (``row_json``:
-    ``model_dump(mode="json")``, keys sorted), whose digest is the row's ``hash`` (the
-    ``json_digest`` of that JSON), and the typed query columns.
+    records it leaves to pydantic, from the model) and ``text`` its JSON (what
+    ``model_dump(mode="json")`` writes); the row stores the JSON, its digest as the row's
+    ``hash``, and the typed query columns.
     """
 
     def __init__(self, store: Store, entity: str) -> None:
@@ -87,7 +87,9 @@ class CanonicalRows:
         self._typed = [(name, procs[2 + i]) for i, name in enumerate(typed)]
         self._updated_proc = procs[len(head) + len(typed) + 2]
 
-    def row(self, values: dict[str, Any], run_id: str, mapping_fp: str | None) -> tuple[Any, ...]:
+    def row(
+        self, values: dict[str, Any], text: bytes, run_id: str, mapping_fp: str | None
+    ) -> tuple[Any, ...]:
         """One row, in ``columns`` order."""
         ref = values["ref"]
         row: list[Any] = [ref["system"], ref["id"]]
@@ -97,20 +99,16 @@ class CanonicalRows:
                 value = emails[0] if emails else None
             else:
                 value = values.get(name)
-                if value is not None and proc is not None:
+                if isinstance(value, Enum):
+                    value = value.value
+                elif value is not None and proc is not None:
                     value = proc(value)
             row.append(value)
-        text = row_json(values)
         updated = values.get("updated_at")
         if updated is not None and self._updated_proc is not None:
             updated = self._updated_proc(updated)
         row += [text.decode(), digest(text), updated, run_id, mapping_fp]
         return tuple(row)
-
-
-def _values(model: CanonicalModel) -> dict[str, Any]:
-    """A validated model's values as ``FastDumper`` gives them (enums as their text)."""
-    return {k: v.value if isinstance(v, Enum) else v for k, v in model.model_dump().items()}
 
 
 def map_entity(
@@ -168,9 +166,13 @@ def map_entity(
                 out = apply(record)
                 out.pop("id", None)
                 out["ref"] = {"system": source_name, "entity": entity, "id": canonical_id(sid)}
-                data = dumper.dump(out) if dumper is not None else None
-                if data is None:
-                    data = _values(model_cls.model_validate(out))
+                fast = dumper.validate(out) if dumper is not None else None
+                if fast is not None and dumper is not None:
+                    values, text = fast, dumper.to_json(fast)
+                else:
+                    model = model_cls.model_validate(out)
+                    values = model.model_dump()
+                    text = model.__pydantic_serializer__.to_json(model)
             except RecordRejected as exc:
                 rejects.append(
                     _reject(source_name, entity, sid, exc.field, exc.reason, mapping, payload)
@@ -185,7 +187,7 @@ def map_entity(
                 rejects.append(_reject(source_name, entity, sid, fld, reason, mapping, payload))
                 continue
             drift.update(mapping.unmapped_paths(record))
-            rows.append(builder.row(data, run_id, fingerprint))
+            rows.append(builder.row(values, text, run_id, fingerprint))
             ok_ids.append(sid)
         report.records += len(batch)
         bad_ids = [canonical_id(r.source_id) for r in rejects if r.source_id is not None]

@@ -27,15 +27,15 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    bindparam,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.schema import CreateTable
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.schema import CreateTable
 
 from concord.errors import LockBusy, StoreError
 from concord.store import tables as t
@@ -102,6 +102,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+
+# ``mark_mapped``: one statement per record through the driver on SQLite (no SQL to compile per
+# batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays)
+_MARK_MAPPED_SQLITE = (
+    "UPDATE raw_records SET pending = 0, mapped_fp = ? "
+    "WHERE source = ? AND entity = ? AND source_id = ? AND hash = ?"
+)
+_MARK_MAPPED_PG = text(
+    "UPDATE raw_records SET pending = false, mapped_fp = :fp "
+    "WHERE source = :source AND entity = :entity AND (source_id, hash) IN "
+    "(SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:hashes AS varchar[])))"
+)
 
 
 def check_store_url(url: str) -> URL:
@@ -629,31 +641,26 @@ class Store:
         ``mapping_fp`` is remembered as the fingerprint of the mapping that mapped them, so a
         changed mapping finds them again (``mark_for_replay``).
         """
-        raw = t.raw_records
-        params = [{"sid": sid, "h": h} for sid, h in done]
-        if not params:
+        pairs = list(done)
+        if not pairs:
             return
-        stmt = (
-            update(raw)
-            .where(
-                raw.c.source == source,
-                raw.c.entity == entity,
-                raw.c.source_id == bindparam("sid"),
-                raw.c.hash == bindparam("h"),
-            )
-            .values(pending=False, mapped_fp=mapping_fp)
-        )
-        # executemany of one compiled UPDATE; the values need no type processing
-        compiled = stmt.compile(dialect=self.engine.dialect)
         if self.dialect == "postgresql":
-            fixed = dict(compiled.params)
-            conn.exec_driver_sql(str(compiled), [{**fixed, **p} for p in params])
-        else:
-            fixed = dict(compiled.params)
-            names = compiled.positiontup or ()
-            conn.exec_driver_sql(
-                str(compiled), [tuple({**fixed, **p}[n] for n in names) for p in params]
-            )
+            for i in range(0, len(pairs), 5000):
+                chunk = pairs[i : i + 5000]
+                conn.execute(
+                    _MARK_MAPPED_PG,
+                    {
+                        "fp": mapping_fp,
+                        "source": source,
+                        "entity": entity,
+                        "ids": [sid for sid, _h in chunk],
+                        "hashes": [h for _sid, h in chunk],
+                    },
+                )
+            return
+        conn.exec_driver_sql(
+            _MARK_MAPPED_SQLITE, [(mapping_fp, source, entity, sid, h) for sid, h in pairs]
+        )
 
     def has_open_work(self, source: str, entity: str, canonical: str) -> bool:
         """Whether the entity has open map rejects or canonical rows in quarantine."""

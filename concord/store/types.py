@@ -36,6 +36,8 @@ def utc_param(value: datetime) -> datetime:
 
 def sqlite_utc_param(value: datetime) -> str:
     """``utc_param`` as SQLAlchemy's SQLite ``DATETIME`` writes it (text, microseconds)."""
+    if value.tzinfo is UTC and type(value) is datetime:
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     return utc_param(value).isoformat(" ", "microseconds")
 
 
