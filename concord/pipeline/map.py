@@ -11,19 +11,21 @@ canonical rows, so a crash repeats nothing; records mapped by an older mapping a
 from __future__ import annotations
 
 from collections import Counter
+from enum import Enum
 from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
 
 from concord.errors import RecordRejected
-from concord.hashing import json_digest
+from concord.hashing import digest, json_digest
 from concord.mapping import Mapping
 from concord.model import ENTITY_MODELS, CanonicalModel
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.replay import mapping_fingerprint, replay_all, replay_changed
 from concord.pipeline.reports import MapReport
-from concord.store import Reject
+from concord.pipeline.rows import FastDumper
+from concord.store import Reject, Store
 from concord.store import tables as t
 from concord.store.quarantine import quarantine_rows, release
 from concord.utc import utcnow
@@ -67,33 +69,85 @@ def _describe_validation(exc: ValidationError) -> tuple[str, str]:
     return loc, f"{err['msg']} (got {str(err.get('input'))[:80]!r})"
 
 
+class CanonicalRows:
+    """Rows of one canonical table in the driver's form, built from a record's values.
+
+    ``values`` are the record as ``model_dump()`` holds it (from ``FastDumper`` or, for the
+    records it leaves to pydantic, from the model) and ``text`` its JSON (what
+    ``model_dump(mode="json")`` writes); the row stores the JSON, its digest as the row's
+    ``hash``, and the typed query columns.
+    """
+
+    def __init__(self, store: Store, entity: str) -> None:
+        self.table = t.CANONICAL_TABLES[entity]
+        head = ["source", "source_id"]
+        tail = ["data", "hash", "updated_at", "run_id", "mapping_fp"]
+        typed = [c for c in self.table.columns.keys() if c not in (*head, *tail)]
+        self.columns = [*head, *typed, *tail]
+        procs = store.driver_processors(self.table, self.columns)
+        self._typed = [(name, procs[2 + i]) for i, name in enumerate(typed)]
+        self._updated_proc = procs[len(head) + len(typed) + 2]
+
+    def row(
+        self, values: dict[str, Any], text: bytes, run_id: str, mapping_fp: str | None
+    ) -> tuple[Any, ...]:
+        """One row, in ``columns`` order."""
+        ref = values["ref"]
+        row: list[Any] = [ref["system"], ref["id"]]
+        for name, proc in self._typed:
+            if name == "email":
+                emails = values.get("emails")
+                value = emails[0] if emails else None
+            else:
+                value = values.get(name)
+                if isinstance(value, Enum):
+                    value = value.value
+                elif value is not None and proc is not None:
+                    value = proc(value)
+            row.append(value)
+        updated = values.get("updated_at")
+        if updated is not None and self._updated_proc is not None:
+            updated = self._updated_proc(updated)
+        row += [text.decode(), digest(text), updated, run_id, mapping_fp]
+        return tuple(row)
+
+
 def map_entity(
     ctx: RunContext, source_name: str, entity: str, *, replay: Literal["changed", "all"] = "changed"
 ) -> MapReport:
     """Map pending raw records to canonical rows; failures become rejects with the payload.
 
     First the staged records mapped by another mapping are made pending again (``replay``:
-    ``"all"`` replays every staged record, as ``concord remap`` asks).
+    ``"all"`` replays every staged record, as ``concord remap`` asks). Each record's mapping
+    output becomes its row through ``FastDumper`` when that is sure of it, else through the
+    pydantic model (whose error is the reject's detail); rows are written through the driver.
     """
     started = utcnow()
     mapping = ctx.mappings[(source_name, entity)]
     ecfg = ctx.config.sources[source_name].entities[entity]
     model_cls = ENTITY_MODELS[mapping.entity]
-    table = t.CANONICAL_TABLES[mapping.entity]
+    dumper = FastDumper.for_model(model_cls)
+    builder = CanonicalRows(ctx.store, mapping.entity)
+    table = builder.table
     fingerprint = mapping_fingerprint(mapping)
     report = MapReport(canonical_entity=mapping.entity, mapping_fp=fingerprint, replay=replay)
     if replay == "all":
         report.replayed = replay_all(ctx.store, source_name, entity)
     else:
         report.replayed = replay_changed(ctx.store, source_name, entity, fingerprint)
+    # Nothing to close or release when the entity has no open reject and nothing quarantined
+    # (a first night): rows this run rejects or quarantines belong to other records.
+    open_work = ctx.store.has_open_work(source_name, entity, table.name)
     drift: Counter[str] = Counter()
     missing: Counter[str] = Counter()
+    run_id = ctx.run_id
+    canonical_id = ecfg.canonical_id
+    apply = mapping.apply
     for batch in ctx.store.pending_batches(source_name, entity, ctx.config.batch_size):
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         rejects: list[Reject] = []
         ok_ids: list[str] = []
         for sid, payload, _h in batch:
-            report.records += 1
             record = orjson.loads(payload)
             if not isinstance(record, dict):
                 rejects.append(
@@ -110,11 +164,16 @@ def map_entity(
                 continue
             missing.update(mapping.missing_paths(record))
             try:
-                out = mapping.apply(record)
+                out = apply(record)
                 out.pop("id", None)
-                ref_id = ecfg.canonical_id(sid)
-                out["ref"] = {"system": source_name, "entity": entity, "id": ref_id}
-                model = model_cls.model_validate(out)
+                out["ref"] = {"system": source_name, "entity": entity, "id": canonical_id(sid)}
+                fast = dumper.validate(out) if dumper is not None else None
+                if fast is not None and dumper is not None:
+                    values, text = fast, dumper.to_json(fast)
+                else:
+                    model = model_cls.model_validate(out)
+                    values = model.model_dump()
+                    text = model.__pydantic_serializer__.to_json(model)
             except RecordRejected as exc:
                 rejects.append(
                     _reject(source_name, entity, sid, exc.field, exc.reason, mapping, payload)
@@ -129,14 +188,24 @@ def map_entity(
                 rejects.append(_reject(source_name, entity, sid, fld, reason, mapping, payload))
                 continue
             drift.update(mapping.unmapped_paths(record))
-            rows.append(canonical_row(mapping.entity, model, ctx.run_id, fingerprint))
+            rows.append(builder.row(values, text, run_id, fingerprint))
             ok_ids.append(sid)
-        bad_ids = [ecfg.canonical_id(r.source_id) for r in rejects if r.source_id is not None]
+        report.records += len(batch)
+        bad_ids = [canonical_id(r.source_id) for r in rejects if r.source_id is not None]
         with ctx.store.begin() as conn:
-            ctx.store.upsert(conn, table, rows, ["source", "source_id"])
-            release(
-                conn, table, source=source_name, source_ids=[ecfg.canonical_id(s) for s in ok_ids]
-            )
+            ctx.store.upsert_rows(conn, table, builder.columns, rows, ["source", "source_id"])
+            if open_work:
+                release(
+                    conn, table, source=source_name, source_ids=[canonical_id(s) for s in ok_ids]
+                )
+                ctx.store.resolve_rejects(
+                    conn,
+                    stage="map",
+                    source=source_name,
+                    entity=entity,
+                    source_ids=ok_ids,
+                    run_id=run_id,
+                )
             report.quarantined += quarantine_rows(
                 ctx.store,
                 conn,
@@ -144,17 +213,9 @@ def map_entity(
                 source=source_name,
                 entity=entity,
                 source_ids=bad_ids,
-                run_id=ctx.run_id,
+                run_id=run_id,
             )
-            ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
-            ctx.store.resolve_rejects(
-                conn,
-                stage="map",
-                source=source_name,
-                entity=entity,
-                source_ids=ok_ids,
-                run_id=ctx.run_id,
-            )
+            ctx.store.add_rejects(conn, rejects, run_id=run_id)
             ctx.store.mark_mapped(
                 conn, source_name, entity, [(s, h) for s, _p, h in batch], fingerprint
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,24 +19,28 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
+    MetaData,
     Table,
-    bindparam,
     create_engine,
     delete,
     event,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.schema import CreateTable
 
 from concord.errors import LockBusy, StoreError
 from concord.store import tables as t
 from concord.store.rejects import Reject
+from concord.store.types import MoneyType, UtcDateTime, money_param, sqlite_utc_param, utc_param
 from concord.utc import utcnow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -100,6 +104,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
+# ``mark_mapped``: one statement per record through the driver on SQLite (no SQL to compile per
+# batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays)
+_MARK_MAPPED_SQLITE = (
+    "UPDATE raw_records SET pending = 0, mapped_fp = ? "
+    "WHERE source = ? AND entity = ? AND source_id = ? AND hash = ?"
+)
+_MARK_MAPPED_PG = text(
+    "UPDATE raw_records SET pending = false, mapped_fp = :fp "
+    "WHERE source = :source AND entity = :entity AND (source_id, hash) IN "
+    "(SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:hashes AS varchar[])))"
+)
+
 
 def check_store_url(url: str) -> URL:
     """The parsed store URL, or ``StoreError`` saying what concord supports instead.
@@ -162,6 +178,9 @@ class Store:
         )
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sql_cache: dict[
+            tuple[str, tuple[str, ...], tuple[str, ...]], tuple[str, list[int]]
+        ] = {}
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:
@@ -219,6 +238,110 @@ class Store:
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
         conn.execute(stmt, list(rows))
+
+    def driver_processors(
+        self, table: Table, columns: Sequence[str]
+    ) -> list[Callable[[Any], Any] | None]:
+        """Per column, what SQLAlchemy would do to a Python value before the driver gets it.
+
+        ``upsert_rows`` takes values already in the driver's form, so a caller converts each
+        value once with these (money to integer millionths, UTC datetimes to naive, SQLite's
+        datetime text) and the rows skip SQLAlchemy's per-row statement and bind processing.
+        """
+        dialect = self.engine.dialect
+        out: list[Callable[[Any], Any] | None] = []
+        for name in columns:
+            col_type = table.c[name].type
+            if isinstance(col_type, MoneyType):
+                out.append(money_param)
+            elif isinstance(col_type, UtcDateTime):
+                out.append(sqlite_utc_param if self.dialect == "sqlite" else utc_param)
+            else:
+                out.append(col_type.dialect_impl(dialect).bind_processor(dialect))
+        return out
+
+    def upsert_rows(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        keys: Sequence[str],
+    ) -> None:
+        """``upsert`` of rows in the driver's form (``driver_processors``), through the driver.
+
+        SQLite: one ``executemany`` of the ``INSERT .. ON CONFLICT DO UPDATE`` SQLAlchemy
+        compiles once. PostgreSQL: ``COPY`` into a temporary table of the same columns, then one
+        ``INSERT .. SELECT .. ON CONFLICT``. Both in the caller's transaction; within ``rows``
+        the last row of a key wins. JSON columns take JSON text.
+        """
+        if not rows:
+            return
+        at = [list(columns).index(k) for k in keys]
+        latest = {tuple(r[i] for i in at): r for r in rows}
+        if self.dialect == "postgresql":
+            self._copy_upsert(conn, table, columns, list(latest.values()), keys)
+            return
+        sql, order = self._compiled_upsert(table, tuple(columns), tuple(keys))
+        if order == list(range(len(columns))):
+            params = [tuple(r) for r in latest.values()]
+        else:
+            params = [tuple(r[i] for i in order) for r in latest.values()]
+        conn.exec_driver_sql(sql, params)
+
+    def _compiled_upsert(
+        self, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]
+    ) -> tuple[str, list[int]]:
+        cache_key = (table.name, columns, keys)
+        found = self._sql_cache.get(cache_key)
+        if found is None:
+            stmt = sqlite.insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: stmt.excluded[c] for c in columns if c not in keys},
+            )
+            compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(columns))
+            order = [columns.index(name) for name in compiled.positiontup or ()]
+            found = (str(compiled), order)
+            self._sql_cache[cache_key] = found
+        return found
+
+    def _copy_upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        keys: Sequence[str],
+    ) -> None:
+        from psycopg import sql as pgsql
+
+        scratch = Table(
+            f"concord_copy_{table.name}",
+            MetaData(),
+            *[Column(c, table.c[c].type) for c in columns],
+            prefixes=["TEMPORARY"],
+        )
+        conn.execute(CreateTable(scratch, if_not_exists=True))
+        copy_stmt = pgsql.SQL("COPY {} ({}) FROM STDIN").format(
+            pgsql.Identifier(scratch.name), pgsql.SQL(", ").join(map(pgsql.Identifier, columns))
+        )
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(copy_stmt) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+        stmt = postgresql.insert(table).from_select(
+            list(columns), select(*[scratch.c[c] for c in columns])
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: stmt.excluded[c] for c in columns if c not in keys},
+        )
+        conn.execute(stmt)
+        conn.execute(delete(scratch))
 
     # -- runs and the run lock --------------------------------------------------------------
 
@@ -527,21 +650,47 @@ class Store:
         ``mapping_fp`` is remembered as the fingerprint of the mapping that mapped them, so a
         changed mapping finds them again (``mark_for_replay``).
         """
-        raw = t.raw_records
-        params = [{"sid": sid, "h": h} for sid, h in done]
-        if not params:
+        pairs = list(done)
+        if not pairs:
             return
-        conn.execute(
-            update(raw)
-            .where(
-                raw.c.source == source,
-                raw.c.entity == entity,
-                raw.c.source_id == bindparam("sid"),
-                raw.c.hash == bindparam("h"),
-            )
-            .values(pending=False, mapped_fp=mapping_fp),
-            params,
+        if self.dialect == "postgresql":
+            for i in range(0, len(pairs), 5000):
+                chunk = pairs[i : i + 5000]
+                conn.execute(
+                    _MARK_MAPPED_PG,
+                    {
+                        "fp": mapping_fp,
+                        "source": source,
+                        "entity": entity,
+                        "ids": [sid for sid, _h in chunk],
+                        "hashes": [h for _sid, h in chunk],
+                    },
+                )
+            return
+        conn.exec_driver_sql(
+            _MARK_MAPPED_SQLITE, [(mapping_fp, source, entity, sid, h) for sid, h in pairs]
         )
+
+    def has_open_work(self, source: str, entity: str, canonical: str) -> bool:
+        """Whether the entity has open map rejects or canonical rows in quarantine."""
+        rj, q = t.rejects, t.quarantine
+        with self.engine.connect() as conn:
+            rejected = conn.execute(
+                select(rj.c.id)
+                .where(
+                    rj.c.stage == "map",
+                    rj.c.source == source,
+                    rj.c.entity == entity,
+                    rj.c.resolved_run.is_(None),
+                )
+                .limit(1)
+            ).first()
+            held = conn.execute(
+                select(q.c.source_id)
+                .where(q.c.canonical_entity == canonical, q.c.source == source)
+                .limit(1)
+            ).first()
+        return rejected is not None or held is not None
 
     def mark_for_replay(self, source: str, entity: str, *, unless_fp: str | None = None) -> int:
         """Mark staged records pending again; return how many.

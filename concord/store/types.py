@@ -7,7 +7,7 @@ naive in UTC and come back timezone-aware.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,28 @@ from sqlalchemy.types import TypeDecorator
 from concord.utc import as_utc
 
 MONEY_SCALE = 1_000_000
+
+
+def money_param(value: Any) -> int:
+    """A Decimal (or its text) as the integer millionths a money column stores."""
+    return int((Decimal(value) * MONEY_SCALE).to_integral_value())
+
+
+def utc_param(value: datetime) -> datetime:
+    """An aware datetime as the naive UTC a datetime column stores (a naive one is refused)."""
+    tz = value.tzinfo
+    if tz is None:
+        raise ValueError("naive datetime given to a UTC column")
+    if tz is UTC and type(value) is datetime:
+        return value.replace(tzinfo=None)
+    return as_utc(value).replace(tzinfo=None)
+
+
+def sqlite_utc_param(value: datetime) -> str:
+    """``utc_param`` as SQLAlchemy's SQLite ``DATETIME`` writes it (text, microseconds)."""
+    if value.tzinfo is UTC and type(value) is datetime:
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return utc_param(value).isoformat(" ", "microseconds")
 
 
 class MoneyType(TypeDecorator[Decimal]):
@@ -29,7 +51,7 @@ class MoneyType(TypeDecorator[Decimal]):
         """Decimal to integer millionths."""
         if value is None:
             return None
-        return int((Decimal(value) * MONEY_SCALE).to_integral_value())
+        return money_param(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         """Integer millionths back to a Decimal."""
@@ -55,9 +77,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected datetime, got {type(value).__name__}")
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return as_utc(value).replace(tzinfo=None)
+        return utc_param(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         """Naive UTC back to an aware datetime."""

@@ -40,7 +40,12 @@ CORE = (
 
 STAGES = (
     ("concord.pipeline.extract", "concord.pipeline.shards"),
-    ("concord.pipeline.map", "concord.pipeline.replay", "concord.pipeline.gates"),
+    (
+        "concord.pipeline.map",
+        "concord.pipeline.rows",
+        "concord.pipeline.replay",
+        "concord.pipeline.gates",
+    ),
     ("concord.identity", "concord.pipeline.resolve"),
     ("concord.customer360", "concord.pipeline.build_360"),
     ("concord.push", "concord.pipeline.push"),
