@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,6 +127,31 @@ def _write_config(folder: Path) -> Path:
     return path
 
 
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM an Airflow process when this script dies.
+
+    Without it a killed demo (a test's timeout) leaves schedulers and workers holding
+    PostgreSQL connections until the server refuses new clients. libc is loaded here, in the
+    parent, so the forked child only makes the one system call.
+    """
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM ends the demo through its ``finally`` blocks, which stop every process it started."""
+    raise SystemExit(128 + signum)
+
+
 @dataclass
 class Processes:
     """Airflow processes started by this script, each in its own process group."""
@@ -143,6 +168,7 @@ class Processes:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
         )
         self.started.append((name, proc))
 
@@ -450,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-db", type=int, default=7, help="Redis database for Celery.")
     args = parser.parse_args(argv)
     names = Names(args.name_suffix, args.redis_db)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     work = Path(tempfile.mkdtemp(prefix="concord-scale-"))
     ok = False
