@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -101,6 +101,12 @@ class Customer(CanonicalModel):
     )
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
+    state: Literal["archived", "deleted"] | None = Field(
+        default=None,
+        description="None: a live customer; archived in the ERP (Tryton: inactive party) or "
+        "deleted (an id sweep found it gone). Either is no longer a customer: identity "
+        "resolution leaves it out and the push retires it in the CRM.",
+    )
 
 
 class OrderStatus(StrEnum):

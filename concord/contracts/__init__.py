@@ -34,6 +34,7 @@ from concord.contracts.source import (
     WindowCount,
 )
 from concord.contracts.target import (
+    ArchivingTarget,
     MergingTarget,
     ObjectKind,
     PushOutcome,
@@ -48,6 +49,7 @@ from concord.contracts.target import (
 __all__ = [
     "SOURCE_TYPES",
     "TARGET_TYPES",
+    "ArchivingTarget",
     "Checkpoint",
     "CountingSource",
     "EntityConfig",

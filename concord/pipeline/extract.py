@@ -17,7 +17,7 @@ be pulled in shards
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -415,6 +415,8 @@ def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
         )
     report.watermark = cursor or state.cursor
     follow_up(ctx, source_name, entity, report)
+    if sweep_due(ctx, ecfg, state.swept_at):
+        report.swept = sweep(ctx, source_name, entity)
     record_stage(ctx, "extract", f"{source_name}/{entity}", started, report)
     return report
 
@@ -495,3 +497,76 @@ def follow_up(ctx: RunContext, source_name: str, entity: str, report: ExtractRep
             report.trigger_changed += counts.new + counts.changed
     finally:
         source.close()
+
+
+# A sweep that would tombstone more than this share of an entity's staged records (and more
+# than SWEEP_GUARD_MIN of them) is refused: an empty or narrowed listing is far likelier than
+# the ERP losing most of its records overnight.
+SWEEP_GUARD_SHARE = 0.5
+SWEEP_GUARD_MIN = 10
+
+
+def sweep_due(ctx: RunContext, ecfg: EntityConfig, swept_at: datetime | None) -> bool:
+    """Whether this run sweeps the entity: ``--sweep``, ``every_run``, or its cron has fired."""
+    if ctx.options.sweep or ecfg.sweep == "every_run":
+        return True
+    if ecfg.sweep == "on_demand":
+        return False
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    since = as_utc(swept_at) if swept_at else datetime(1970, 1, 1, tzinfo=UTC)
+    fired: datetime = croniter(ecfg.sweep, since).get_next(datetime)
+    return as_utc(fired) <= as_utc(ctx.started_at)
+
+
+def sweep(ctx: RunContext, source_name: str, entity: str) -> dict[str, int]:
+    """List every id the source holds for the entity; staged ids it no longer lists are deleted.
+
+    Needs a source that lists ids (``CountingSource`` answering with ``ids``: the tryton
+    profile's ``count: {style: ids}``). The vanished records become tombstones
+    (``Store.tombstone``): the canonical row says ``state: deleted``, the 360 leaves it out.
+    """
+    scfg = ctx.config.sources[source_name]
+    ecfg = scfg.entities[entity]
+    mapping = ctx.mappings.get((source_name, entity))
+    canonical = t.CANONICAL_TABLES.get(mapping.entity) if mapping is not None else None
+    source = build_source(scfg)
+    try:
+        listed = (
+            source.count(entity, Window(None, None)) if isinstance(source, CountingSource) else None
+        )
+    finally:
+        source.close()
+    if listed is None or listed.ids is None:
+        raise SourceError(
+            f"entity '{entity}' cannot be swept: the source lists no ids (configure a count "
+            "that lists ids, e.g. count: {style: ids})",
+            source=source_name,
+        )
+    ids = set(listed.ids)
+    raw = t.raw_records
+    with ctx.store.engine.connect() as conn:
+        live = {
+            str(sid)
+            for sid in conn.execute(
+                select(raw.c.source_id).where(
+                    raw.c.source == source_name,
+                    raw.c.entity == entity,
+                    raw.c.deleted_at.is_(None),
+                )
+            ).scalars()
+        }
+    vanish = len(live - ids)
+    if vanish > SWEEP_GUARD_MIN and vanish > SWEEP_GUARD_SHARE * len(live):
+        raise SourceError(
+            f"entity '{entity}': the sweep lists {len(ids)} ids and would delete {vanish} of "
+            f"{len(live)} staged records; refused (is the listing narrowed?)",
+            source=source_name,
+        )
+    with ctx.store.begin() as conn:
+        gone = ctx.store.tombstone(
+            conn, source_name, entity, ids, canonical, ecfg.id_prefix, ctx.run_id
+        )
+        ctx.store.mark_swept(conn, source_name, entity, utcnow())
+    ctx.emit("swept", source=source_name, entity=entity, tombstoned=gone)
+    return {"listed": len(ids), "tombstoned": gone}

@@ -132,7 +132,11 @@ def canonical_money(conn: Connection, table: Table, source: str, entity: str) ->
         return {}
     rows = conn.execute(
         select(table.c.currency, func.sum(table.c[column]))
-        .where(table.c.source == source, table.c.data["ref"]["entity"].as_string() == entity)
+        .where(
+            table.c.source == source,
+            table.c.data["ref"]["entity"].as_string() == entity,
+            table.c.state.is_(None),  # what the source still holds: tombstones left out
+        )
         .group_by(table.c.currency)
     )
     return {str(cur): str(money_or_zero(total)) for cur, total in rows}

@@ -211,6 +211,8 @@ class PushReport(StageReport):
     checked: int = 0
     missing: int = 0
     different: int = 0
+    retired: int = 0
+    retire_failed: int = 0
 
 
 @dataclass

@@ -92,6 +92,7 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
     import concord.testing
 
     assert sorted(concord.contracts.__all__) == [
+        "ArchivingTarget",
         "Checkpoint",
         "CountingSource",
         "EntityConfig",
