@@ -101,7 +101,7 @@ class Customer(CanonicalModel):
     )
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
-    state: Literal["archived", "deleted"] | None = Field(
+    record_state: Literal["archived", "deleted"] | None = Field(
         default=None,
         description="None: a live customer; archived in the ERP (Tryton: inactive party) or "
         "deleted (an id sweep found it gone). Either is no longer a customer: identity "

@@ -45,7 +45,7 @@ def canonical_row(
         "updated_at": getattr(model, "updated_at", None),
         "run_id": run_id,
         "mapping_fp": mapping_fp,
-        "state": getattr(model, "state", None),  # archived / deleted (issue 14), else live
+        "state": getattr(model, "record_state", None),  # archived / deleted (issue 14), else live
     }
     for col in table.columns.keys():
         if col in row:
