@@ -2,11 +2,11 @@
 
 `GET /<db>/rest/model/<model>` with the base64 JSON domain `d=` (clauses `[field, op, value]`
 with `=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in` on fields or dotted paths; `"OR"`/`"AND"`
-lists; nested domains are AND), the order `o=`, and `Range: records=<start>-<end>` (end exclusive) answered with
-`Content-Range: records a-b/<total>` or 416 past the last record, as trytond's
-`protocols/rest.py` does. Datetimes and Decimals travel tagged (`{"__class__": "datetime", ...}`).
-`X-Tryton-Context` (base64 JSON) with `active_test: false` includes inactive records (`active`
-false), which are left out otherwise. `GET .../<model>/<id>` reads one record.
+lists; nested domains are AND), the order `o=`, and `Range: records=<start>-<end>` (end
+exclusive) answered with `Content-Range: records a-b/<total>` or 416 past the last record, as
+trytond's `protocols/rest.py` does. Datetimes and Decimals travel tagged (`{"__class__":
+"datetime", ...}`). `X-Tryton-Context` (base64 JSON) with `active_test: false` includes inactive
+records (`active` false), which are left out otherwise. `GET .../<model>/<id>` reads one record.
 
 What makes it useful for loss tests: `after_page` is called after each list answer is built and
 before it is sent, so a test can edit, create, archive or delete records between two pages;
