@@ -112,6 +112,9 @@ class EndpointCount(BaseModel):
     suffix: str = ""
     count_path: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
+    drop: list[str] = Field(
+        default_factory=list, description="entity parameters a count does not take ($expand)"
+    )
 
 
 CountConfig = Annotated[IdsCount | EndpointCount, Field(discriminator="style")]
@@ -534,7 +537,11 @@ class RestSource:
             return WindowCount(total=len(ids), ids=ids, how="id listing")
         first = self.first_request(entity, window, params=how.params)
         path = how.path or ent.path.rstrip("/") + how.suffix
-        params = {k: v for k, v in first.params.items() if not _paging_param(self, entity, k)}
+        params = {
+            k: v
+            for k, v in first.params.items()
+            if not _paging_param(self, entity, k) and k not in how.drop
+        }
         resp = self.client.request(
             "GET",
             path,

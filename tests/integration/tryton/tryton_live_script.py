@@ -4,8 +4,8 @@ Run with the Python of the Tryton venv: ``python tryton_live_script.py CONFIG DA
 command[:arg...]``; prints one JSON object on its last line. Commands: ``rename:<party>``,
 ``archive:<party>``, ``draft_sale:<party>`` (its id), ``delete_sale:<sale>``,
 ``pay:<invoice>:<amount>`` (the invoice's Pay wizard, a partial cash payment),
-``state`` (active parties, sales, and each customer invoice's amount to pay as the tryton
-profile reads it: ``with_payment: false``).
+``state`` (active parties, sales, each customer invoice's amount to pay as the tryton
+profile reads it: ``with_payment: false``, and the posted invoices the Pay wizard can pay 5 of).
 """
 # mypy: ignore-errors
 # ruff: noqa: N806
@@ -101,7 +101,13 @@ def state(cfg) -> dict:
     with cfg.set_context(with_payment=False):
         invoices = Model.get("account.invoice").find([("type", "=", "out")])
         open_amounts = {str(i.id): str(i.amount_to_pay) for i in invoices}
+    payable = sorted(
+        str(i.id)
+        for i in Model.get("account.invoice").find([("type", "=", "out")])
+        if i.state == "posted" and i.amount_to_pay > 5
+    )
     return {
+        "payable": payable,
         "parties": {str(p.id): p.name for p in parties},
         "sales": sorted(str(s.id) for s in Model.get("sale.sale").find()),
         "open": open_amounts,
