@@ -42,12 +42,23 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+# How orjson writes an integral float as a JSON value: ``2.0`` followed by ``,``, ``]`` or ``}``,
+# or with a positive exponent (``1e+16``). A match inside a string only costs the exact walk.
+def _may_hold_integral_float(data: bytes) -> bool:
+    return b".0," in data or b".0]" in data or b".0}" in data or b"e+" in data
+
+
 def canonical_json(value: Any) -> bytes:
     """The canonical JSON form of a record: keys sorted at every level, one number format.
 
     Integral floats are written as ints (``1.0`` and ``1`` are the same number), other floats
-    in the shortest form that reads back exactly; Decimals and times as text.
+    in the shortest form that reads back exactly; Decimals and times as text. The common case
+    (no integral float) is one sorted ``orjson.dumps``; only a record that may hold one is
+    walked.
     """
+    out = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    if not _may_hold_integral_float(out):
+        return out
     return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS, default=str)
 
 

@@ -69,6 +69,13 @@ class Address(CanonicalModel):
     country: CountryCode | None = None
 
 
+class RecordState(StrEnum):
+    """A record the ERP no longer holds as live: archived there, or deleted (a tombstone)."""
+
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
 class Customer(CanonicalModel):
     """A customer as one source holds it, before identity resolution."""
 
@@ -101,6 +108,12 @@ class Customer(CanonicalModel):
     )
     created_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
+    record_state: RecordState | None = Field(
+        default=None,
+        description="None: a live customer; archived in the ERP (Tryton: inactive party) or "
+        "deleted (an id sweep found it gone). Either is no longer a customer: identity "
+        "resolution leaves it out and the push retires it in the CRM.",
+    )
 
 
 class OrderStatus(StrEnum):

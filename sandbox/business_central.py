@@ -307,11 +307,28 @@ class BusinessCentralServer(LoopbackServer):
             raise ApiError(404, "resource not found", code="BadRequest_NotFound")
         self._check_bearer(request)
         entity_set = request.path[len(prefix) :].strip("/")
+        counting = entity_set.endswith("/$count")
+        entity_set = entity_set.removesuffix("/$count")
         if entity_set not in ENTITY_SETS:
             raise ApiError(404, f"no entity set {entity_set!r}", code="BadRequest_NotFound")
         if request.method != "GET":
             raise ApiError(405, "method not allowed", code="BadRequest_MethodNotAllowed")
+        if counting:
+            return self._count(entity_set, request)
         return self._list(entity_set, request)
+
+    def _count(self, entity_set: str, request: Request) -> Response:
+        """``GET <entity set>/$count``: how many records match ``$filter`` (a bare number)."""
+        clauses = parse_filter(request.query["$filter"]) if request.query.get("$filter") else []
+        try:
+            total = sum(
+                1
+                for record in self.data.ordered(entity_set)
+                if all(_compare(record[f], op, v) for f, op, v in clauses)
+            )
+        except KeyError as exc:
+            raise ApiError(400, f"unknown property {exc.args[0]!r}", code="BadRequest") from None
+        return Response(200, total)
 
     def _token(self, request: Request) -> Response:
         form = dict(parse_qsl(request.body.decode("utf-8", "replace")))

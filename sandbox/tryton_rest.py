@@ -1,12 +1,12 @@
 """A loopback server speaking Tryton 8.2's REST dialect over an in-memory table, for fast tests.
 
 `GET /<db>/rest/model/<model>` with the base64 JSON domain `d=` (clauses `[field, op, value]`
-with `=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`; `"OR"`/`"AND"` lists; nested domains are
-AND), the order `o=`, and `Range: records=<start>-<end>` (end exclusive) answered with
-`Content-Range: records a-b/<total>` or 416 past the last record, as trytond's
-`protocols/rest.py` does. Datetimes and Decimals travel tagged (`{"__class__": "datetime", ...}`).
-`X-Tryton-Context` (base64 JSON) with `active_test: false` includes inactive records (`active`
-false), which are left out otherwise. `GET .../<model>/<id>` reads one record.
+with `=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in` on fields or dotted paths; `"OR"`/`"AND"`
+lists; nested domains are AND), the order `o=`, and `Range: records=<start>-<end>` (end
+exclusive) answered with `Content-Range: records a-b/<total>` or 416 past the last record, as
+trytond's `protocols/rest.py` does. Datetimes and Decimals travel tagged (`{"__class__":
+"datetime", ...}`). `X-Tryton-Context` (base64 JSON) with `active_test: false` includes inactive
+records (`active` false), which are left out otherwise. `GET .../<model>/<id>` reads one record.
 
 What makes it useful for loss tests: `after_page` is called after each list answer is built and
 before it is sent, so a test can edit, create, archive or delete records between two pages;
@@ -89,6 +89,13 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def _get(record: Record, path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def matches(record: Record, domain: Any) -> bool:
     """Whether ``record`` satisfies a Tryton domain (the subset described in the module)."""
     if not isinstance(domain, list) or not domain:
@@ -97,7 +104,7 @@ def matches(record: Record, domain: Any) -> bool:
         field, op, value = domain[0], domain[1], _untag(domain[2])
         if op not in _OPS:
             raise ApiError(400, f"operator {op!r} not supported")
-        return _OPS[op](record.get(field), value)
+        return _OPS[op](_get(record, field), value)
     if domain[0] == "OR":
         return any(matches(record, d) for d in domain[1:])
     parts = domain[1:] if domain[0] == "AND" else domain

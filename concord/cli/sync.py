@@ -45,6 +45,12 @@ def sync(
         bool, typer.Option("--full-refresh", help="Pull everything, ignoring watermarks.")
     ] = False,
     until: Annotated[str | None, typer.Option(help="Window end (ISO time); default now.")] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep", help="Also list every id in the sources; vanished ids are deleted."
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Run on a scratch copy and print the plan; change nothing."),
@@ -68,6 +74,7 @@ def sync(
     opts = RunOptions(
         run_id=new_run_id(),
         full_refresh=full_refresh,
+        sweep=sweep,
         dry_run=dry_run,
         window_end=window_end,
         push_anyway=push_anyway,

@@ -84,6 +84,22 @@ class EntityConfig(BaseModel):
     shards: ShardSpec | None = None
     exclude: list[Exclusion] = Field(default_factory=list)
     id_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
+    sweep: str = Field(
+        default="on_demand",
+        description="when every id is listed and vanished ids become tombstones: every_run, "
+        "on_demand (concord sync --sweep) or a cron expression (UTC)",
+    )
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: str) -> str:
+        if value in ("every_run", "on_demand"):
+            return value
+        from croniter import croniter  # type: ignore[import-untyped]
+
+        if len(value.split()) == 5 and croniter.is_valid(value):
+            return value
+        raise ValueError("sweep is every_run, on_demand or a five-field cron expression")
 
     def canonical_id(self, source_id: str) -> str:
         """The canonical row's id for a staged record's id."""
@@ -132,6 +148,13 @@ class TargetConfig(BaseModel):
     batch_size: int = Field(default=100, ge=1, le=1000)
     reject_ratio: float | None = Field(default=None, ge=0, le=1)
     pool: str | None = None
+    retire: Literal["mark", "archive"] = Field(
+        default="mark",
+        description="a customer no ERP holds any more (archived or deleted): mark sets "
+        "retire_property to retire_value on its CRM record; archive archives the record",
+    )
+    retire_property: str = "concord_status"
+    retire_value: str = "archived"
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -109,6 +109,41 @@ class CountingSource(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A new or changed record of an entity re-reads its parent in the same run.
+
+    ``parent`` is the parent's entity name in the same source; ``path`` the dotted path in the
+    child's record holding the parent's id (Tryton: a cash-journal line's ``invoice_payment``).
+    """
+
+    parent: str
+    path: str
+
+
+@runtime_checkable
+class RevisitingSource(Protocol):
+    """A source that re-reads records whose derived values change without their timestamp.
+
+    ``revisit`` yields the entity's revisit set (records to re-read on every run whatever their
+    cursor, e.g. posted invoices that are not paid: a payment changes their amount to pay, not
+    their ``last_modified_at``); ``triggers`` names the parents a changed record re-reads;
+    ``read`` yields the records of the given ids.
+    """
+
+    def revisit(self, entity: str) -> Iterator[Page]:
+        """Pages of the entity's revisit set (none when it has no revisit set)."""
+        ...
+
+    def triggers(self, entity: str) -> list[Trigger]:
+        """The parents a new or changed record of ``entity`` re-reads."""
+        ...
+
+    def read(self, entity: str, ids: list[str]) -> Iterator[Page]:
+        """Pages of the records of ``entity`` with these ids (ids it does not hold are absent)."""
+        ...
+
+
 class SourceType(Protocol):
     """A source connector class: checks a config section and builds a ``Source`` from it."""
 

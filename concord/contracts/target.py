@@ -115,6 +115,19 @@ class RemoteRecord:
 
 
 @runtime_checkable
+class ArchivingTarget(Protocol):
+    """A target that can archive records: customers no longer customers in any ERP.
+
+    Used when the target's ``retire`` is ``archive`` (HubSpot: the object is archived, as its
+    UI's delete does, and can be restored).
+    """
+
+    def archive(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
+        """Archive each record (by ``remote_id``); one outcome per record, in order."""
+        ...
+
+
+@runtime_checkable
 class ReadingTarget(Protocol):
     """A target that can read its records back by concord id (for a resync)."""
 

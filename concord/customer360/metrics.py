@@ -235,7 +235,10 @@ def orders(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) 
     o = t.orders
     q = _linked(
         o, o.c.source, o.c.status, _naive(o.c.ordered_at), o.c.currency, o.c.gross_total
-    ).where(o.c.status.not_in([OrderStatus.DRAFT.value, OrderStatus.CANCELLED.value]))
+    ).where(
+        o.c.status.not_in([OrderStatus.DRAFT.value, OrderStatus.CANCELLED.value]),
+        o.c.state.is_(None),  # deleted in the ERP (a tombstone): left out
+    )
     year_ago = figures.today - timedelta(days=365)
     meanings = {status.value: meaning for status, meaning in ORDER_MEANING.items()}
     for gid, source, status, ordered_at, currency, gross in _stream(conn, q):
@@ -316,10 +319,11 @@ def _invoice_rows(conn: Connection, figures: Figures) -> Iterator[InvoiceRow]:
                     pay.c.source == inv.c.source,
                     pay.c.invoice_id == inv.c.source_id,
                     pay.c.status.in_([s.value for s in ALLOCATED]),
+                    pay.c.state.is_(None),
                 ),
             )
         )
-        .where(inv.c.status.in_([s.value for s in BILLED]))
+        .where(inv.c.status.in_([s.value for s in BILLED]), inv.c.state.is_(None))
         .order_by(inv.c.source, inv.c.source_id)
     )
     current: InvoiceRow | None = None
@@ -468,10 +472,16 @@ def unallocated(conn: Connection, accs: dict[str, CustomerTotals], figures: Figu
             pay.join(
                 il, and_(il.c.source == pay.c.source, il.c.source_id == pay.c.customer_id)
             ).outerjoin(
-                inv, and_(inv.c.source == pay.c.source, inv.c.source_id == pay.c.invoice_id)
+                inv,
+                and_(
+                    inv.c.source == pay.c.source,
+                    inv.c.source_id == pay.c.invoice_id,
+                    inv.c.state.is_(None),
+                ),
             )
         )
         .where(
+            pay.c.state.is_(None),
             pay.c.status.in_([s.value for s in ALLOCATED]),
             (inv.c.source_id.is_(None)) | (inv.c.status.not_in([s.value for s in BILLED])),
         )
@@ -517,11 +527,15 @@ def shipments(conn: Connection, accs: dict[str, CustomerTotals], as_of: datetime
         ((sh.c.delivered_at.is_not(None)) & (sh.c.delivered_at > sh.c.promised_at))
         | ((sh.c.delivered_at.is_(None)) & (sh.c.promised_at < as_of)),
     )
-    q = _linked(
-        sh,
-        func.sum(case((sh.c.status == "shipped", 1), else_=0)),
-        func.sum(case((late, 1), else_=0)),
-    ).group_by(t.identity_links.c.concord_id)
+    q = (
+        _linked(
+            sh,
+            func.sum(case((sh.c.status == "shipped", 1), else_=0)),
+            func.sum(case((late, 1), else_=0)),
+        )
+        .where(sh.c.state.is_(None))
+        .group_by(t.identity_links.c.concord_id)
+    )
     for gid, transit, late_n in conn.execute(q):
         a = accs.get(gid)
         if a is not None:

@@ -259,6 +259,7 @@ def load_customer_records(
     free_mail = frozenset(d.lower() for d in config.free_mail_domains)
     c = t.customers
     q = select(c.c.source, c.c.source_id, c.c.updated_at, cast(c.c.data, Text))
+    q = q.where(c.c.state.is_(None))  # archived or deleted in the ERP: no longer a customer
     if keys is not None:
         q = q.where(tuple_(c.c.source, c.c.source_id).in_(list(keys)))
     out: list[CustomerRecord] = []
@@ -275,7 +276,7 @@ def name_keys_in_store(store: Store) -> Iterator[str]:
     c = t.customers
     with store.engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
-            select(cast(c.c.data, Text))
+            select(cast(c.c.data, Text)).where(c.c.state.is_(None))
         )
         for (data,) in result:
             yield record_name_key(orjson.loads(data))

@@ -41,6 +41,7 @@ class RunOptions:
     window_end: datetime | None = None
     window_start: datetime | None = None
     full_refresh: bool = False
+    sweep: bool = False  # list every id of each entity and tombstone the vanished (--sweep)
     as_of: datetime | None = None
     trigger: str = "cli"
     sources: list[str] | None = None

@@ -16,8 +16,8 @@ be pulled in shards
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,6 +29,8 @@ from concord.contracts import (
     EntityConfig,
     ExcludingSource,
     Exclusion,
+    Page,
+    RevisitingSource,
     Source,
     Window,
     WindowCount,
@@ -283,10 +285,28 @@ def _stage_window(
     received: set[str],
 ) -> str | None:
     """One pass over the window: stage every page with its checkpoint; ids go to ``received``."""
+    pages = source.extract(entity, window, Checkpoint(resume) if resume else None)
+    return stage_pages(
+        ctx, pages, source_name, entity, high, report, save_progress, excluder, received
+    )
+
+
+def stage_pages(
+    ctx: RunContext,
+    pages: Iterable[Page],
+    source_name: str,
+    entity: str,
+    high: str | None,
+    report: PullCounts,
+    save_progress: ProgressSaver,
+    excluder: Excluder,
+    received: set[str],
+) -> str | None:
+    """Stage pages of ``entity``, each in one transaction with ``save_progress``."""
     ecfg = ctx.config.sources[source_name].entities[entity]
     mapping = ctx.mappings.get((source_name, entity))
     canonical = t.CANONICAL_TABLES.get(mapping.entity) if mapping is not None else None
-    for page in source.extract(entity, window, Checkpoint(resume) if resume else None):
+    for page in pages:
         rows: list[StagedRow] = []
         rejects: list[Reject] = []
         dropped: list[str] = []
@@ -394,5 +414,159 @@ def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
             run_id=ctx.run_id,
         )
     report.watermark = cursor or state.cursor
+    follow_up(ctx, source_name, entity, report)
+    if sweep_due(ctx, ecfg, state.swept_at):
+        report.swept = sweep(ctx, source_name, entity)
     record_stage(ctx, "extract", f"{source_name}/{entity}", started, report)
     return report
+
+
+def _no_progress(conn: Connection, checkpoint: str | None, high: str | None) -> None:
+    """Revisits and triggered reads keep no checkpoint: they are whole on every run."""
+
+
+def _changed_this_run(ctx: RunContext, source: str, entity: str, path: str) -> list[str]:
+    """Values at ``path`` of the entity's records staged (new or changed) by this run."""
+    raw = t.raw_records
+    values: set[str] = set()
+    parts = path.split(".")
+    with ctx.store.engine.connect() as conn:
+        rows = conn.execute(
+            select(raw.c.payload).where(
+                raw.c.source == source, raw.c.entity == entity, raw.c.run_id == ctx.run_id
+            )
+        ).scalars()
+        for payload in rows:
+            value: Any = orjson.loads(payload)
+            for part in parts:
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                value = value.get("id")
+            if value not in (None, "") and not isinstance(value, list | dict):
+                values.add(str(value))
+    return sorted(values)
+
+
+def follow_up(ctx: RunContext, source_name: str, entity: str, report: ExtractReport) -> None:
+    """After the window: re-read the entity's revisit set, then the parents its changes name.
+
+    Both are staged like any page (unchanged records stay unchanged by their hash); neither
+    moves a watermark. Derived values an ERP changes without touching the record's cursor
+    (Tryton: an invoice's amount to pay when a payment posts) arrive this way.
+    """
+    scfg = ctx.config.sources[source_name]
+    source = build_source(scfg)
+    try:
+        if not isinstance(source, RevisitingSource):
+            return
+        ecfg = scfg.entities[entity]
+        counts = PullCounts()
+        stage_pages(
+            ctx,
+            source.revisit(entity),
+            source_name,
+            entity,
+            None,
+            counts,
+            _no_progress,
+            Excluder(list(ecfg.exclude)),
+            set(),
+        )
+        report.revisited = counts.records
+        report.revisit_changed = counts.new + counts.changed
+        for trigger in source.triggers(entity):
+            parent = scfg.entities.get(trigger.parent)
+            if parent is None or not parent.enabled:
+                continue
+            ids = _changed_this_run(ctx, source_name, entity, trigger.path)
+            if not ids:
+                continue
+            counts = PullCounts()
+            stage_pages(
+                ctx,
+                source.read(trigger.parent, ids),
+                source_name,
+                trigger.parent,
+                None,
+                counts,
+                _no_progress,
+                Excluder(list(parent.exclude)),
+                set(),
+            )
+            report.triggered[trigger.parent] = counts.records
+            report.trigger_changed += counts.new + counts.changed
+    finally:
+        source.close()
+
+
+# A sweep that would tombstone more than this share of an entity's staged records (and more
+# than SWEEP_GUARD_MIN of them) is refused: an empty or narrowed listing is far likelier than
+# the ERP losing most of its records overnight.
+SWEEP_GUARD_SHARE = 0.5
+SWEEP_GUARD_MIN = 10
+
+
+def sweep_due(ctx: RunContext, ecfg: EntityConfig, swept_at: datetime | None) -> bool:
+    """Whether this run sweeps the entity: ``--sweep``, ``every_run``, or its cron has fired."""
+    if ctx.options.sweep or ecfg.sweep == "every_run":
+        return True
+    if ecfg.sweep == "on_demand":
+        return False
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    since = as_utc(swept_at) if swept_at else datetime(1970, 1, 1, tzinfo=UTC)
+    fired: datetime = croniter(ecfg.sweep, since).get_next(datetime)
+    return as_utc(fired) <= as_utc(ctx.started_at)
+
+
+def sweep(ctx: RunContext, source_name: str, entity: str) -> dict[str, int]:
+    """List every id the source holds for the entity; staged ids it no longer lists are deleted.
+
+    Needs a source that lists ids (``CountingSource`` answering with ``ids``: the tryton
+    profile's ``count: {style: ids}``). The vanished records become tombstones
+    (``Store.tombstone``): the canonical row says ``state: deleted``, the 360 leaves it out.
+    """
+    scfg = ctx.config.sources[source_name]
+    ecfg = scfg.entities[entity]
+    mapping = ctx.mappings.get((source_name, entity))
+    canonical = t.CANONICAL_TABLES.get(mapping.entity) if mapping is not None else None
+    source = build_source(scfg)
+    try:
+        listed = (
+            source.count(entity, Window(None, None)) if isinstance(source, CountingSource) else None
+        )
+    finally:
+        source.close()
+    if listed is None or listed.ids is None:
+        raise SourceError(
+            f"entity '{entity}' cannot be swept: the source lists no ids (configure a count "
+            "that lists ids, e.g. count: {style: ids})",
+            source=source_name,
+        )
+    ids = set(listed.ids)
+    raw = t.raw_records
+    with ctx.store.engine.connect() as conn:
+        live = {
+            str(sid)
+            for sid in conn.execute(
+                select(raw.c.source_id).where(
+                    raw.c.source == source_name,
+                    raw.c.entity == entity,
+                    raw.c.deleted_at.is_(None),
+                )
+            ).scalars()
+        }
+    vanish = len(live - ids)
+    if vanish > SWEEP_GUARD_MIN and vanish > SWEEP_GUARD_SHARE * len(live):
+        raise SourceError(
+            f"entity '{entity}': the sweep lists {len(ids)} ids and would delete {vanish} of "
+            f"{len(live)} staged records; refused (is the listing narrowed?)",
+            source=source_name,
+        )
+    with ctx.store.begin() as conn:
+        gone = ctx.store.tombstone(
+            conn, source_name, entity, ids, canonical, ecfg.id_prefix, ctx.run_id
+        )
+        ctx.store.mark_swept(conn, source_name, entity, utcnow())
+    ctx.emit("swept", source=source_name, entity=entity, tombstoned=gone)
+    return {"listed": len(ids), "tombstoned": gone}

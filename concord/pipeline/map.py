@@ -45,7 +45,7 @@ def canonical_row(
         "updated_at": getattr(model, "updated_at", None),
         "run_id": run_id,
         "mapping_fp": mapping_fp,
-        "state": getattr(model, "state", None),  # archived / deleted (issue 14), else live
+        "state": getattr(getattr(model, "record_state", None), "value", None),  # issue 14
     }
     for col in table.columns.keys():
         if col in row:
@@ -98,6 +98,9 @@ class CanonicalRows:
             if name == "email":
                 emails = values.get("emails")
                 value = emails[0] if emails else None
+            elif name == "state":  # archived / deleted in the ERP (issue 14), else live
+                state = values.get("record_state")
+                value = state.value if isinstance(state, Enum) else state
             else:
                 value = values.get(name)
                 if isinstance(value, Enum):

@@ -3,7 +3,8 @@
 Only customers whose outbound properties changed since the target last accepted them are sent
 (``concord.push.diff``), in batches of the target's size per object kind, each batch's outcomes
 stored with it (``concord.push.send``); then merged-away customers are merged, marked or deleted
-in the target (``concord.push.merges``), never left as duplicates. A dry run reports the plan
+in the target (``concord.push.merges``), never left as duplicates; customers no ERP holds any
+more are marked or archived (``concord.push.retire``), never left live. A dry run reports the plan
 (``concord.push.plan``) and sends nothing. ``resync`` does not trust the push state: it reads the
 CRM's records back and sends what is missing or different (``concord.push.resync``). Nothing is
 sent past the gates (``concord.pipeline.gates``), nor past the receivable gate
@@ -27,6 +28,7 @@ from concord.pipeline.reports import PushReport
 from concord.push.diff import MapFailure, PlannedUpsert, Refresh, candidates, unchanged_count
 from concord.push.plan import batch_size, dry_run_plan
 from concord.push.resync import Held, ResyncCounts, resync_items
+from concord.push.retire import retire
 from concord.push.send import (
     confirm_held,
     resolve_merges,
@@ -117,6 +119,7 @@ def push(ctx: RunContext, target_name: str, *, gates: bool = True) -> PushReport
     def body(target: Target) -> None:
         send_all(ctx, target, target_name, candidates(ctx, target_name), report)
         report.unchanged = unchanged_count(ctx, report.planned, report.mapping_failed)
+        report.retired, report.retire_failed = retire(ctx, target, target_name)
 
     return with_target(ctx, target_name, started, report, body)
 

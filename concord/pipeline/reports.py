@@ -78,10 +78,22 @@ class PullCounts(StageReport):
 
 @dataclass
 class ExtractReport(PullCounts):
-    """One source entity pulled (or its shards committed); ``watermark`` is where it now stands."""
+    """One source entity pulled (or its shards committed); ``watermark`` is where it now stands.
+
+    ``revisited``: records of the entity's revisit set re-read whatever their cursor, of which
+    ``revisit_changed`` were new or changed; ``triggered``: parent entity -> records re-read
+    because a new or changed record of this entity names them, ``trigger_changed`` of them new
+    or changed; ``swept``: the id sweep (``listed`` ids, ``tombstoned`` new tombstones,
+    ``revived`` tombstones that came back), empty when no sweep ran.
+    """
 
     watermark: str | None = None
     shards: int | None = None
+    revisited: int = 0
+    revisit_changed: int = 0
+    triggered: dict[str, int] = field(default_factory=dict)
+    trigger_changed: int = 0
+    swept: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,6 +211,8 @@ class PushReport(StageReport):
     checked: int = 0
     missing: int = 0
     different: int = 0
+    retired: int = 0
+    retire_failed: int = 0
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from concord.contracts import Window
 from concord.errors import StoreError
 from concord.pipeline.context import RunContext, record_stage
-from concord.pipeline.extract import max_cursor, pull
+from concord.pipeline.extract import follow_up, max_cursor, pull, sweep, sweep_due
 from concord.pipeline.reports import ExtractReport, ShardReport
 from concord.store import tables as t
 from concord.utc import utcnow
@@ -217,6 +217,9 @@ def commit_shards(ctx: RunContext, source_name: str, entity: str, count: int) ->
     report = _aggregate_shard_reports(ctx, source_name, entity, keys)
     report.watermark = cursor
     report.shards = count
+    follow_up(ctx, source_name, entity, report)  # revisit set and triggers, once per entity
+    if sweep_due(ctx, ecfg, state.swept_at):
+        report.swept = sweep(ctx, source_name, entity)
     record_stage(ctx, "extract", f"{source_name}/{entity}", started, report)
     return report
 

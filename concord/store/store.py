@@ -64,6 +64,7 @@ class WatermarkState:
     checkpoint: str | None
     checkpoint_cursor: str | None
     checkpoint_window_end: datetime | None = None
+    swept_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,7 +505,18 @@ class Store:
         if row is None:
             return WatermarkState(None, None, None)
         return WatermarkState(
-            row["cursor"], row["checkpoint"], row["checkpoint_cursor"], row["window_end"]
+            row["cursor"],
+            row["checkpoint"],
+            row["checkpoint_cursor"],
+            row["window_end"],
+            row["swept_at"],
+        )
+
+    def mark_swept(self, conn: Connection, source: str, entity: str, when: datetime) -> None:
+        """Remember when the entity's ids were last swept (its watermark row exists)."""
+        wm = t.watermarks
+        conn.execute(
+            update(wm).where(wm.c.source == source, wm.c.entity == entity).values(swept_at=when)
         )
 
     def save_checkpoint(
@@ -555,15 +567,14 @@ class Store:
         known: dict[str, str] = {}
         ids = list(latest)
         for i in range(0, len(ids), 900):
-            known.update(
-                conn.execute(
-                    select(raw.c.source_id, raw.c.hash).where(
-                        raw.c.source == source,
-                        raw.c.entity == entity,
-                        raw.c.source_id.in_(ids[i : i + 900]),
-                    )
-                ).all()
-            )
+            for sid, digest, deleted in conn.execute(
+                select(raw.c.source_id, raw.c.hash, raw.c.deleted_at).where(
+                    raw.c.source == source,
+                    raw.c.entity == entity,
+                    raw.c.source_id.in_(ids[i : i + 900]),
+                )
+            ):
+                known[sid] = digest if deleted is None else ""  # a tombstone back: changed
         now = utcnow()
         writes = [
             {
@@ -574,6 +585,7 @@ class Store:
                 "hash": r.hash,
                 "cursor": r.cursor,
                 "pending": True,
+                "deleted_at": None,
                 "run_id": run_id,
                 "extracted_at": now,
             }
@@ -583,6 +595,47 @@ class Store:
         self.upsert(conn, raw, writes, ["source", "entity", "source_id"])
         new = sum(1 for sid in latest if sid not in known)
         return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
+
+    def tombstone(
+        self,
+        conn: Connection,
+        source: str,
+        entity: str,
+        listed: set[str],
+        canonical: Table | None,
+        prefix: str,
+        run_id: str,
+    ) -> int:
+        """Mark staged records the source no longer lists as deleted (tombstones); how many.
+
+        The raw record keeps its payload with ``deleted_at`` set; its canonical row keeps its
+        data with ``state = 'deleted'``. A record that comes back is staged again as changed.
+        """
+        raw = t.raw_records
+        live = conn.execute(
+            select(raw.c.source_id).where(
+                raw.c.source == source, raw.c.entity == entity, raw.c.deleted_at.is_(None)
+            )
+        ).scalars()
+        gone = sorted(str(sid) for sid in live if str(sid) not in listed)
+        now = utcnow()
+        for i in range(0, len(gone), 900):
+            chunk = gone[i : i + 900]
+            conn.execute(
+                update(raw)
+                .where(raw.c.source == source, raw.c.entity == entity, raw.c.source_id.in_(chunk))
+                .values(deleted_at=now)
+            )
+            if canonical is not None:
+                conn.execute(
+                    update(canonical)
+                    .where(
+                        canonical.c.source == source,
+                        canonical.c.source_id.in_([f"{prefix}{sid}" for sid in chunk]),
+                    )
+                    .values(state="deleted", run_id=run_id)
+                )
+        return len(gone)
 
     def drop_records(
         self,

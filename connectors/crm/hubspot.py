@@ -228,6 +228,29 @@ class HubSpotTarget:
             out.append(PushOutcome(s.absorbed, ok=True, remote_id=s.survivor_remote_id))
         return out
 
+    def archive(self, records: Sequence[PushRecord]) -> list[PushOutcome]:
+        """Archive each record (``DELETE /crm/v3/objects/{type}/{id}``); gone already is done."""
+        out: list[PushOutcome] = []
+        for record in records:
+            if record.remote_id is None:
+                out.append(PushOutcome(record.key, ok=False, error="no HubSpot id to archive"))
+                continue
+            object_type, _ = self._object(record.object_type)
+            try:
+                self.client.request(
+                    "DELETE",
+                    f"/crm/v3/objects/{object_type}/{record.remote_id}",
+                    parse_json=False,
+                )
+            except PushError as exc:
+                if is_call_failure(exc):
+                    raise
+                if exc.status != 404:
+                    out.append(PushOutcome(record.key, ok=False, error=_describe(exc)))
+                    continue
+            out.append(PushOutcome(record.key, ok=True, remote_id=record.remote_id))
+        return out
+
     def _already_merged(self, object_type: str, s: Supersession) -> bool:
         """HubSpot resolves a merged-away id to the record it went into."""
         try:

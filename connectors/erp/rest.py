@@ -23,12 +23,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from concord.contracts import Checkpoint, Exclusion, Page, SourceConfig, Window, WindowCount
+from concord.contracts import (
+    Checkpoint,
+    Exclusion,
+    Page,
+    SourceConfig,
+    Trigger,
+    Window,
+    WindowCount,
+)
 from concord.errors import ConfigError, SourceError
 from concord.secrets import refuse_inline_headers, refuse_inline_params
 from concord.utc import parse_time
 from connectors.erp import tryton
-from connectors.erp.incremental import IncrementalConfig, SeekKey
+from connectors.erp.incremental import IncrementalConfig, SeekKey, TrytonDomainWindow
 from connectors.erp.pagination import PageRequest, PaginatorConfig, SinglePage, json_path
 from connectors.erp.profile import apply_profile
 from connectors.http import AuthConfig, HttpClient, HttpSettings, NoAuth, Side
@@ -104,9 +112,38 @@ class EndpointCount(BaseModel):
     suffix: str = ""
     count_path: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
+    drop: list[str] = Field(
+        default_factory=list, description="entity parameters a count does not take ($expand)"
+    )
 
 
 CountConfig = Annotated[IdsCount | EndpointCount, Field(discriminator="style")]
+
+
+class RevisitSettings(BaseModel):
+    """Records re-read on every run whatever their cursor: ``params`` narrow the entity's request.
+
+    With the ``tryton_domain`` style a ``d`` list is appended to the entity's own domain (the
+    profile's invoices: ``[[state, "=", posted]]``, posted and not paid); otherwise the params
+    are added to the entity's. No time window is sent.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriggerRule(BaseModel):
+    """A new or changed record re-reads its parent.
+
+    ``parent`` is an entity name, or the profile resource of one (``account.invoice``); the
+    parent's id is at ``path`` of the record.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    parent: str
+    path: str
 
 
 class RestEntitySettings(BaseModel):
@@ -126,6 +163,12 @@ class RestEntitySettings(BaseModel):
     )
     exclude_from: list[ExcludeFrom] = Field(default_factory=list)
     count: CountConfig | None = None
+    revisit: RevisitSettings | None = None
+    triggers: list[TriggerRule] = Field(default_factory=list)
+    read_path: str = Field(
+        default="{path}/{id}", description="one record by id, where the API has no id filter"
+    )
+    resource: str | None = Field(default=None, description="the profile resource it came from")
 
     _no_inline_headers = field_validator("headers")(refuse_inline_headers)
     _no_inline_params = field_validator("params")(refuse_inline_params)
@@ -187,6 +230,9 @@ class RestSource:
             ) from None
         entities: dict[str, RestEntitySettings] = {}
         for name, ent in raw_entities.items():
+            resource = config.entities[name].settings.get("resource")
+            if resource is not None and "resource" not in ent:
+                ent = {**ent, "resource": resource}
             try:
                 entities[name] = RestEntitySettings.model_validate(ent)
             except ValidationError as exc:
@@ -398,6 +444,73 @@ class RestSource:
         size = page_size or self._page_size(entity)
         return window, self._paginator(entity).resume(first, at, size)
 
+    def _narrowed(self, entity: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """The entity's params narrowed by ``extra`` (a Tryton ``d`` list joins its domain)."""
+        ent = self.entities[entity]
+        inc = self._incremental(entity)
+        params = {**self.settings.params, **ent.params}
+        out = {**params, **extra}
+        if isinstance(inc, TrytonDomainWindow) and isinstance(extra.get(inc.param), list):
+            static = params.get(inc.param)
+            if isinstance(static, str):
+                static = tryton.decode_param(static)
+            out[inc.param] = [*(static or []), *extra[inc.param]]
+        return out
+
+    def revisit(self, entity: str) -> Iterator[Page]:
+        """Pages of the entity's ``revisit`` set, read whatever their cursor (none: nothing)."""
+        if entity not in self.entities:
+            raise SourceError(f"entity '{entity}' is not configured", source=self.name)
+        rule = self.entities[entity].revisit
+        if rule is None:
+            return
+        params = self._narrowed(entity, rule.params)
+        yield from self._pages(entity, Window(None, None), None, params=params)
+
+    def triggers(self, entity: str) -> list[Trigger]:
+        """The entity's ``triggers``, parents named by entity or by profile resource."""
+        if entity not in self.entities:
+            raise SourceError(f"entity '{entity}' is not configured", source=self.name)
+        by_name = {name: name for name in self.entities}
+        by_name.update({e.resource: n for n, e in self.entities.items() if e.resource})
+        return [
+            Trigger(parent=by_name[rule.parent], path=rule.path)
+            for rule in self.entities[entity].triggers
+            if rule.parent in by_name
+        ]
+
+    def read(self, entity: str, ids: list[str]) -> Iterator[Page]:
+        """Pages of the records with these ids.
+
+        An ``id in`` domain (Tryton), else one GET each at ``read_path``.
+        """
+        if entity not in self.entities:
+            raise SourceError(f"entity '{entity}' is not configured", source=self.name)
+        ent = self.entities[entity]
+        inc = self._incremental(entity)
+        if isinstance(inc, TrytonDomainWindow):
+            for i in range(0, len(ids), 100):
+                chunk = [int(x) if x.isdigit() else x for x in ids[i : i + 100]]
+                params = self._narrowed(entity, {inc.param: [[inc.id_field, "in", chunk]]})
+                yield from self._pages(entity, Window(None, None), None, params=params)
+            return
+        for rid in ids:
+            path = ent.read_path.format(path=ent.path.rstrip("/"), id=rid)
+            resp = self.client.request(
+                "GET",
+                path,
+                params={**self.settings.params, **ent.params} or None,
+                headers={**self.settings.headers, **ent.headers} or None,
+                ok_status=frozenset(range(200, 300)) | {404},
+                body_hook=self.decoding.body_hook if self.decoding else None,
+            )
+            if resp.status == 404 or not isinstance(resp.data, dict):
+                continue
+            record = resp.data
+            if self.decoding is not None:
+                record = self.decoding.record(record)
+            yield Page(records=[record])
+
     def count(self, entity: str, window: Window) -> WindowCount | None:
         """How many records of ``entity`` the ERP holds in ``window`` (None: not configured).
 
@@ -424,7 +537,11 @@ class RestSource:
             return WindowCount(total=len(ids), ids=ids, how="id listing")
         first = self.first_request(entity, window, params=how.params)
         path = how.path or ent.path.rstrip("/") + how.suffix
-        params = {k: v for k, v in first.params.items() if not _paging_param(self, entity, k)}
+        params = {
+            k: v
+            for k, v in first.params.items()
+            if not _paging_param(self, entity, k) and k not in how.drop
+        }
         resp = self.client.request(
             "GET",
             path,

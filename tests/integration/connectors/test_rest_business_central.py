@@ -177,3 +177,21 @@ def test_full_sync_maps_every_business_central_record(
         mapped = report["stages"]["map"][f"bc/{name}"]
         assert mapped["rejected"] == 0, (name, mapped)
         assert report["stages"]["extract"][f"bc/{name}"]["records"] == bc.data.count(entity_set)
+
+
+def test_a_window_is_counted_with_odata_count_and_the_same_filter(
+    bc: BusinessCentralServer,
+) -> None:
+    source = make_source(bc)
+    everything = pull(source, "customers")
+    counted = source.count("customers", Window(None, None))
+    assert counted is not None and counted.how == "count endpoint"
+    assert counted.total == len(everything) == bc.data.count("customers")
+    since = datetime.fromisoformat(
+        max(r["lastModifiedDateTime"] for r in everything).replace("Z", "+00:00")
+    )
+    bc.data.touch("customers", everything[2]["id"], displayName="Edited")
+    window = Window(since, None)
+    windowed = source.count("customers", window)
+    assert windowed is not None and windowed.total == len(pull(source, "customers", window))
+    assert any("/customers/$count?" in p and "lastModifiedDateTime" in p for _m, p in bc.requests)

@@ -193,6 +193,8 @@ def test_a_count_that_still_disagrees_after_the_repull_fails_the_entity_with_bot
     assert f"the source holds {PARTIES} records" in error
     assert f"concord staged {PARTIES - 1}" in error and "e.g. 17" in error
     assert "again" in error
+    recon = report["stages"]["reconcile"]["all"]
+    assert not recon["ok"] and any("the source holds" in m for m in recon["mismatches"])
     store = Store(load_config(config).store_url)
     try:
         state = store.watermark("tryton", "customers")

@@ -167,3 +167,43 @@ def test_progress_lines_show_a_long_stage_is_alive_off_a_terminal() -> None:
     text = out.getvalue()
     assert text.startswith("extract erp/orders ...")
     assert "... extract erp/orders: 200 records" in text
+
+
+def counted_report(source: int, staged: int) -> dict[str, Any]:
+    agree = source == staged
+    entity = {"source": "tryton", "entity": "customers", "source_count": source}
+    return {
+        "run_id": "run_20261201T020000_abcdef",
+        "stages": {
+            "extract": {
+                "tryton/customers": {
+                    "status": "succeeded",
+                    "records": 30,
+                    "source_count": source,
+                    "staged_count": staged,
+                    "count_how": "id listing",
+                    "count_check": "agree" if agree else "mismatch",
+                    "left_window": 2,
+                }
+            },
+            "reconcile": {
+                "all": {
+                    "status": "succeeded",
+                    "entities": [{**entity, "staged_count": staged}],
+                    "mismatches": []
+                    if agree
+                    else [f"tryton/customers: the source holds {source} records in the window"],
+                }
+            },
+        },
+    }
+
+
+def test_runs_last_shows_source_and_staged_counts_and_reconciled_only_when_they_agree() -> None:
+    ok = rendered(run_summary(counted_report(28, 28)), 80)
+    assert "tryton/customers: source 28, staged 28 (id listing" in ok
+    assert "2 changed during the pull" in ok
+    assert "reconciled: source = staged" in ok
+    bad = rendered(run_summary(counted_report(30, 29)), 80)
+    assert "source 30, staged 29" in bad and "the source holds 30" in bad
+    assert "reconciled" not in bad.replace("reconciliation", "")

@@ -92,6 +92,7 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
     import concord.testing
 
     assert sorted(concord.contracts.__all__) == [
+        "ArchivingTarget",
         "Checkpoint",
         "CountingSource",
         "EntityConfig",
@@ -104,6 +105,7 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
         "PushRecord",
         "ReadingTarget",
         "RemoteRecord",
+        "RevisitingSource",
         "SOURCE_TYPES",
         "ShardSpec",
         "Source",
@@ -114,6 +116,7 @@ def test_public_api_of_the_connector_contracts_is_pinned() -> None:
         "Target",
         "TargetConfig",
         "TargetType",
+        "Trigger",
         "Window",
         "WindowCount",
         "build_source",

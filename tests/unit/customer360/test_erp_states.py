@@ -184,7 +184,7 @@ STATES: list[tuple[str, dict[str, Any], str, str]] = [
     STATES,
     ids=[f"{m[:-5]}:{'+'.join(map(str, s.values()))}" for m, s, _st, _c in STATES],
 )
-def test_each_erp_state_has_a_meaning(
+def test_each_record_state_has_a_meaning(
     mapping: str, state: dict[str, Any], status: str, counts_as: str
 ) -> None:
     got = mapped_status(mapping, {**BASE[mapping], **state})
