@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -51,6 +51,21 @@ def _validation(message: str, **extra: Any) -> ApiError:
     return ApiError(400, message, category="VALIDATION_ERROR", **extra)
 
 
+UpsertAnswer = Literal["echo", "trace", "bare"]
+"""How batch/upsert results name their inputs, each a way HubSpot's v3 spec allows: ``echo``
+returns every property (the id property included), ``trace`` only HubSpot's default properties
+and the input's ``objectWriteTraceId``, ``bare`` only the default properties, in another order."""
+DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
+
+
+def _defaults_only(stored: dict[str, Any]) -> dict[str, str]:
+    return {
+        "hs_object_id": stored["id"],
+        "createdate": stored["createdAt"],
+        "hs_lastmodifieddate": stored["updatedAt"],
+    }
+
+
 Validator = Callable[[str, dict[str, Any]], str | None]
 """(object type, input properties) -> an error message for that input, or None when valid."""
 
@@ -71,6 +86,7 @@ class CrmServer(LoopbackServer):
         self.merged: dict[str, str] = {}
         self.validators: list[Validator] = []
         self.known_properties: dict[str, set[str]] | None = None
+        self.upsert_answer: UpsertAnswer = "echo"
         self._aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
         self.state_file = state_file
         first_id = self._load() if state_file is not None else 1001
@@ -221,11 +237,15 @@ class CrmServer(LoopbackServer):
                 existing["properties"].setdefault(id_property, id_value)
                 existing["updatedAt"] = now
                 result = {**self._public(existing), "new": new}
-                if "objectWriteTraceId" in item:
+                if self.upsert_answer != "echo":
+                    result["properties"] = _defaults_only(existing)
+                if "objectWriteTraceId" in item and self.upsert_answer != "bare":
                     result["objectWriteTraceId"] = item["objectWriteTraceId"]
                 results.append(result)
             self.batches.append(body)
             self._save()
+        if self.upsert_answer == "bare":
+            results.reverse()  # the spec promises no order
         answer: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,

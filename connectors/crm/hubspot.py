@@ -70,6 +70,8 @@ class HubSpotTarget:
         self.name = name
         self.settings = settings
         self.client = CrmClient(name, settings.base_url, settings.auth, settings.http)
+        self.unmatched_reads = 0
+        """Upserts whose results named not every input, so their ids were read back."""
 
     @classmethod
     def validate(cls, config: TargetConfig) -> None:
@@ -144,28 +146,72 @@ class HubSpotTarget:
         resp = self.client.request(
             "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
         )
-        data = resp.data if isinstance(resp.data, dict) else {}
+        return self._outcomes(object_type, idp, records, resp.data)
+
+    def _outcomes(
+        self, object_type: str, idp: str, records: Sequence[PushRecord], data: Any
+    ) -> list[PushOutcome]:
+        """Outcomes of a 2xx upsert, matched to the inputs the way HubSpot's v3 spec allows.
+
+        A 2xx means every input was written except those an error item names: a result names
+        its input by the id property when HubSpot echoes it in ``properties``, else by its
+        ``objectWriteTraceId``; an error item names its inputs in ``context``. The HubSpot ids
+        of written inputs no result names are read back with ``batch/read`` by the id
+        property; an input written but not found there is still accepted (without an id).
+        """
+        data = data if isinstance(data, dict) else {}
+        sent = {r.key for r in records}
         by_key: dict[str, PushOutcome] = {}
-        for res in data.get("results") or []:
-            key = (res.get("properties") or {}).get(idp) or res.get("objectWriteTraceId")
-            if key is not None:
-                by_key[str(key)] = PushOutcome(str(key), ok=True, remote_id=str(res.get("id")))
         for err in data.get("errors") or []:
+            if not isinstance(err, dict):
+                continue
             context = err.get("context") or {}
             keys = [*(context.get("objectWriteTraceId") or []), *(context.get("ids") or [])]
             message = _message(err)
             for key in keys:
-                by_key[str(key)] = PushOutcome(str(key), ok=False, error=message)
-        return [
-            by_key.get(r.key) or PushOutcome(r.key, ok=False, error="missing in HubSpot's response")
-            for r in records
-        ]
+                if str(key) in sent:
+                    by_key[str(key)] = PushOutcome(str(key), ok=False, error=message)
+        for res in data.get("results") or []:
+            if not isinstance(res, dict):
+                continue
+            props = res.get("properties") or {}
+            key = props.get(idp) if isinstance(props, dict) else None
+            if key is None or str(key) not in sent:
+                key = res.get("objectWriteTraceId")
+            if key is not None and str(key) in sent and str(key) not in by_key:
+                remote = res.get("id")
+                by_key[str(key)] = PushOutcome(
+                    str(key), ok=True, remote_id=str(remote) if remote is not None else None
+                )
+        unnamed = [r.key for r in records if r.key not in by_key]
+        if unnamed:
+            self.unmatched_reads += 1
+            found = self._remote_ids(object_type, idp, unnamed)
+            for key in unnamed:
+                by_key[key] = PushOutcome(key, ok=True, remote_id=found.get(key))
+        return [by_key[r.key] for r in records]
+
+    def _remote_ids(self, object_type: str, idp: str, keys: Sequence[str]) -> dict[str, str]:
+        """HubSpot ids of ``keys`` (id property values), read with ``batch/read``."""
+        return {
+            rec.key: rec.remote_id
+            for rec in self._batch_read(object_type, idp, keys, [idp])
+            if rec.remote_id is not None
+        }
 
     def read(
         self, object_type: ObjectKind, keys: Sequence[str], properties: Sequence[str]
     ) -> list[RemoteRecord]:
         """The records HubSpot holds for ``keys``, read by the id property in batches of 100."""
         hub_type, idp = self._object(object_type)
+        return [
+            RemoteRecord(r.key, object_type, r.remote_id, r.properties)
+            for r in self._batch_read(hub_type, idp, keys, properties)
+        ]
+
+    def _batch_read(
+        self, hub_type: str, idp: str, keys: Sequence[str], properties: Sequence[str]
+    ) -> list[RemoteRecord]:
         found: list[RemoteRecord] = []
         for chunk in chunks(list(keys), self.max_batch):
             body = {
@@ -187,7 +233,7 @@ class HubSpotTarget:
                 props = res.get("properties") or {}
                 if props.get(idp) is not None:
                     found.append(
-                        RemoteRecord(str(props[idp]), object_type, str(res.get("id")), dict(props))
+                        RemoteRecord(str(props[idp]), "company", str(res.get("id")), dict(props))
                     )
         return found
 

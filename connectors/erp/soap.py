@@ -1,7 +1,9 @@
 """Declarative SOAP source on zeep: an ERP's SOAP services described in YAML, pulled page by page.
 
 The source section of ``concord.yaml`` gives the WSDL (file or URL, fetched once and cached),
-the service address (overriding the WSDL's), auth (HTTP Basic, bearer or WS-Security
+the service address (the configured ``base_url`` + the entity's ``address``, or a WSDL URL
+without its query; the WSDL's own ``soap:address`` only with ``wsdl_address: true`` and on a
+configured origin), auth (HTTP Basic, bearer or WS-Security
 UsernameToken), ``http`` settings (TLS included), paging and the incremental filter; each entity
 names its operation, request arguments and the dotted path to the records below the response
 element, and may override any source key. zeep holds the contract: it loads the WSDL with DTDs,
@@ -77,6 +79,7 @@ class SoapEntitySettings(BaseModel):
     records_path: str
     wsdl: str | None = None
     address: str | None = None
+    wsdl_address: bool | None = None
     service: str | None = None
     port: str | None = None
     arguments: dict[str, Any] = Field(default_factory=dict)
@@ -103,6 +106,8 @@ class SoapSourceSettings(BaseModel):
     incremental: SoapIncremental | None = None
     date_windows: DateWindows | None = None
     wsdl_cache_seconds: int = Field(default=3600, ge=0)
+    wsdl_address: bool = False
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -111,7 +116,7 @@ class SoapSourceSettings(BaseModel):
 
     def origins(self, entities: dict[str, SoapEntitySettings]) -> list[str]:
         """Every URL the config names: only their origins are ever sent to."""
-        urls = [self.base_url, self.wsdl]
+        urls = [self.base_url, self.wsdl, *self.allowed_origins]
         for ent in entities.values():
             urls += [ent.wsdl, ent.address]
         return [u for u in urls if u and "://" in u]
@@ -163,6 +168,7 @@ class SoapSource:
                     "a SOAP entity needs a 'wsdl' (file or URL), here or on the source",
                     key=f"sources.{config.name}.entities.{name}.wsdl",
                 )
+            _check_address(config.name, name, settings, ent)
         return settings, entities
 
     @classmethod
@@ -282,22 +288,29 @@ class SoapSource:
         return call
 
     def _address(self, entity: str, proxy: Any) -> str:
-        configured = self.entities[entity].address
+        """Where the entity's calls go: the configured address by default (see ``_check_address``).
+
+        The WSDL's ``soap:address`` is used only with ``wsdl_address: true``, and only when its
+        origin is a configured one; a real NAV WSDL names the server's own host, which may not
+        be the one the config reaches it by.
+        """
+        ent = self.entities[entity]
+        configured = ent.address
         if configured and "://" in configured:
             return configured
         if configured:
-            if not self.settings.base_url:
-                raise ConfigError(
-                    "a relative 'address' needs 'base_url' on the source",
-                    key=f"sources.{self.name}.entities.{entity}.address",
-                )
+            assert self.settings.base_url  # _check_address
             return self.settings.base_url.rstrip("/") + "/" + configured.lstrip("/")
+        use_wsdl = ent.wsdl_address if ent.wsdl_address is not None else self.settings.wsdl_address
+        if not use_wsdl:
+            wsdl = ent.wsdl or self.settings.wsdl or ""
+            return wsdl.split("?", 1)[0]  # _check_address: a URL (NAV: the page's URL + ?wsdl)
         address = str(proxy._binding_options["address"])
         if self.http.guard.refusal(address) is not None:
             raise SourceError(
                 f"the WSDL's soap:address {safe_url(address)} is not on a configured origin; "
-                "set the entity's 'address' (or the source's 'base_url'): nothing is sent to "
-                "a host named only by a WSDL",
+                "set the entity's 'address' (or list the origin under 'allowed_origins'): nothing is "
+                "sent to a host named only by a WSDL",
                 source=self.name,
                 url=safe_url(address),
             )
@@ -405,6 +418,27 @@ class SoapSource:
                     checkpoint = _checkpoint(slices[index + 1][0], end, None)
                 yield Page(records=records, checkpoint=checkpoint)
                 paging = following
+
+
+def _check_address(
+    source: str, entity: str, settings: SoapSourceSettings, ent: SoapEntitySettings
+) -> None:
+    """An entity must say where its calls go: an address, a WSDL URL, or ``wsdl_address``."""
+    key = f"sources.{source}.entities.{entity}.address"
+    if ent.address:
+        if "://" not in ent.address and not settings.base_url:
+            raise ConfigError("a relative 'address' needs 'base_url' on the source", key=key)
+        return
+    use_wsdl = ent.wsdl_address if ent.wsdl_address is not None else settings.wsdl_address
+    wsdl = ent.wsdl or settings.wsdl or ""
+    if use_wsdl or "://" in wsdl:
+        return
+    raise ConfigError(
+        "a SOAP entity whose WSDL is a file needs an 'address' (the service path relative to "
+        "'base_url', e.g. Page/Customer, or an absolute URL); 'wsdl_address: true' uses the "
+        "WSDL's soap:address instead, when its origin is configured",
+        key=key,
+    )
 
 
 def _validate(model: type[M], data: dict[str, Any], where: tuple[str, ...]) -> M:
