@@ -87,6 +87,7 @@ class CrmServer(LoopbackServer):
         self.validators: list[Validator] = []
         self.known_properties: dict[str, set[str]] | None = None
         self.upsert_answer: UpsertAnswer = "echo"
+        self.max_batch = MAX_BATCH  # a test may lower it (a portal with a smaller limit)
         self._aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
         self.state_file = state_file
         first_id = self._load() if state_file is not None else 1001
@@ -258,15 +259,14 @@ class CrmServer(LoopbackServer):
             return Response(207, answer)
         return Response(200, answer)
 
-    @staticmethod
-    def _validate_upsert(body: Any) -> list[dict[str, Any]]:
+    def _validate_upsert(self, body: Any) -> list[dict[str, Any]]:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
             raise _validation("Invalid input JSON: expected an object with an 'inputs' array")
         inputs: list[Any] = body["inputs"]
-        if len(inputs) > MAX_BATCH:
+        if len(inputs) > self.max_batch:
             raise _validation(
-                f"Batch size {len(inputs)} exceeds the limit of {MAX_BATCH} inputs",
-                context={"limit": [str(MAX_BATCH)]},
+                f"Batch size {len(inputs)} exceeds the limit of {self.max_batch} inputs",
+                context={"limit": [str(self.max_batch)]},
             )
         seen: set[str] = set()
         for index, item in enumerate(inputs):

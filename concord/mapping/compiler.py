@@ -475,6 +475,9 @@ class _Compiler:
         if expr.extract is not None and not skip_extract:
             pre.append(f"{v} = {self.const(_extractor(expr.extract, expr.group))}({v})")
         for name in expr.transforms:
+            if name == "company_domain":
+                pre.append(f"{v} = {self.const(fn.company_domain)}({v})")
+                continue
             method = {"trim": "strip", "upper": "upper", "lower": "lower", "title": "title"}[name]
             pre.append(f"{v} = {v}.{method}() if isinstance({v}, str) else {v}")
         conv = self.conversion(expr, target)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 Direction = Literal["inbound", "outbound"]
 
 TYPES = ("str", "decimal", "int", "float", "bool", "date", "datetime", "currency", "country")
-TRANSFORMS = ("trim", "upper", "lower", "title")
+TRANSFORMS = ("trim", "upper", "lower", "title", "company_domain")
 COMPARISONS = ("eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "present", "empty", "matches")
 
 

@@ -1,9 +1,13 @@
 """HubSpot CRM v3 target: batch upsert of companies (and contacts for persons) by a unique property.
 
 At most 100 inputs a call and every property value a string (HubSpot's rules; the outbound mapping
-stringifies). Each input carries an ``objectWriteTraceId`` (the concord id) so HubSpot can answer
-207 Multi-Status with per-input errors instead of refusing the whole batch; a batch refused whole
-(400 VALIDATION_ERROR) is split in halves until the bad inputs stand alone. Customers merged by
+stringifies); an empty value is left out (``on_null: keep``) so it never clears what HubSpot holds.
+Each input carries an ``objectWriteTraceId`` (the concord id) so HubSpot can answer 207
+Multi-Status with per-input errors instead of refusing the whole batch; a batch refused whole
+(400 VALIDATION_ERROR) is split in halves until the bad inputs stand alone, and one refused as
+too large lowers the batch size for the rest of the run. A 2xx means every input was written:
+results are matched to inputs by the id property, else ``objectWriteTraceId``, else the ids are
+read back with ``batch/read`` (the v3 spec promises neither echo nor order). Customers merged by
 identity resolution are merged in HubSpot too (``POST /crm/v3/objects/{type}/merge``), so the
 absorbed record disappears into the survivor instead of staying as a duplicate. Records are read
 back for a resync with ``POST /crm/v3/objects/{type}/batch/read`` by the id property (at most 100
@@ -30,9 +34,9 @@ from concord.contracts import (
 )
 from concord.errors import PushError
 from connectors.crm.base import (
+    BatchLimit,
     CrmAuth,
     CrmClient,
-    bisect,
     chunks,
     error_body,
     is_call_failure,
@@ -58,6 +62,11 @@ class HubSpotSettings(BaseModel):
     multi_status: bool = Field(
         default=True, description="send objectWriteTraceId so partial failures come back as 207"
     )
+    on_null: Literal["keep", "clear"] = Field(
+        default="keep",
+        description="keep: an empty value is not sent, so HubSpot keeps what it holds; "
+        'clear: it is sent as "" and clears the property',
+    )
 
 
 class HubSpotTarget:
@@ -70,6 +79,8 @@ class HubSpotTarget:
         self.name = name
         self.settings = settings
         self.client = CrmClient(name, settings.base_url, settings.auth, settings.http)
+        self.limit = BatchLimit(self.max_batch)
+        """Lowered for the rest of the run when HubSpot refuses a batch as too large."""
         self.unmatched_reads = 0
         """Upserts whose results named not every input, so their ids were read back."""
 
@@ -122,9 +133,8 @@ class HubSpotTarget:
             ) -> list[PushOutcome]:
                 return self._upsert(o, p, batch)
 
-            for chunk in chunks(group, self.max_batch):
-                for outcome in bisect(chunk, send, _describe):
-                    out[outcome.key] = outcome
+            for outcome in self.limit.send(group, send, _describe):
+                out[outcome.key] = outcome
         return [
             out.get(r.key) or PushOutcome(r.key, ok=False, error="missing in HubSpot's response")
             for r in records
@@ -134,11 +144,15 @@ class HubSpotTarget:
         self, object_type: str, idp: str, records: Sequence[PushRecord]
     ) -> list[PushOutcome]:
         inputs: list[dict[str, Any]] = []
+        keep = self.settings.on_null == "keep"
         for r in records:
+            properties = {
+                k: v for k, v in r.properties.items() if not (keep and v in (None, ""))
+            }
             item: dict[str, Any] = {
                 "id": r.key,
                 "idProperty": idp,
-                "properties": {**r.properties, idp: r.key},
+                "properties": {**properties, idp: r.key},
             }
             if self.settings.multi_status:
                 item["objectWriteTraceId"] = r.key
