@@ -286,8 +286,11 @@ def stringify(value: Any) -> str:
 
 
 def company_domain(value: Any) -> Any:
-    """A company's web domain from a domain or an e-mail address: lower-cased, without ``www.``;
-    None for a shared free-mail provider (``FREE_MAIL_DOMAINS``), whose domain names no company."""
+    """A company's web domain from a domain or an e-mail address, or None for free mail.
+
+    Lower-cased, without ``www.``; a shared free-mail provider (``FREE_MAIL_DOMAINS``) names no
+    company, so its domain gives None.
+    """
     if not isinstance(value, str):
         return value
     domain = value.strip().rsplit("@", 1)[-1].strip().lower().rstrip(".")

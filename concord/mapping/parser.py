@@ -465,11 +465,11 @@ class _Parser:
                 )
             quantifier = quantifiers[0]
             items_node = parts["each"][1]
-            items = Expr(field=field, mark=_mark(items_node), path=self.path(items_node, field))
-            if WILDCARD in items.path.steps:  # type: ignore[union-attr]
+            list_path = self.path(items_node, field)
+            if WILDCARD in list_path.steps:
                 self.fail("'each' names the list itself, without [*]", items_node, field)
             return EachHolds(
-                items,
+                Expr(field=field, mark=_mark(items_node), path=list_path),
                 "any" if quantifier == "any" else "all",
                 self.condition(parts[quantifier][1], field),
                 mark,

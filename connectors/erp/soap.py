@@ -107,7 +107,9 @@ class SoapSourceSettings(BaseModel):
     date_windows: DateWindows | None = None
     wsdl_cache_seconds: int = Field(default=3600, ge=0)
     wsdl_address: bool = False
-    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=list)
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -309,8 +311,8 @@ class SoapSource:
         if self.http.guard.refusal(address) is not None:
             raise SourceError(
                 f"the WSDL's soap:address {safe_url(address)} is not on a configured origin; "
-                "set the entity's 'address' (or list the origin under 'allowed_origins'): nothing is "
-                "sent to a host named only by a WSDL",
+                "set the entity's 'address' (or list the origin under 'allowed_origins'): "
+                "nothing is sent to a host named only by a WSDL",
                 source=self.name,
                 url=safe_url(address),
             )

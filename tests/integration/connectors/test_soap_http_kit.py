@@ -124,7 +124,7 @@ def test_a_wsdl_url_binds_to_its_own_url_not_the_address_inside(
     # the WSDL's URL (NAV's convention: the page's URL + ?wsdl), so the listener gets nothing
     wsdl_naming(tmp_path, f"{other.url}{CUSTOMER}")
     spec = customers_without_address(f"{wsdl_host}/customer.wsdl")
-    with pytest.raises(SourceError, match="HTTP 501|HTTP 405|status 50|gave up|refused"):
+    with pytest.raises(SourceError, match=r"HTTP 501|HTTP 405|status 50|gave up|refused"):
         records(make_source(nav.url, spec), "customers")
     assert other.requests == []
     spec = customers_without_address(f"{wsdl_host}/customer.wsdl", wsdl_address=True)
