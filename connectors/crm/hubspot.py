@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from concord.contracts import (
     ObjectKind,
+    PropertySpec,
+    PropertyState,
     PushOutcome,
     PushRecord,
     RemoteRecord,
@@ -62,6 +64,13 @@ class HubSpotSettings(BaseModel):
     multi_status: bool = Field(
         default=True, description="send objectWriteTraceId so partial failures come back as 207"
     )
+    property_group: str = Field(
+        default="concord", description="the property group `concord crm setup` creates them in"
+    )
+    check_properties: bool = Field(
+        default=True,
+        description="before the first upsert of a run, refuse when a property is missing",
+    )
     on_null: Literal["keep", "clear"] = Field(
         default="keep",
         description="keep: an empty value is not sent, so HubSpot keeps what it holds; "
@@ -79,6 +88,7 @@ class HubSpotTarget:
         self.name = name
         self.settings = settings
         self.client = CrmClient(name, settings.base_url, settings.auth, settings.http)
+        self._checked: set[str] = set()
         self.limit = BatchLimit(self.max_batch)
         """Lowered for the rest of the run when HubSpot refuses a batch as too large."""
         self.unmatched_reads = 0
@@ -127,6 +137,10 @@ class HubSpotTarget:
         out: dict[str, PushOutcome] = {}
         for kind, group in by_kind.items():
             object_type, idp = self._object(kind)
+            if self.settings.check_properties and object_type not in self._checked:
+                self._require_properties(
+                    object_type, {idp, *(k for r in group for k in r.properties)}
+                )
 
             def send(
                 batch: Sequence[PushRecord], o: str = object_type, p: str = idp
@@ -249,6 +263,111 @@ class HubSpotTarget:
                     )
         return found
 
+    # -- properties ------------------------------------------------------------------------------
+
+    def _held_properties(self, hub_type: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The definitions HubSpot holds for ``names`` (``properties/batch/read``).
+
+        Not counted in ``calls`` (the plan's estimate): it is a check, not a write.
+        """
+        body = {"archived": False, "inputs": [{"name": n} for n in sorted(set(names))]}
+        resp = self.client.http.request(
+            "POST", f"/crm/v3/properties/{hub_type}/batch/read", json=body
+        )
+        data = resp.data if isinstance(resp.data, dict) else {}
+        return {
+            str(p["name"]): p
+            for p in data.get("results") or []
+            if isinstance(p, dict) and p.get("name") is not None
+        }
+
+    def _require_properties(self, hub_type: str, names: set[str]) -> None:
+        held = self._held_properties(hub_type, sorted(names))
+        missing = sorted(names - set(held))
+        if missing:
+            raise PushError(
+                f"HubSpot has no {hub_type} propert{'y' if len(missing) == 1 else 'ies'} "
+                f"{', '.join(missing)}; create them with `concord crm setup --target "
+                f"{self.name}` (or in HubSpot's settings)",
+                target=self.name,
+                retriable=False,
+            )
+        self._checked.add(hub_type)
+
+    def check_properties(
+        self, specs: Sequence[PropertySpec], *, create: bool
+    ) -> list[PropertyState]:
+        """Which properties HubSpot holds as the mapping needs them; ``create`` the missing.
+
+        Missing ones are created in ``property_group`` (created first when HubSpot lacks it)
+        with ``properties/batch/create``; the id property with unique values. A HubSpot-defined
+        property (name, domain, email, ...) is ``standard``; a custom one of another type
+        ``differs``.
+        """
+        states: dict[int, PropertyState] = {}
+        by_type: dict[str, list[int]] = {}
+        for index, spec in enumerate(specs):
+            by_type.setdefault(self._object(spec.object_type)[0], []).append(index)
+        for hub_type, indexes in by_type.items():
+            held = self._held_properties(hub_type, [specs[i].name for i in indexes])
+            missing: list[int] = []
+            for i in indexes:
+                spec, found = specs[i], held.get(specs[i].name)
+                if found is None:
+                    missing.append(i)
+                elif found.get("hubspotDefined"):
+                    states[i] = PropertyState(spec, "standard")
+                elif found.get("type") not in (None, HUBSPOT_TYPES[spec.type][0]):
+                    states[i] = PropertyState(
+                        spec,
+                        "differs",
+                        f"type {found.get('type')} in HubSpot, {HUBSPOT_TYPES[spec.type][0]} "
+                        "needed",
+                    )
+                else:
+                    states[i] = PropertyState(spec, "exists")
+            if missing and create:
+                self._ensure_group(hub_type)
+                inputs = [self._definition(specs[i]) for i in missing]
+                self.client.request(
+                    "POST", f"/crm/v3/properties/{hub_type}/batch/create", json={"inputs": inputs}
+                )
+            for i in missing:
+                states[i] = PropertyState(specs[i], "created" if create else "missing")
+        return [states[i] for i in range(len(specs))]
+
+    def _definition(self, spec: PropertySpec) -> dict[str, Any]:
+        hub_type, field_type = HUBSPOT_TYPES[spec.type]
+        body: dict[str, Any] = {
+            "name": spec.name,
+            "label": spec.label,
+            "type": hub_type,
+            "fieldType": field_type,
+            "groupName": self.settings.property_group,
+            "description": "Written by concord (customer 360)",
+        }
+        if spec.type == "bool":
+            body["options"] = [
+                {"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False},
+                {"label": "No", "value": "false", "displayOrder": 1, "hidden": False},
+            ]
+        if spec.unique:
+            body["hasUniqueValue"] = True
+        return body
+
+    def _ensure_group(self, hub_type: str) -> None:
+        group = self.settings.property_group
+        try:
+            self.client.request("GET", f"/crm/v3/properties/{hub_type}/groups/{group}")
+        except PushError as exc:
+            if exc.status != 404:
+                raise
+            self.client.request(
+                "POST",
+                f"/crm/v3/properties/{hub_type}/groups",
+                json={"name": group, "label": "concord", "displayOrder": -1},
+            )
+
     def supersede(self, items: Sequence[Supersession]) -> list[PushOutcome]:
         """Merge each absorbed record into its survivor; an already merged pair counts as done."""
         out: list[PushOutcome] = []
@@ -296,6 +415,16 @@ class HubSpotTarget:
             return False
         data = resp.data if isinstance(resp.data, dict) else {}
         return str(data.get("id")) == str(s.survivor_remote_id)
+
+
+HUBSPOT_TYPES: dict[str, tuple[str, str]] = {
+    "string": ("string", "text"),
+    "number": ("number", "number"),
+    "date": ("date", "date"),
+    "datetime": ("datetime", "date"),
+    "bool": ("enumeration", "booleancheckbox"),
+}
+"""concord's property type -> HubSpot's (type, fieldType)."""
 
 
 def _message(err: dict[str, Any]) -> str:

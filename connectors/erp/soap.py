@@ -28,10 +28,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from lxml import etree  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from concord.contracts import Checkpoint, Page, SourceConfig, Window
+from concord.contracts import Checkpoint, Exclusion, Page, SourceConfig, Window
 from concord.errors import ConfigError, SourceError
 from concord.secrets import SecretRef
 from concord.utc import parse_time, utcnow
+from connectors.erp.profile import apply_profile
 from connectors.erp.soap_paging import (
     BookmarkPaging,
     DateWindows,
@@ -88,6 +89,7 @@ class SoapEntitySettings(BaseModel):
     page_size: int | None = Field(default=None, ge=1, le=100_000)
     incremental: SoapIncremental | None = None
     date_windows: DateWindows | None = None
+    exclude_where: list[Exclusion] = Field(default_factory=list)
 
 
 class SoapSourceSettings(BaseModel):
@@ -107,6 +109,7 @@ class SoapSourceSettings(BaseModel):
     date_windows: DateWindows | None = None
     wsdl_cache_seconds: int = Field(default=3600, ge=0)
     wsdl_address: bool = False
+    blank_dates: list[str] = Field(default_factory=list)
     allowed_origins: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(
         default_factory=list
     )
@@ -157,12 +160,15 @@ class SoapSource:
         cls, config: SourceConfig
     ) -> tuple[SoapSourceSettings, dict[str, SoapEntitySettings]]:
         """The section's settings; errors name the key."""
-        settings = _validate(SoapSourceSettings, config.settings, ("sources", config.name))
+        raw, raw_entities = apply_profile(
+            config.name,
+            config.settings,
+            {name: ec.settings for name, ec in config.entities.items()},
+        )
+        settings = _validate(SoapSourceSettings, raw, ("sources", config.name))
         entities = {
-            name: _validate(
-                SoapEntitySettings, ec.settings, ("sources", config.name, "entities", name)
-            )
-            for name, ec in config.entities.items()
+            name: _validate(SoapEntitySettings, spec, ("sources", config.name, "entities", name))
+            for name, spec in raw_entities.items()
         }
         for name, ent in entities.items():
             if not (ent.wsdl or settings.wsdl):
@@ -318,6 +324,11 @@ class SoapSource:
             )
         return address
 
+    def exclusions(self, entity: str) -> list[Exclusion]:
+        """The entity's ``exclude_where`` (a profile's: G/L lines of a cash receipt journal)."""
+        ent = self.entities.get(entity)
+        return list(ent.exclude_where) if ent is not None else []
+
     # -- pulling --------------------------------------------------------------------------------
 
     def fetch(self, entity: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
@@ -354,7 +365,7 @@ class SoapSource:
                 retriable=False,
             )
         try:
-            return call.read(reply.body)
+            found = call.read(reply.body)
         except ResponseProblem as problem:
             label = "SOAP Fault " if problem.kind == "fault" else ""
             raise SourceError(
@@ -364,6 +375,8 @@ class SoapSource:
                 status=reply.status,
                 retriable=False,
             ) from None
+        blanks = self.settings.blank_dates
+        return [_blank_dates(r, blanks) for r in found] if blanks else found
 
     def extract(self, entity: str, window: Window, resume: Checkpoint | None) -> Iterator[Page]:
         """Yield pages of ``entity`` in ``window`` (by date slices, then bookmarks)."""
@@ -420,6 +433,21 @@ class SoapSource:
                     checkpoint = _checkpoint(slices[index + 1][0], end, None)
                 yield Page(records=records, checkpoint=checkpoint)
                 paging = following
+
+
+def _blank_dates(record: dict[str, Any], blanks: list[str]) -> dict[str, Any]:
+    """The record with every value in ``blanks`` (NAV's ``0001-01-01``) as None, lines too."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, str) and value in blanks:
+            out[key] = None
+        elif isinstance(value, dict):
+            out[key] = _blank_dates(value, blanks)
+        elif isinstance(value, list):
+            out[key] = [_blank_dates(v, blanks) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 def _check_address(
