@@ -13,7 +13,8 @@ or 404 when it holds none of them), `DELETE /crm/v3/objects/{type}/{id}` archive
 of its idProperty value land on the primary). The properties API (`POST
 /crm/v3/properties/{type}/batch/read` and `batch/create`, `GET|POST .../groups`) knows HubSpot's own
 properties and those created; with `known_properties` unset the portal holds every property.
-`upsert_answer` chooses how upsert results name their inputs (echo, trace, bare). State is kept in memory (`objects`, `batches`,
+`upsert_answer` chooses how upsert results name their inputs (echo, trace, bare). State is kept
+in memory (`objects`, `batches`,
 `merged`) for tests to inspect, and, given a `state_file`, loaded from and saved to that JSON file
 after every change (so the demo's CRM is the same CRM from one run to the next); errors use
 HubSpot's JSON shape."""
