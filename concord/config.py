@@ -442,13 +442,28 @@ def _check_connectors(config: PipelineConfig, doc: LoadedYaml) -> None:
                 continue
             try:
                 if isinstance(item, SourceConfig):
-                    source_type(item.type).validate(item)
+                    _check_derived(item)
+                    source_type(item.type).validate(item.pulled())
                 else:
                     target_type(item.type).validate(item)
             except ConfigError as exc:
                 if exc.key is None:
                     exc = ConfigError(exc.reason, key=f"{kind}.{name}.type")
                 raise _with_core_keys(exc).located(str(doc.path), doc.line) from None
+
+
+def _check_derived(source: SourceConfig) -> None:
+    """``derived_from`` names another entity of the same source, itself pulled."""
+    for name, ecfg in source.entities.items():
+        parent = ecfg.derived_from
+        if parent is None:
+            continue
+        key = f"sources.{source.name}.entities.{name}.derived_from"
+        if parent not in source.entities:
+            known = ", ".join(sorted(source.entities))
+            raise ConfigError(f"no entity '{parent}' in this source (entities: {known})", key=key)
+        if source.entities[parent].derived_from is not None or parent == name:
+            raise ConfigError(f"'{parent}' is derived itself: derive from a pulled entity", key=key)
 
 
 def _with_core_keys(exc: ConfigError) -> ConfigError:

@@ -10,7 +10,11 @@ idProperty value with `?idProperty=`), `POST /crm/v3/objects/{type}/batch/read` 
 by `idProperty` (200, or 207 with one OBJECT_NOT_FOUND error item listing the ids it does not hold,
 or 404 when it holds none of them), `DELETE /crm/v3/objects/{type}/{id}` archives one (204), and
 `POST /crm/v3/objects/{type}/merge` merges two objects (the merged one disappears and later upserts
-of its idProperty value land on the primary). State is kept in memory (`objects`, `batches`,
+of its idProperty value land on the primary). The properties API (`POST
+/crm/v3/properties/{type}/batch/read` and `batch/create`, `GET|POST .../groups`) knows HubSpot's own
+properties and those created; with `known_properties` unset the portal holds every property.
+`upsert_answer` chooses how upsert results name their inputs (echo, trace, bare). State is kept
+in memory (`objects`, `batches`,
 `merged`) for tests to inspect, and, given a `state_file`, loaded from and saved to that JSON file
 after every change (so the demo's CRM is the same CRM from one run to the next); errors use
 HubSpot's JSON shape."""
@@ -22,7 +26,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -32,6 +36,28 @@ DEFAULT_TOKEN = "sandbox-crm-token"
 OBJECT_TYPES: tuple[str, ...] = ("companies", "contacts")
 MAX_BATCH = 100
 PREFIX = "/crm/v3/objects/"
+PROPERTIES = "/crm/v3/properties/"
+STANDARD_PROPERTIES: dict[str, dict[str, str]] = {
+    "companies": {
+        "name": "string",
+        "domain": "string",
+        "phone": "string",
+        "country": "string",
+        "city": "string",
+        "website": "string",
+        "hs_object_id": "number",
+    },
+    "contacts": {
+        "firstname": "string",
+        "lastname": "string",
+        "email": "string",
+        "phone": "string",
+        "country": "string",
+        "company": "string",
+        "hs_object_id": "number",
+    },
+}
+"""A few of HubSpot's own properties (``hubspotDefined``), which no portal needs to create."""
 
 _CATEGORIES = {
     400: "VALIDATION_ERROR",
@@ -49,6 +75,21 @@ def _now() -> str:
 
 def _validation(message: str, **extra: Any) -> ApiError:
     return ApiError(400, message, category="VALIDATION_ERROR", **extra)
+
+
+UpsertAnswer = Literal["echo", "trace", "bare"]
+"""How batch/upsert results name their inputs, each a way HubSpot's v3 spec allows: ``echo``
+returns every property (the id property included), ``trace`` only HubSpot's default properties
+and the input's ``objectWriteTraceId``, ``bare`` only the default properties, in another order."""
+DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
+
+
+def _defaults_only(stored: dict[str, Any]) -> dict[str, str]:
+    return {
+        "hs_object_id": stored["id"],
+        "createdate": stored["createdAt"],
+        "hs_lastmodifieddate": stored["updatedAt"],
+    }
 
 
 Validator = Callable[[str, dict[str, Any]], str | None]
@@ -71,6 +112,12 @@ class CrmServer(LoopbackServer):
         self.merged: dict[str, str] = {}
         self.validators: list[Validator] = []
         self.known_properties: dict[str, set[str]] | None = None
+        self.upsert_answer: UpsertAnswer = "echo"
+        self.max_batch = MAX_BATCH  # a test may lower it (a portal with a smaller limit)
+        self.property_defs: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
+        self.property_groups: dict[str, set[str]] = {
+            t: {"companyinformation", "contactinformation"} for t in OBJECT_TYPES
+        }
         self._aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}
         self.state_file = state_file
         first_id = self._load() if state_file is not None else 1001
@@ -122,6 +169,8 @@ class CrmServer(LoopbackServer):
     # -- routing -------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if request.path.startswith(PROPERTIES):
+            return self._properties(request)
         if not request.path.startswith(PREFIX):
             raise ApiError(404, "not found")
         parts = request.path[len(PREFIX) :].strip("/").split("/")
@@ -143,6 +192,72 @@ class CrmServer(LoopbackServer):
             return self._read(object_type, parts[1], request.query.get("idProperty"))
         raise ApiError(404, f"no route for {request.method} {request.path}")
 
+    # -- properties ----------------------------------------------------------------------------
+
+    def _property(self, object_type: str, name: str) -> dict[str, Any] | None:
+        """The definition of one property, or None when the portal lacks it.
+
+        With ``known_properties`` unset the portal holds every property a test writes (of no
+        stated type unless created with one).
+        """
+        created = self.property_defs[object_type].get(name)
+        if created is not None:
+            return created
+        standard = STANDARD_PROPERTIES.get(object_type, {}).get(name)
+        if standard is not None:
+            return {
+                "name": name,
+                "label": name,
+                "type": standard,
+                "hubspotDefined": True,
+                "groupName": "companyinformation",
+            }
+        known = (self.known_properties or {}).get(object_type)
+        if self.known_properties is not None and (known is None or name not in known):
+            return None
+        return {"name": name, "label": name, "groupName": "companyinformation"}
+
+    def _properties(self, request: Request) -> Response:
+        parts = request.path[len(PROPERTIES) :].strip("/").split("/")
+        object_type, route = parts[0], (request.method, tuple(parts[1:]))
+        if object_type not in OBJECT_TYPES:
+            raise ApiError(404, f"unknown object type {object_type!r}")
+        body = request.json() if request.method == "POST" else None
+        if route == ("POST", ("batch", "read")):
+            if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+                raise _validation("expected inputs: [{name}]")
+            with self._state:
+                found = [self._property(object_type, str(i.get("name"))) for i in body["inputs"]]
+            return Response(200, {"status": "COMPLETE", "results": [p for p in found if p]})
+        if route == ("POST", ("batch", "create")):
+            if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+                raise _validation("expected inputs: [{name, label, type, fieldType, groupName}]")
+            with self._state:
+                for item in body["inputs"]:
+                    missing = [
+                        k
+                        for k in ("name", "label", "type", "fieldType", "groupName")
+                        if not item.get(k)
+                    ]
+                    if missing:
+                        raise _validation(f"property {item.get('name')!r} lacks {missing}")
+                    if item["groupName"] not in self.property_groups[object_type]:
+                        raise _validation(f"property group {item['groupName']!r} does not exist")
+                    self.property_defs[object_type][item["name"]] = dict(item)
+                    if self.known_properties is not None:
+                        self.known_properties.setdefault(object_type, set()).add(item["name"])
+            return Response(201, {"status": "COMPLETE", "results": body["inputs"]})
+        if route[0] == "GET" and len(route[1]) == 2 and route[1][0] == "groups":
+            if route[1][1] not in self.property_groups[object_type]:
+                raise ApiError(404, f"group {route[1][1]} not found", category="OBJECT_NOT_FOUND")
+            return Response(200, {"name": route[1][1], "label": route[1][1]})
+        if route == ("POST", ("groups",)):
+            if not isinstance(body, dict) or not body.get("name"):
+                raise _validation("a group needs a name")
+            self.property_groups[object_type].add(str(body["name"]))
+            return Response(201, {"name": body["name"], "label": body.get("label", "")})
+        raise ApiError(404, f"no route for {request.method} {request.path}")
+
     # -- operations ----------------------------------------------------------------------------
 
     def _record_errors(self, object_type: str, inputs: list[dict[str, Any]]) -> dict[int, str]:
@@ -153,8 +268,11 @@ class CrmServer(LoopbackServer):
             props: dict[str, Any] = item["properties"]
             problems = []
             if known is not None:
+                standard = STANDARD_PROPERTIES.get(object_type, {})
                 problems += [
-                    f'Property "{name}" does not exist' for name in props if name not in known
+                    f'Property "{name}" does not exist'
+                    for name in props
+                    if name not in known and name not in standard
                 ]
             email = props.get("email")
             if object_type == "contacts" and email and "@" not in email:
@@ -221,11 +339,15 @@ class CrmServer(LoopbackServer):
                 existing["properties"].setdefault(id_property, id_value)
                 existing["updatedAt"] = now
                 result = {**self._public(existing), "new": new}
-                if "objectWriteTraceId" in item:
+                if self.upsert_answer != "echo":
+                    result["properties"] = _defaults_only(existing)
+                if "objectWriteTraceId" in item and self.upsert_answer != "bare":
                     result["objectWriteTraceId"] = item["objectWriteTraceId"]
                 results.append(result)
             self.batches.append(body)
             self._save()
+        if self.upsert_answer == "bare":
+            results.reverse()  # the spec promises no order
         answer: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,
@@ -238,15 +360,14 @@ class CrmServer(LoopbackServer):
             return Response(207, answer)
         return Response(200, answer)
 
-    @staticmethod
-    def _validate_upsert(body: Any) -> list[dict[str, Any]]:
+    def _validate_upsert(self, body: Any) -> list[dict[str, Any]]:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
             raise _validation("Invalid input JSON: expected an object with an 'inputs' array")
         inputs: list[Any] = body["inputs"]
-        if len(inputs) > MAX_BATCH:
+        if len(inputs) > self.max_batch:
             raise _validation(
-                f"Batch size {len(inputs)} exceeds the limit of {MAX_BATCH} inputs",
-                context={"limit": [str(MAX_BATCH)]},
+                f"Batch size {len(inputs)} exceeds the limit of {self.max_batch} inputs",
+                context={"limit": [str(self.max_batch)]},
             )
         seen: set[str] = set()
         for index, item in enumerate(inputs):

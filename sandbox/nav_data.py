@@ -5,10 +5,15 @@
 ("10000", "10010", ...), names in other case or spelling, e-mails in upper case, VAT numbers with
 spaces and without the country prefix — so identity resolution can merge them with the REST ERP's
 records (`shared` maps NAV No -> REST customer id), and adds NAV-only customers. Each customer gets
-sales orders with lines (page SalesOrder) and customer ledger entries (page CustLedgerEntry:
-invoices, and payments applied to them). Records are plain dicts of strings (decimals as
-"123.45", dates as "YYYY-MM-DD"), kept per page in primary-key order with an opaque NAV-like "Key"
-that ReadMultiple's bookmarkKey refers to. Currency "" means the local currency (EUR), as in NAV.
+sales orders with lines (page SalesOrder, shaped as the standard page 42 with its part page 46: no
+header totals, every line carrying the document's Total_Amount_Excl_VAT / Total_VAT_Amount /
+Total_Amount_Incl_VAT, Quantity_Shipped per line, no modification date, blank dates as
+0001-01-01), customer ledger entries (page CustLedgerEntry: invoices, and payments applied to
+them) and a cash receipt journal (page CashReceiptJournal, as the standard page 255: lines keyed
+by template, batch and line number, customer payments with negative amounts next to G/L lines for
+bank charges). Records are plain dicts of strings (decimals as "123.45", dates as "YYYY-MM-DD"),
+kept per page in primary-key order with an opaque NAV-like "Key" that ReadMultiple's bookmarkKey
+refers to. Currency "" means the local currency (EUR), as in NAV.
 A customer's Balance_LCY is the sum of its ledger entries' remaining amounts in the local currency
 (a foreign-currency entry at the sandbox's fixed rate, ``LCY_PER_UNIT``), as NAV's FlowField is.
 """
@@ -27,7 +32,9 @@ from stdnum.iso7064 import mod_11_10
 from sandbox.erp_data import DEFAULT_NOW, ErpDataset
 
 Record = dict[str, Any]
-PAGES: tuple[str, ...] = ("Customer", "SalesOrder", "CustLedgerEntry")
+PAGES: tuple[str, ...] = ("Customer", "SalesOrder", "CustLedgerEntry", "CashReceiptJournal")
+BLANK_DATE = "0001-01-01"
+"""What NAV sends for a date field nobody filled in."""
 LOCAL_CURRENCY = "EUR"
 CENT = Decimal("0.01")
 LCY_PER_UNIT = {"USD": Decimal("0.92"), "GBP": Decimal("1.17")}
@@ -206,11 +213,16 @@ class NavDataset:
             for _ in range(rng.randint(0, per_customer * 2)):
                 number = f"S-ORD{101001 + len(orders)}"
                 ordered = self.now - timedelta(days=rng.randint(1, 720))
+                age = (self.now - ordered).days
+                status = "Released" if age > 14 else rng.choice(["Open", "Released"])
+                shipped_share = 1 if age > 14 else (rng.random() < 0.4 and status == "Released")
                 lines: list[Record] = []
                 for n, (item, description, price) in enumerate(
                     rng.sample(_ITEMS, rng.randint(1, 3)), start=1
                 ):
                     qty = Decimal(rng.choice([1, 1, 2, 4, 10]))
+                    shipped = qty if shipped_share else Decimal(0)
+                    invoiced = qty if age > 14 else Decimal(0)
                     lines.append(
                         {
                             "Key": nav_key("SalesLine", f"{number}:{n * 10000}"),
@@ -220,27 +232,39 @@ class NavDataset:
                             "Quantity": str(qty),
                             "Unit_Price": _money(price),
                             "Line_Amount": _money(price * qty),
+                            "Qty_to_Ship": str(qty - shipped),
+                            "Quantity_Shipped": str(shipped),
+                            "Qty_to_Invoice": str(qty - invoiced),
+                            "Quantity_Invoiced": str(invoiced),
+                            "Shipment_Date": (ordered + timedelta(days=3)).isoformat(),
+                            "Document_No": number,
+                            "Line_No": n * 10000,
                         }
                     )
                 net = sum((Decimal(line["Line_Amount"]) for line in lines), Decimal(0))
                 gross = (net * Decimal("1.19")).quantize(CENT, rounding=ROUND_HALF_UP)
-                age = (self.now - ordered).days
-                status = "Released" if age > 14 else rng.choice(["Open", "Released"])
-                modified = min(self.now, ordered + timedelta(days=rng.randint(0, 10)))
+                for line in lines:  # NAV shows the document's totals on every line
+                    line["Total_Amount_Excl_VAT"] = _money(net)
+                    line["Total_VAT_Amount"] = _money(gross - net)
+                    line["Total_Amount_Incl_VAT"] = _money(gross)
+                promised = ordered + timedelta(days=7) if rng.random() < 0.3 else None
                 orders.append(
                     {
                         "Key": nav_key("SalesOrder", number),
                         "No": number,
                         "Sell_to_Customer_No": customer["No"],
                         "Sell_to_Customer_Name": customer["Name"],
-                        "Order_Date": ordered.isoformat(),
                         "Posting_Date": ordered.isoformat(),
+                        "Order_Date": ordered.isoformat(),
+                        "Document_Date": ordered.isoformat(),
+                        "Requested_Delivery_Date": BLANK_DATE,
+                        "Promised_Delivery_Date": promised.isoformat() if promised else BLANK_DATE,
                         "Status": status,
                         "Currency_Code": customer["Currency_Code"],
-                        "Amount": _money(net),
-                        "Amount_Including_VAT": _money(gross),
+                        "Prices_Including_VAT": False,
+                        "Due_Date": (ordered + timedelta(days=30)).isoformat(),
+                        "Shipment_Date": (ordered + timedelta(days=3)).isoformat(),
                         "SalesLines": {"Sales_Order_Line": lines},
-                        "Last_Date_Modified": modified.isoformat(),
                     }
                 )
                 if age > 14:
@@ -277,6 +301,7 @@ class NavDataset:
         orders.sort(key=lambda r: r["No"])
         self.pages["SalesOrder"] = orders
         self.pages["CustLedgerEntry"] = entries  # Entry_No order
+        self.pages["CashReceiptJournal"] = self._cash_receipts(rng, entries)
         balance: dict[str, Decimal] = {}
         for entry in entries:
             rate = LCY_PER_UNIT.get(entry["Currency_Code"], Decimal(1))
@@ -314,6 +339,76 @@ class NavDataset:
             "Applies_to_Doc_No": applies_to,
             "Payment_Method_Code": method,
             "Last_Date_Modified": min(posted, self.now).isoformat(),
+        }
+
+    def _cash_receipts(self, rng: random.Random, entries: list[Record]) -> list[Record]:
+        """Unposted receipts for some open invoices, each with a G/L line for the bank charge."""
+        lines: list[Record] = []
+        open_invoices = [e for e in entries if e["Document_Type"] == "Invoice" and e["Open"]]
+        for invoice in open_invoices[::4]:
+            number = 10000 * (len(lines) + 1)
+            document = f"G{2001 + len(lines):05d}"
+            amount = Decimal(invoice["Remaining_Amount"])
+            posting = self.now.isoformat()
+            lines.append(
+                self._journal_line(
+                    number,
+                    posting,
+                    document,
+                    "Customer",
+                    invoice["Customer_No"],
+                    -amount,
+                    invoice["Currency_Code"],
+                    invoice["Document_No"],
+                    rng.choice(_PAYMENT_METHODS),
+                )
+            )
+            lines.append(
+                self._journal_line(
+                    number + 10000,
+                    posting,
+                    document,
+                    "G_L_Account",
+                    "8610",
+                    Decimal("2.50"),
+                    "",
+                    "",
+                    "",
+                )
+            )
+        return lines
+
+    def _journal_line(
+        self,
+        line_no: int,
+        posting: str,
+        document: str,
+        account_type: str,
+        account: str,
+        amount: Decimal,
+        currency: str,
+        applies_to: str,
+        method: str,
+    ) -> Record:
+        return {
+            "Key": nav_key("GenJournalLine", f"CASHRCPT:GENERAL:{line_no}"),
+            "Journal_Template_Name": "CASHRCPT",
+            "Journal_Batch_Name": "GENERAL",
+            "Line_No": line_no,
+            "Posting_Date": posting,
+            "Document_Type": "Payment" if account_type == "Customer" else "_blank_",
+            "Document_No": document,
+            "Account_Type": account_type,
+            "Account_No": account,
+            "Description": f"Payment {applies_to}" if applies_to else "Bank charges",
+            "Currency_Code": currency,
+            "Amount": _money(amount),
+            "Amount_LCY": _money(amount * LCY_PER_UNIT.get(currency, Decimal(1))),
+            "Bal_Account_Type": "Bank_Account",
+            "Bal_Account_No": "WWB-OPERATING",
+            "Applies_to_Doc_Type": "Invoice" if applies_to else "_blank_",
+            "Applies_to_Doc_No": applies_to,
+            "Payment_Method_Code": method,
         }
 
     def count(self, page: str) -> int:

@@ -1,7 +1,9 @@
 """A loopback SOAP ERP modelled on Dynamics NAV page web services, serving a `NavDataset`.
 
-`SoapErpServer` answers `GET /WS/CRONUS/Page/<Page>?wsdl` with the sandbox WSDL (its address
-rewritten to this server) and `POST /WS/CRONUS/Page/<Page>` with SOAP 1.1 document/literal calls:
+`SoapErpServer` serves the pages Customer, SalesOrder (with its lines), CustLedgerEntry and
+CashReceiptJournal in the shapes of the standard NAV 2015/2016 pages (`sandbox/wsdl/`). It
+answers `GET /WS/CRONUS/Page/<Page>?wsdl` with the sandbox WSDL (its address rewritten to this
+server) and `POST /WS/CRONUS/Page/<Page>` with SOAP 1.1 document/literal calls:
 `ReadMultiple(filter[], bookmarkKey, setSize)` in primary-key order — records after the record
 whose Key is `bookmarkKey`, at most `setSize`, an empty result at the end, as NAV does — and, on
 CustLedgerEntry only, the sandbox extension `ReadByPage(filter[], pageNo, pageSize)`. Filters use a
@@ -39,11 +41,13 @@ WSDL_FILES = {
     "Customer": "customer.wsdl",
     "SalesOrder": "sales_order.wsdl",
     "CustLedgerEntry": "cust_ledger_entry.wsdl",
+    "CashReceiptJournal": "cash_receipt_journal.wsdl",
 }
 NAMESPACES = {
     "Customer": "urn:microsoft-dynamics-schemas/page/customer",
     "SalesOrder": "urn:microsoft-dynamics-schemas/page/salesorder",
     "CustLedgerEntry": "urn:microsoft-dynamics-schemas/page/custledgerentry",
+    "CashReceiptJournal": "urn:microsoft-dynamics-schemas/page/cashreceiptjournal",
 }
 PREFIX = "/WS/CRONUS/Page/"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -55,8 +59,17 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 AuthMode = Literal["basic", "ws_security", "none"]
 
 # field kinds per page, for typed filter comparison
-_DATE_FIELDS = {"Last_Date_Modified", "Order_Date", "Posting_Date"}
-_NUMBER_FIELDS = {"Entry_No", "Amount", "Remaining_Amount", "Amount_Including_VAT"}
+_DATE_FIELDS = {
+    "Last_Date_Modified",
+    "Order_Date",
+    "Posting_Date",
+    "Document_Date",
+    "Due_Date",
+    "Shipment_Date",
+    "Requested_Delivery_Date",
+    "Promised_Delivery_Date",
+}
+_NUMBER_FIELDS = {"Entry_No", "Line_No", "Amount", "Amount_LCY", "Remaining_Amount"}
 
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True

@@ -140,6 +140,8 @@ def plan_tasks(config: PipelineConfig) -> TaskPlan:
                 continue
             spec = ecfg.shard_spec
             maps.append(EntityItem(sname, ename))
+            if ecfg.derived_from is not None:
+                continue  # staged by the pull of the entity it derives from
             if spec is None:
                 extract.setdefault(pool, []).append(ExtractItem(sname, ename))
                 continue

@@ -54,7 +54,7 @@ def target_type(type_name: str) -> TargetType:
 
 def build_source(config: SourceConfig) -> Source:
     """A ready source for one config section."""
-    return source_type(config.type).from_config(config)
+    return source_type(config.type).from_config(config.pulled())
 
 
 def build_target(config: TargetConfig) -> Target:

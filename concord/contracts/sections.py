@@ -66,18 +66,26 @@ class Exclusion(BaseModel):
         return self.reason or f"{self.path} in {', '.join(self.values)}"
 
 
+ID_SEPARATOR = "/"
+"""Joins the parts of a composite record id (``id_field: [a, b, c]`` gives ``"A/B/10000"``)."""
+
+
 class EntityConfig(BaseModel):
     """One entity pulled from a source: its mapping file and incremental cursor.
 
+    ``id_field`` names the field (or a dotted path) holding the record's id, or a list of them
+    for a composite key (a NAV journal line: template, batch, line number), joined with ``/``.
     ``id_prefix`` goes in front of the record id in the canonical table, so two entities of one
     source can map into the same canonical entity (Tryton's ``account.payment`` and its
     reconciled cash-journal lines both become payments) without their ids meeting.
+    ``derived_from`` names another entity of the same source whose pulled records this entity
+    maps too (orders and shipments from one sales-order page): it is not pulled itself.
     """
 
     model_config = ConfigDict(extra="allow")
 
     mapping: Path
-    id_field: str = "id"
+    id_field: str | list[str] = "id"
     cursor_field: str | None = "updated_at"
     full_refresh: bool = False
     enabled: bool = True
@@ -100,6 +108,33 @@ class EntityConfig(BaseModel):
         if len(value.split()) == 5 and croniter.is_valid(value):
             return value
         raise ValueError("sweep is every_run, on_demand or a five-field cron expression")
+    derived_from: str | None = None
+
+    @field_validator("id_field")
+    @classmethod
+    def _id_fields(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (not value or any(not part for part in value)):
+            raise ValueError("id_field is a field name or a non-empty list of field names")
+        return value
+
+    @property
+    def id_label(self) -> str:
+        """The id field(s) as a message names them (``No`` or ``a + b + c``)."""
+        return " + ".join(self.id_field) if isinstance(self.id_field, list) else self.id_field
+
+    def record_id(self, record: dict[str, Any]) -> str | None:
+        """The record's id: the ``id_field`` value(s), dotted paths walked; None if one is blank."""
+        fields = self.id_field if isinstance(self.id_field, list) else [self.id_field]
+        parts: list[str] = []
+        for name in fields:
+            value: Any = record.get(name) if name in record else record
+            if name not in record:
+                for step in name.split("."):
+                    value = value.get(step) if isinstance(value, dict) else None
+            if value is None or value == "" or isinstance(value, dict | list):
+                return None
+            parts.append(str(value))
+        return ID_SEPARATOR.join(parts)
 
     def canonical_id(self, source_id: str) -> str:
         """The canonical row's id for a staged record's id."""
@@ -131,6 +166,15 @@ class SourceConfig(BaseModel):
     def settings(self) -> dict[str, Any]:
         """Connector-specific keys of the source (base URL, auth, paginator, WSDL, ...)."""
         return dict(self.model_extra or {})
+
+    def pulled(self) -> SourceConfig:
+        """This section with only the entities the connector pulls (not the ``derived_from``)."""
+        if all(e.derived_from is None for e in self.entities.values()):
+            return self
+        copy = self.model_copy()
+        copy.entities = {n: e for n, e in self.entities.items() if e.derived_from is None}
+        copy.name = self.name
+        return copy
 
 
 class TargetConfig(BaseModel):

@@ -10,8 +10,8 @@ refuses is an outcome with ``ok=False`` and the CRM's message, never an exceptio
 Capabilities only some targets have are separate small ``runtime_checkable`` protocols the push
 asks for with ``isinstance``: ``MergingTarget`` resolves identity merges (``Supersession``) in the
 CRM; ``ReadingTarget`` reads the CRM's records back by concord id (``RemoteRecord``), which
-``concord push --resync`` compares with what concord would send. Later ones (checking that custom
-properties exist) join them the same way instead of growing ``Target``.
+``concord push --resync`` compares with what concord would send; ``PropertyTarget`` checks and
+creates the custom properties the outbound mapping writes (``concord crm setup``).
 """
 
 from __future__ import annotations
@@ -138,6 +138,47 @@ class ReadingTarget(Protocol):
 
         Found by the target's id property or external id, in batches the target chooses; a key
         the CRM does not hold (never pushed, deleted, archived) is simply absent from the answer.
+        Only a failure of a whole call raises ``PushError``.
+        """
+        ...
+
+
+PropertyType = Literal["string", "number", "date", "datetime", "bool"]
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySpec:
+    """A property the outbound mapping writes, as the CRM should hold it."""
+
+    name: str
+    label: str
+    type: PropertyType
+    object_type: ObjectKind = "company"
+    unique: bool = False
+    """The id property: unique values (HubSpot ``hasUniqueValue``, a Salesforce External ID)."""
+
+
+PropertyStateName = Literal["exists", "missing", "differs", "created", "standard"]
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyState:
+    """What the CRM holds for one ``PropertySpec``: exists, missing, differs (how), created."""
+
+    spec: PropertySpec
+    state: PropertyStateName
+    detail: str = ""
+
+
+@runtime_checkable
+class PropertyTarget(Protocol):
+    """A target that can check (and create) the custom properties concord writes."""
+
+    def check_properties(
+        self, specs: Sequence[PropertySpec], *, create: bool
+    ) -> list[PropertyState]:
+        """One state per spec, in order; ``create`` creates the missing ones (and their group).
+
         Only a failure of a whole call raises ``PushError``.
         """
         ...

@@ -16,6 +16,7 @@ from concord.mapping.spec import (
     AnyOf,
     Compare,
     Condition,
+    EachHolds,
     Expr,
     MappingSpec,
     Mark,
@@ -235,6 +236,9 @@ def _condition_paths(cond: Condition, in_each: bool) -> Iterator[SourcePath]:
         yield from _paths(cond.subject, in_each=in_each)
     elif isinstance(cond, Not):
         yield from _condition_paths(cond.item, in_each)
+    elif isinstance(cond, EachHolds):
+        yield from _paths(cond.items, in_each=in_each)
+        yield from _condition_paths(cond.item, True)
     elif isinstance(cond, AllOf | AnyOf):
         for item in cond.items:
             yield from _condition_paths(item, in_each)

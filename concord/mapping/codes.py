@@ -33,3 +33,15 @@ CURRENCY_CODES: frozenset[str] = frozenset(
     XAG XAU XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL
     """.split()
 )
+
+FREE_MAIL_DOMAINS = frozenset(
+    """
+    gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.de ymail.com hotmail.com
+    hotmail.co.uk hotmail.fr hotmail.de outlook.com outlook.de live.com live.de live.fr msn.com
+    icloud.com me.com mac.com aol.com gmx.de gmx.net gmx.at gmx.ch gmx.com web.de t-online.de
+    freenet.de arcor.de posteo.de mailbox.org orange.fr wanadoo.fr free.fr laposte.net sfr.fr
+    libero.it virgilio.it tiscali.it proton.me protonmail.com pm.me tutanota.com zoho.com
+    yandex.ru yandex.com mail.ru qq.com 163.com 126.com seznam.cz wp.pl onet.pl o2.pl
+    """.split()
+)
+"""Shared mailbox providers: a domain of theirs never names a company (``company_domain``)."""

@@ -27,6 +27,7 @@ from concord.mapping.spec import (
     AnyOf,
     Compare,
     Condition,
+    EachHolds,
     Expr,
     MappingSpec,
     Mark,
@@ -474,6 +475,9 @@ class _Compiler:
         if expr.extract is not None and not skip_extract:
             pre.append(f"{v} = {self.const(_extractor(expr.extract, expr.group))}({v})")
         for name in expr.transforms:
+            if name == "company_domain":
+                pre.append(f"{v} = {self.const(fn.company_domain)}({v})")
+                continue
             method = {"trim": "strip", "upper": "upper", "lower": "lower", "title": "title"}[name]
             pre.append(f"{v} = {v}.{method}() if isinstance({v}, str) else {v}")
         conv = self.conversion(expr, target)
@@ -594,12 +598,41 @@ class _Compiler:
         elif isinstance(cond, Not):
             inner = self.condition(cond.item, scope, indent)
             self.emit(indent, f"{flag} = not {inner}")
+        elif isinstance(cond, EachHolds):
+            self.each_holds(cond, scope, indent, flag)
         else:
             combine = "all" if isinstance(cond, AllOf) else "any"
             assert isinstance(cond, AllOf | AnyOf)
             flags = [self.condition(item, scope, indent) for item in cond.items]
             self.emit(indent, f"{flag} = {combine}(({', '.join(flags)},))")
         return flag
+
+    def each_holds(self, cond: EachHolds, scope: _Scope, indent: int, flag: str) -> None:
+        """``any`` / ``all`` of a condition over the items of a list (``all`` of none: false)."""
+        path = cond.items.path
+        assert path is not None
+        items = self.var("s")
+        self.read_path(path, cond.items, scope, indent, items)
+        container = ("" if path.root else scope.prefix) + path.dotted
+        self.value_paths.discard(container)
+        self.container_paths.add(container)
+        wanted = cond.quantifier == "any"
+        index, item = self.var("i"), self.var("it")
+        self.emit(indent, f"{flag} = False")
+        self.emit(indent, f"if isinstance({items}, list) and {items}:")
+        self.emit(indent + 1, f"{flag} = {not wanted}")
+        self.emit(indent + 1, f"for {index}, {item} in enumerate({items}):")
+        self.emit(indent + 2, f"if not isinstance({item}, dict):")
+        self.emit(
+            indent + 3,
+            f"raise _Conv('item ' + str({index} + 1) + ' of ' + "
+            f"{self.const(repr(path.text))} + ' is not an object')",
+        )
+        inner = _Scope(item, container + ".", index)
+        held = self.condition(cond.item, inner, indent + 2)
+        self.emit(indent + 2, f"if {'' if wanted else 'not '}{held}:")
+        self.emit(indent + 3, f"{flag} = {wanted}")
+        self.emit(indent + 3, "break")
 
     def object_source(
         self, expr: Expr, target: Target | None, scope: _Scope, indent: int, v: str

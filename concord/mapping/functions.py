@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from concord.mapping.codes import COUNTRY_CODES, CURRENCY_CODES
+from concord.mapping.codes import COUNTRY_CODES, CURRENCY_CODES, FREE_MAIL_DOMAINS
 from concord.utc import as_utc
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
@@ -283,6 +283,21 @@ def stringify(value: Any) -> str:
     if isinstance(value, dict):
         raise ConversionError(f"cannot write an object {show(value)} as text")
     return to_str(value)
+
+
+def company_domain(value: Any) -> Any:
+    """A company's web domain from a domain or an e-mail address, or None for free mail.
+
+    Lower-cased, without ``www.``; a shared free-mail provider (``FREE_MAIL_DOMAINS``) names no
+    company, so its domain gives None.
+    """
+    if not isinstance(value, str):
+        return value
+    domain = value.strip().rsplit("@", 1)[-1].strip().lower().rstrip(".")
+    domain = domain.removeprefix("www.")
+    if not domain or domain in FREE_MAIL_DOMAINS:
+        return None
+    return domain
 
 
 def converter(kind: str, fmt: str | None = None, tz: str | None = None) -> Callable[[Any], Any]:

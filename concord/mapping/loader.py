@@ -15,7 +15,16 @@ from concord.errors import MappingError
 from concord.mapping.checks import check_mapping
 from concord.mapping.compiler import Apply, compile_mapping
 from concord.mapping.parser import parse_mapping
-from concord.mapping.spec import Compare, Condition, Expr, MappingSpec, Mark, Not, SourcePath
+from concord.mapping.spec import (
+    Compare,
+    Condition,
+    EachHolds,
+    Expr,
+    MappingSpec,
+    Mark,
+    Not,
+    SourcePath,
+)
 
 
 class Mapping:
@@ -171,6 +180,10 @@ def _condition_paths(cond: Condition | None, prefix: str) -> list[str]:
         return _expr_paths(cond.subject, prefix)
     if isinstance(cond, Not):
         return _condition_paths(cond.item, prefix)
+    if isinstance(cond, EachHolds):
+        assert cond.items.path is not None
+        inner = _joined(prefix, cond.items.path)
+        return [inner, *_condition_paths(cond.item, inner)]
     return [p for item in cond.items for p in _condition_paths(item, prefix)]
 
 

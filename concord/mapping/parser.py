@@ -28,6 +28,7 @@ from concord.mapping.spec import (
     Case,
     Compare,
     Condition,
+    EachHolds,
     Expr,
     MappingSpec,
     Mark,
@@ -453,6 +454,26 @@ class _Parser:
     def condition(self, node: Node, field: str) -> Condition:
         parts = {k: (kn, vn) for k, kn, vn in self.pairs(node, "a condition", field)}
         mark = _mark(node)
+        if "each" in parts:
+            quantifiers = [k for k in parts if k in ("any", "all")]
+            if len(quantifiers) != 1 or set(parts) != {"each", quantifiers[0]}:
+                self.fail(
+                    "a list condition is {each: <list path>, any: <condition>} "
+                    "(or all: <condition>)",
+                    node,
+                    field,
+                )
+            quantifier = quantifiers[0]
+            items_node = parts["each"][1]
+            list_path = self.path(items_node, field)
+            if WILDCARD in list_path.steps:
+                self.fail("'each' names the list itself, without [*]", items_node, field)
+            return EachHolds(
+                Expr(field=field, mark=_mark(items_node), path=list_path),
+                "any" if quantifier == "any" else "all",
+                self.condition(parts[quantifier][1], field),
+                mark,
+            )
         for combinator in ("all", "any"):
             if combinator in parts:
                 if len(parts) != 1:

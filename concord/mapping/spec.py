@@ -17,7 +17,7 @@ from typing import Any, Literal
 Direction = Literal["inbound", "outbound"]
 
 TYPES = ("str", "decimal", "int", "float", "bool", "date", "datetime", "currency", "country")
-TRANSFORMS = ("trim", "upper", "lower", "title")
+TRANSFORMS = ("trim", "upper", "lower", "title", "company_domain")
 COMPARISONS = ("eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "present", "empty", "matches")
 
 
@@ -90,7 +90,21 @@ class Not:
     mark: Mark
 
 
-Condition = Compare | AllOf | AnyOf | Not
+@dataclass
+class EachHolds:
+    """``{each: <list path>, any|all: <condition>}``: the condition on any / every list item.
+
+    Paths in the condition are relative to the item (``$.`` for the record's root). ``all`` over
+    a missing or empty list is false: nothing there to hold it.
+    """
+
+    items: Expr
+    quantifier: Literal["any", "all"]
+    item: Condition
+    mark: Mark
+
+
+Condition = Compare | AllOf | AnyOf | Not | EachHolds
 
 
 @dataclass

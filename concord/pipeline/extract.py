@@ -32,6 +32,7 @@ from concord.contracts import (
     Page,
     RevisitingSource,
     Source,
+    SourceConfig,
     Window,
     WindowCount,
     build_source,
@@ -130,6 +131,13 @@ class Excluder:
             if value is not None and str(value) in values:
                 return why
         return None
+
+
+def derived_entities(scfg: SourceConfig, entity: str) -> list[str]:
+    """The enabled entities of the source mapped from ``entity``'s pulled records too."""
+    return [
+        name for name, ecfg in scfg.entities.items() if ecfg.derived_from == entity and ecfg.enabled
+    ]
 
 
 def pull(
@@ -312,8 +320,8 @@ def stage_pages(
         dropped: list[str] = []
         for record in page.records:
             payload = orjson.dumps(record)
-            sid = record.get(ecfg.id_field) if isinstance(record, dict) else None
-            if sid in (None, ""):
+            sid = ecfg.record_id(record) if isinstance(record, dict) else None
+            if sid is None:
                 report.missing_id += 1
                 received.add(f"\x00missing-id-{len(received)}")
                 rejects.append(
@@ -322,8 +330,8 @@ def stage_pages(
                         source=source_name,
                         entity=entity,
                         source_id=None,
-                        field=ecfg.id_field,
-                        reason=f"record has no '{ecfg.id_field}'",
+                        field=ecfg.id_label,
+                        reason=f"record has no '{ecfg.id_label}'",
                         payload=payload,
                     )
                 )
@@ -352,6 +360,8 @@ def stage_pages(
                     run_id=ctx.run_id,
                 )
             counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
+            for derived in derived_entities(ctx.config.sources[source_name], entity):
+                ctx.store.stage(conn, source_name, derived, rows, ctx.run_id)  # no second read
             ctx.store.add_rejects(conn, rejects, run_id=ctx.run_id)
             save_progress(conn, token, high)
         report.pages += 1

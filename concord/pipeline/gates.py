@@ -87,7 +87,7 @@ def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) ->
 
 
 def _id_field(ctx: RunContext, source: str, entity: str) -> str:
-    return ctx.config.sources[source].entities[entity].id_field
+    return ctx.config.sources[source].entities[entity].id_label
 
 
 def gate_entities(ctx: RunContext) -> list[tuple[str, str]]:

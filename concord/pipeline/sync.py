@@ -67,6 +67,8 @@ def extract_all(ctx: RunContext, entities: list[tuple[str, str]]) -> None:
     """
     down: dict[str, str] = {}
     for sname, ename in entities:
+        if ctx.config.sources[sname].entities[ename].derived_from is not None:
+            continue  # staged by the pull of the entity it derives from
         scope = f"{sname}/{ename}"
         if sname in down:
             record_failure(ctx, "extract", scope, utcnow(), f"not pulled: {down[sname]}")

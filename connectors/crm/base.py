@@ -11,6 +11,7 @@ compared with the plan's estimate.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -110,6 +111,64 @@ def bisect(
             return [PushOutcome(records[0].key, ok=False, error=redact(describe(exc)))]
     mid = len(records) // 2
     return bisect(records[:mid], send, describe) + bisect(records[mid:], send, describe)
+
+
+_TOO_LARGE = re.compile(
+    r"batch[^.]*(size|limit)|too (large|many)|exceed[s]?[^.]*(limit|max)|max[a-z]* (batch|input)",
+    re.IGNORECASE,
+)
+
+
+def batch_too_large(exc: PushError) -> bool:
+    """Whether the CRM refused a call for carrying too many records (not for a bad record)."""
+    if exc.auth or exc.status not in WHOLE_BATCH_REFUSED:
+        return False
+    if exc.status == 413:
+        return True
+    body = error_body(exc)
+    text = body.get("message") if isinstance(body, dict) else None
+    return bool(_TOO_LARGE.search(str(text or exc.message)))
+
+
+class BatchLimit:
+    """The most records one call may carry for the rest of the run.
+
+    It starts at the CRM's documented limit; a call refused as too large lowers it to half the
+    refused size, so every later batch is split before it is sent, not refused and split again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lowered = 0
+
+    def send(
+        self,
+        records: Sequence[PushRecord],
+        send: Callable[[Sequence[PushRecord]], list[PushOutcome]],
+        describe: Callable[[PushError], str],
+    ) -> list[PushOutcome]:
+        """Send ``records`` in calls of at most ``size``; a bad record is bisected out."""
+        out: list[PushOutcome] = []
+        start = 0
+        while start < len(records):
+            part = records[start : start + self.size]
+            try:
+                out += send(part)
+            except PushError as exc:
+                if len(part) > 1 and batch_too_large(exc):
+                    self.size = max(1, len(part) // 2)
+                    self.lowered += 1
+                    continue
+                if exc.auth or exc.status not in WHOLE_BATCH_REFUSED:
+                    raise
+                if len(part) == 1:
+                    out.append(PushOutcome(part[0].key, ok=False, error=redact(describe(exc))))
+                else:
+                    mid = len(part) // 2
+                    out += bisect(part[:mid], send, describe)
+                    out += bisect(part[mid:], send, describe)
+            start += len(part)
+        return out
 
 
 def chunks(records: Sequence[T], size: int) -> list[Sequence[T]]:

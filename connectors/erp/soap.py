@@ -1,7 +1,9 @@
 """Declarative SOAP source on zeep: an ERP's SOAP services described in YAML, pulled page by page.
 
 The source section of ``concord.yaml`` gives the WSDL (file or URL, fetched once and cached),
-the service address (overriding the WSDL's), auth (HTTP Basic, bearer or WS-Security
+the service address (the configured ``base_url`` + the entity's ``address``, or a WSDL URL
+without its query; the WSDL's own ``soap:address`` only with ``wsdl_address: true`` and on a
+configured origin), auth (HTTP Basic, bearer or WS-Security
 UsernameToken), ``http`` settings (TLS included), paging and the incremental filter; each entity
 names its operation, request arguments and the dotted path to the records below the response
 element, and may override any source key. zeep holds the contract: it loads the WSDL with DTDs,
@@ -26,10 +28,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from lxml import etree  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from concord.contracts import Checkpoint, Page, SourceConfig, Window
+from concord.contracts import Checkpoint, Exclusion, Page, SourceConfig, Window
 from concord.errors import ConfigError, SourceError
 from concord.secrets import SecretRef
 from concord.utc import parse_time, utcnow
+from connectors.erp.profile import apply_profile
 from connectors.erp.soap_paging import (
     BookmarkPaging,
     DateWindows,
@@ -77,6 +80,7 @@ class SoapEntitySettings(BaseModel):
     records_path: str
     wsdl: str | None = None
     address: str | None = None
+    wsdl_address: bool | None = None
     service: str | None = None
     port: str | None = None
     arguments: dict[str, Any] = Field(default_factory=dict)
@@ -85,6 +89,7 @@ class SoapEntitySettings(BaseModel):
     page_size: int | None = Field(default=None, ge=1, le=100_000)
     incremental: SoapIncremental | None = None
     date_windows: DateWindows | None = None
+    exclude_where: list[Exclusion] = Field(default_factory=list)
 
 
 class SoapSourceSettings(BaseModel):
@@ -103,6 +108,11 @@ class SoapSourceSettings(BaseModel):
     incremental: SoapIncremental | None = None
     date_windows: DateWindows | None = None
     wsdl_cache_seconds: int = Field(default=3600, ge=0)
+    wsdl_address: bool = False
+    blank_dates: list[str] = Field(default_factory=list)
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://")]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -111,7 +121,7 @@ class SoapSourceSettings(BaseModel):
 
     def origins(self, entities: dict[str, SoapEntitySettings]) -> list[str]:
         """Every URL the config names: only their origins are ever sent to."""
-        urls = [self.base_url, self.wsdl]
+        urls = [self.base_url, self.wsdl, *self.allowed_origins]
         for ent in entities.values():
             urls += [ent.wsdl, ent.address]
         return [u for u in urls if u and "://" in u]
@@ -150,12 +160,15 @@ class SoapSource:
         cls, config: SourceConfig
     ) -> tuple[SoapSourceSettings, dict[str, SoapEntitySettings]]:
         """The section's settings; errors name the key."""
-        settings = _validate(SoapSourceSettings, config.settings, ("sources", config.name))
+        raw, raw_entities = apply_profile(
+            config.name,
+            config.settings,
+            {name: ec.settings for name, ec in config.entities.items()},
+        )
+        settings = _validate(SoapSourceSettings, raw, ("sources", config.name))
         entities = {
-            name: _validate(
-                SoapEntitySettings, ec.settings, ("sources", config.name, "entities", name)
-            )
-            for name, ec in config.entities.items()
+            name: _validate(SoapEntitySettings, spec, ("sources", config.name, "entities", name))
+            for name, spec in raw_entities.items()
         }
         for name, ent in entities.items():
             if not (ent.wsdl or settings.wsdl):
@@ -163,6 +176,7 @@ class SoapSource:
                     "a SOAP entity needs a 'wsdl' (file or URL), here or on the source",
                     key=f"sources.{config.name}.entities.{name}.wsdl",
                 )
+            _check_address(config.name, name, settings, ent)
         return settings, entities
 
     @classmethod
@@ -282,26 +296,38 @@ class SoapSource:
         return call
 
     def _address(self, entity: str, proxy: Any) -> str:
-        configured = self.entities[entity].address
+        """Where the entity's calls go: the configured address by default (see ``_check_address``).
+
+        The WSDL's ``soap:address`` is used only with ``wsdl_address: true``, and only when its
+        origin is a configured one; a real NAV WSDL names the server's own host, which may not
+        be the one the config reaches it by.
+        """
+        ent = self.entities[entity]
+        configured = ent.address
         if configured and "://" in configured:
             return configured
         if configured:
-            if not self.settings.base_url:
-                raise ConfigError(
-                    "a relative 'address' needs 'base_url' on the source",
-                    key=f"sources.{self.name}.entities.{entity}.address",
-                )
+            assert self.settings.base_url  # _check_address
             return self.settings.base_url.rstrip("/") + "/" + configured.lstrip("/")
+        use_wsdl = ent.wsdl_address if ent.wsdl_address is not None else self.settings.wsdl_address
+        if not use_wsdl:
+            wsdl = ent.wsdl or self.settings.wsdl or ""
+            return wsdl.split("?", 1)[0]  # _check_address: a URL (NAV: the page's URL + ?wsdl)
         address = str(proxy._binding_options["address"])
         if self.http.guard.refusal(address) is not None:
             raise SourceError(
                 f"the WSDL's soap:address {safe_url(address)} is not on a configured origin; "
-                "set the entity's 'address' (or the source's 'base_url'): nothing is sent to "
-                "a host named only by a WSDL",
+                "set the entity's 'address' (or list the origin under 'allowed_origins'): "
+                "nothing is sent to a host named only by a WSDL",
                 source=self.name,
                 url=safe_url(address),
             )
         return address
+
+    def exclusions(self, entity: str) -> list[Exclusion]:
+        """The entity's ``exclude_where`` (a profile's: G/L lines of a cash receipt journal)."""
+        ent = self.entities.get(entity)
+        return list(ent.exclude_where) if ent is not None else []
 
     # -- pulling --------------------------------------------------------------------------------
 
@@ -339,7 +365,7 @@ class SoapSource:
                 retriable=False,
             )
         try:
-            return call.read(reply.body)
+            found = call.read(reply.body)
         except ResponseProblem as problem:
             label = "SOAP Fault " if problem.kind == "fault" else ""
             raise SourceError(
@@ -349,6 +375,8 @@ class SoapSource:
                 status=reply.status,
                 retriable=False,
             ) from None
+        blanks = self.settings.blank_dates
+        return [_blank_dates(r, blanks) for r in found] if blanks else found
 
     def extract(self, entity: str, window: Window, resume: Checkpoint | None) -> Iterator[Page]:
         """Yield pages of ``entity`` in ``window`` (by date slices, then bookmarks)."""
@@ -405,6 +433,42 @@ class SoapSource:
                     checkpoint = _checkpoint(slices[index + 1][0], end, None)
                 yield Page(records=records, checkpoint=checkpoint)
                 paging = following
+
+
+def _blank_dates(record: dict[str, Any], blanks: list[str]) -> dict[str, Any]:
+    """The record with every value in ``blanks`` (NAV's ``0001-01-01``) as None, lines too."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, str) and value in blanks:
+            out[key] = None
+        elif isinstance(value, dict):
+            out[key] = _blank_dates(value, blanks)
+        elif isinstance(value, list):
+            out[key] = [_blank_dates(v, blanks) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def _check_address(
+    source: str, entity: str, settings: SoapSourceSettings, ent: SoapEntitySettings
+) -> None:
+    """An entity must say where its calls go: an address, a WSDL URL, or ``wsdl_address``."""
+    key = f"sources.{source}.entities.{entity}.address"
+    if ent.address:
+        if "://" not in ent.address and not settings.base_url:
+            raise ConfigError("a relative 'address' needs 'base_url' on the source", key=key)
+        return
+    use_wsdl = ent.wsdl_address if ent.wsdl_address is not None else settings.wsdl_address
+    wsdl = ent.wsdl or settings.wsdl or ""
+    if use_wsdl or "://" in wsdl:
+        return
+    raise ConfigError(
+        "a SOAP entity whose WSDL is a file needs an 'address' (the service path relative to "
+        "'base_url', e.g. Page/Customer, or an absolute URL); 'wsdl_address: true' uses the "
+        "WSDL's soap:address instead, when its origin is configured",
+        key=key,
+    )
 
 
 def _validate(model: type[M], data: dict[str, Any], where: tuple[str, ...]) -> M:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from concord.errors import SourceError
+from concord.errors import ConfigError, SourceError
 from sandbox.nav_data import NavDataset
 from sandbox.soap_erp import DEFAULT_PASSWORD, DEFAULT_USER, SoapErpServer
 from tests.integration.connectors import test_soap_source as soap
@@ -68,17 +68,47 @@ def wsdl_host(tmp_path: Path) -> Iterator[str]:
         server.server_close()
 
 
-def customers_without_address(wsdl: str) -> dict[str, dict[str, Any]]:
-    spec = {**ENTITIES["customers"], "wsdl": wsdl}
+def soap_dataset_rows(server: SoapErpServer) -> list[dict[str, Any]]:
+    return server.dataset.pages["Customer"]
+
+
+def customers_without_address(wsdl: str, **extra: Any) -> dict[str, dict[str, Any]]:
+    spec = {**ENTITIES["customers"], "wsdl": wsdl, **extra}
     spec.pop("address")
     return {"customers": spec}
+
+
+def test_the_configured_address_is_used_even_when_the_wsdl_names_a_listed_origin(
+    nav: SoapErpServer, other: SoapErpServer, tmp_path: Path
+) -> None:
+    # the second listener is a configured origin, but only the WSDL names it as the service
+    wsdl = wsdl_naming(tmp_path, f"{other.url}{CUSTOMER}")
+    spec = {**ENTITIES["customers"], "wsdl": str(wsdl)}
+    source = make_source(nav.url, {"customers": spec}, allowed_origins=[other.url])
+    assert len(records(source, "customers")) == len(soap_dataset_rows(nav))
+    assert other.requests == []  # not a call, not a password
+    assert nav.count("ReadMultiple") > 0
+
+
+def test_a_wsdl_address_is_used_only_when_asked_and_its_origin_listed(
+    nav: SoapErpServer, other: SoapErpServer, tmp_path: Path
+) -> None:
+    wsdl = wsdl_naming(tmp_path, f"{other.url}{CUSTOMER}")
+    spec = customers_without_address(str(wsdl), wsdl_address=True)
+    assert records(make_source(nav.url, spec, allowed_origins=[other.url]), "customers")
+    assert other.count("ReadMultiple") > 0 and nav.requests == []
+
+
+def test_a_file_wsdl_without_an_address_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"sources\.nav\.entities\.customers\.address"):
+        make_source("http://127.0.0.1:9", customers_without_address("sandbox/wsdl/customer.wsdl"))
 
 
 def test_a_wsdl_naming_another_host_gets_it_nothing(
     nav: SoapErpServer, other: SoapErpServer, tmp_path: Path
 ) -> None:
     wsdl = wsdl_naming(tmp_path, f"{other.url}{CUSTOMER}")
-    source = make_source(nav.url, customers_without_address(str(wsdl)))
+    source = make_source(nav.url, customers_without_address(str(wsdl), wsdl_address=True))
     with pytest.raises(SourceError, match=r"soap:address .* is not on a configured origin") as err:
         records(source, "customers")
     assert f"127.0.0.1:{other.port}" in str(err.value)
@@ -87,13 +117,19 @@ def test_a_wsdl_naming_another_host_gets_it_nothing(
     assert nav.requests == []
 
 
-def test_a_wsdl_url_whose_address_names_another_host_gets_it_nothing(
+def test_a_wsdl_url_binds_to_its_own_url_not_the_address_inside(
     nav: SoapErpServer, other: SoapErpServer, tmp_path: Path, wsdl_host: str
 ) -> None:
+    # the WSDL file served by a plain host names the second listener: the service is bound to
+    # the WSDL's URL (NAV's convention: the page's URL + ?wsdl), so the listener gets nothing
     wsdl_naming(tmp_path, f"{other.url}{CUSTOMER}")
-    source = make_source(nav.url, customers_without_address(f"{wsdl_host}/customer.wsdl"))
+    spec = customers_without_address(f"{wsdl_host}/customer.wsdl")
+    with pytest.raises(SourceError, match=r"HTTP 501|HTTP 405|status 50|gave up|refused"):
+        records(make_source(nav.url, spec), "customers")
+    assert other.requests == []
+    spec = customers_without_address(f"{wsdl_host}/customer.wsdl", wsdl_address=True)
     with pytest.raises(SourceError, match="is not on a configured origin"):
-        records(source, "customers")
+        records(make_source(nav.url, spec), "customers")
     assert other.requests == []
 
 
@@ -103,7 +139,8 @@ def test_ws_security_credentials_in_the_envelope_do_not_leave_either(
     monkeypatch.setenv(NAV_PASSWORD_ENV, DEFAULT_PASSWORD)
     auth = {"type": "ws_security", "username": DEFAULT_USER, "password": {"env": NAV_PASSWORD_ENV}}
     wsdl = wsdl_naming(tmp_path, f"{ws_other.url}{CUSTOMER}")
-    source = make_source("http://127.0.0.1:9", customers_without_address(str(wsdl)), auth=auth)
+    spec = customers_without_address(str(wsdl), wsdl_address=True)
+    source = make_source("http://127.0.0.1:9", spec, auth=auth)
     with pytest.raises(SourceError, match="is not on a configured origin"):
         records(source, "customers")
     assert ws_other.requests == []
@@ -114,6 +151,7 @@ def test_a_configured_address_or_wsdl_url_on_the_service_host_is_used(
 ) -> None:
     spec = customers_without_address(f"{nav.url}{CUSTOMER}?wsdl")  # the WSDL's origin: configured
     assert records(make_source(nav.url, spec), "customers")
+    assert all(path.startswith(CUSTOMER) for _, path, _ in nav.requests)
 
 
 def test_zeeps_own_service_calls_go_through_the_kit(nav: SoapErpServer) -> None:
@@ -127,13 +165,13 @@ def test_zeeps_own_service_calls_go_through_the_kit(nav: SoapErpServer) -> None:
 
 
 def test_requests_per_second_limits_a_soap_source(nav: SoapErpServer) -> None:
-    source = make_source(nav.url, http={"requests_per_second": 50, "timeout": 10})
+    source = make_source(nav.url, http={"requests_per_second": 2, "timeout": 10})
     waits: list[float] = []
     source.http.limiter.sleep = waits.append
     got = records(source, "customers")
     assert got and nav.count("ReadMultiple") >= 3
     assert len(waits) >= nav.count("ReadMultiple") - 1  # every call after the first waited
-    assert source.http.limiter.per_second == 50
+    assert source.http.limiter.per_second == 2
 
 
 def test_tls_is_one_http_setting_and_the_old_key_still_reads(nav: SoapErpServer) -> None:

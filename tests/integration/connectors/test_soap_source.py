@@ -185,10 +185,10 @@ def test_a_closed_window_becomes_an_inclusive_nav_range(
 ) -> None:
     source = make_source(nav.url)
     window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
-    got = records(source, "orders", window)
+    got = records(source, "customers", window)
     expected = [
         r["No"]
-        for r in dataset.pages["SalesOrder"]
+        for r in dataset.pages["Customer"]
         if "2026-01-01" <= r["Last_Date_Modified"] <= "2026-06-30"
     ]
     assert expected and [r["No"] for r in got] == expected
@@ -222,9 +222,12 @@ def test_wildcard_filter_from_config_reaches_the_service(
 def test_records_are_plain_dicts_with_typed_scalars_and_nested_lines(nav: SoapErpServer) -> None:
     order = records(make_source(nav.url), "orders")[0]
     assert isinstance(order, dict)
-    assert isinstance(order["Amount"], str) and order["Currency_Code"] is None
+    assert isinstance(order["Order_Date"], str) and order["Currency_Code"] is None
+    assert order["Prices_Including_VAT"] is False
     lines = order["SalesLines"]["Sales_Order_Line"]
     assert isinstance(lines, list) and lines and isinstance(lines[0], dict)
+    assert isinstance(lines[0]["Total_Amount_Incl_VAT"], str)
+    assert isinstance(lines[0]["Line_No"], int)
     payment = records(make_source(nav.url), "payments")[0]
     assert isinstance(payment["Entry_No"], int) and payment["Open"] is False
 
@@ -314,3 +317,67 @@ class TestSoapSourceContract(SourceContract):
     @pytest.fixture
     def requests_made(self, nav: SoapErpServer) -> Callable[[], int]:  # type: ignore[override]
         return lambda: nav.count("ReadMultiple")
+
+
+# -- the NAV profile ------------------------------------------------------------------------------
+
+
+def nav_profile_source(url: str, entities: dict[str, dict[str, Any]]) -> SoapSource:
+    config = SourceConfig.model_validate(
+        {
+            "type": "soap",
+            "profile": "nav",
+            "base_url": f"{url}/WS/CRONUS",
+            "auth": {
+                "type": "basic",
+                "username": DEFAULT_USER,
+                "password": {"env": NAV_PASSWORD_ENV},
+            },
+            "page_size": 50,
+            "entities": {
+                name: EntityConfig(mapping=Path("x.yaml"), **spec)
+                for name, spec in entities.items()
+            },
+        }
+    )
+    config.name = "nav"
+    return SoapSource.from_config(config)
+
+
+def test_the_nav_profile_reads_pages_at_their_path_with_blank_dates_as_null(
+    nav: SoapErpServer, dataset: NavDataset
+) -> None:
+    source = nav_profile_source(
+        nav.url,
+        {"orders": {"resource": "sales_orders", "wsdl": "sandbox/wsdl/sales_order.wsdl"}},
+    )
+    got = records(source, "orders", Window(datetime(2026, 6, 1, tzinfo=UTC), None))
+    assert len(got) == dataset.count("SalesOrder")  # no modification date: the page whole
+    sent = {r["No"]: r for r in dataset.pages["SalesOrder"]}
+    blank = [r for r in got if sent[r["No"]]["Promised_Delivery_Date"] == "0001-01-01"]
+    assert blank and all(r["Promised_Delivery_Date"] is None for r in blank)
+    assert all(r["Requested_Delivery_Date"] is None for r in got)
+    assert {path for _m, path, op in nav.requests if op == "ReadMultiple"} == {
+        "/WS/CRONUS/Page/SalesOrder"
+    }
+
+
+def test_the_nav_profile_leaves_the_journals_gl_lines_out(
+    nav: SoapErpServer, dataset: NavDataset
+) -> None:
+    source = nav_profile_source(
+        nav.url,
+        {
+            "receipts": {
+                "resource": "cash_receipt_journal",
+                "wsdl": "sandbox/wsdl/cash_receipt_journal.wsdl",
+            }
+        },
+    )
+    lines = records(source, "receipts")
+    assert len(lines) == dataset.count("CashReceiptJournal")
+    assert {r["Account_Type"] for r in lines} == {"Customer", "G_L_Account"}
+    (rule,) = source.exclusions("receipts")
+    kept = [r for r in lines if r[rule.path] not in rule.values]
+    assert kept and {r["Account_Type"] for r in kept} == {"Customer"}
+    assert all(r["Amount"].startswith("-") for r in kept)  # NAV: a payment credits the customer

@@ -4,6 +4,7 @@ extracted, mapped and resolved into one customer base where shared customers mer
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -73,11 +74,42 @@ def test_sync_with_the_soap_source_merges_customers_shared_by_both_erps(
     assert extract["sandbox_nav/orders"]["records"] == nav_data.count("SalesOrder")
     payments = [r for r in nav_data.pages["CustLedgerEntry"] if r["Document_Type"] == "Payment"]
     assert extract["sandbox_nav/payments"]["records"] == len(payments)
+    journal = nav_data.pages["CashReceiptJournal"]
+    customer_lines = [r for r in journal if r["Account_Type"] == "Customer"]
+    assert extract["sandbox_nav/cash_receipts"]["records"] == len(journal)
+    assert extract["sandbox_nav/cash_receipts"]["excluded"] == {
+        "not a customer line (G/L, bank, vendor, fixed asset, IC partner, employee)": len(journal)
+        - len(customer_lines)
+    }
+    assert "sandbox_nav/shipments" not in extract  # staged by the orders' pull
     mapped = report["stages"]["map"]
-    for entity in ("customers", "orders", "payments"):
+    for entity in ("customers", "orders", "shipments", "payments", "cash_receipts"):
         assert mapped[f"sandbox_nav/{entity}"]["rejected"] == 0, entity
+    assert mapped["sandbox_nav/shipments"]["mapped"] == nav_data.count("SalesOrder")
+    assert mapped["sandbox_nav/cash_receipts"]["mapped"] == len(customer_lines)
 
     store = Store(store_url)
+    with store.engine.connect() as conn:
+        nav_rows = {
+            table.name: {
+                r.source_id: r
+                for r in conn.execute(select(table).where(table.c.source == "sandbox_nav"))
+            }
+            for table in (t.orders, t.shipments, t.payments)
+        }
+    for page in nav_data.pages["SalesOrder"]:  # totals from the lines, shipped from any line
+        lines = page["SalesLines"]["Sales_Order_Line"]
+        order = nav_rows["orders"][page["No"]]
+        assert order.gross_total == Decimal(lines[0]["Total_Amount_Incl_VAT"])
+        shipped = any(Decimal(line["Quantity_Shipped"]) > 0 for line in lines)
+        assert nav_rows["shipments"][page["No"]].status == ("shipped" if shipped else "pending")
+    receipts = {s: r for s, r in nav_rows["payments"].items() if "/" in s}
+    assert "CASHRCPT/GENERAL/10000" in receipts  # the composite key, readable
+    assert {r.status for r in receipts.values()} == {"pending"} and len(receipts) == len(
+        customer_lines
+    )
+    order_reads = [p for _m, p, op in nav.requests if op == "ReadMultiple" and "SalesOrder" in p]
+    assert len(order_reads) == -(-nav_data.count("SalesOrder") // 200) + 1  # one pull, 2 entities
     linked = links(store)
     assert nav_data.shared
     for nav_no, rest_id in nav_data.shared.items():

@@ -249,7 +249,8 @@ def test_dry_run_plan_is_what_the_push_then_does(store: Store, hubspot: CrmServe
     assert report.updated == len(plan.updates)
     assert report.merged == len(plan.merges)
     assert report.unchanged == plan.unchanged
-    assert report.calls == plan.api_calls == len(hubspot.requests) - requests_before
+    writes = [r for r in hubspot.requests[requests_before:] if "/crm/v3/properties/" not in r[1]]
+    assert report.calls == plan.api_calls == len(writes)  # the property check is not a write
     sent = {i["id"] for b in hubspot.batches[-3:] for i in b["inputs"]}
     assert sent == {p.key for p in (*plan.creates, *plan.updates)}
 
@@ -285,3 +286,69 @@ class TestHubSpotTargetContract(TargetContract):
         companies = self.server.objects["companies"]
         merged_into = self.server.merged.get(str(merge.absorbed_remote_id))
         return merge.absorbed not in companies and merged_into == merge.survivor_remote_id
+
+
+@pytest.mark.parametrize("answer", ["echo", "trace", "bare"])
+def test_a_2xx_upsert_is_every_input_written_however_results_name_them(
+    store: Store, hubspot: CrmServer, answer: str
+) -> None:
+    hubspot.upsert_answer = answer  # type: ignore[assignment]
+    seed(store, *(customer(f"K{i:03d}") for i in range(6)))
+    report = Pusher(store, {"hs": hubspot_target(hubspot)}).push("hs")
+    assert (report.accepted, report.rejected) == (6, 0)
+    states = push_states(store, "hs")
+    held = hubspot.objects["companies"]
+    assert {k: s["remote_id"] for k, s in states.items()} == {k: o["id"] for k, o in held.items()}
+    reads = hubspot.request_count("/crm/v3/objects/companies/batch/read")
+    assert reads == (1 if answer == "bare" else 0)  # only unnamed results cost a read
+
+
+@pytest.mark.parametrize("answer", ["trace", "bare"])
+def test_207_errors_are_assigned_through_their_context_and_the_rest_is_written(
+    store: Store, hubspot: CrmServer, answer: str
+) -> None:
+    hubspot.upsert_answer = answer  # type: ignore[assignment]
+    seed(store, customer("K001"), customer("K002", "Blocked Ltd"), customer("K003"))
+    hubspot.validators.append(reject_names("Blocked Ltd"))
+    report = Pusher(store, {"hs": hubspot_target(hubspot)}).push("hs")
+    assert (report.accepted, report.rejected) == (2, 1)
+    states = push_states(store, "hs")
+    assert states["K002"]["status"] == "rejected" and "blocklist" in states["K002"]["error"]
+    assert states["K001"]["remote_id"] == hubspot.objects["companies"]["K001"]["id"]
+
+
+def test_a_batch_too_large_lowers_the_batch_size_for_the_rest_of_the_run(
+    store: Store, hubspot: CrmServer
+) -> None:
+    hubspot.max_batch = 10  # a portal with a smaller limit than the documented 100
+    seed(store, *(customer(f"K{i:03d}") for i in range(60)))
+    report = Pusher(store, {"hs": hubspot_target(hubspot, batch_size=30)}).push("hs")
+    assert report.accepted == 60 and len(hubspot.objects["companies"]) == 60
+    sizes = [len(b["inputs"]) for b in hubspot.batches]
+    assert sizes == [7, 7, 7, 7, 2] * 2  # 30 and 15 refused once, then every batch pre-split
+    assert hubspot.request_count(UPSERT) == 2 + len(sizes)
+
+
+def test_empty_values_leave_what_hubspot_holds(store: Store, hubspot: CrmServer) -> None:
+    seed(store, customer("K001", email="info@acme-tools.de"))
+    pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
+    pusher.push("hs")
+    held = hubspot.objects["companies"]["K001"]["properties"]
+    assert held["domain"] == "acme-tools.de" and "churn_risk" not in held
+    seed(store, customer("K001", revenue="200"))  # the e-mail is gone in the ERP
+    pusher.push("hs")
+    sent = hubspot.batches[-1]["inputs"][0]["properties"]
+    assert "domain" not in sent and "" not in sent.values()
+    assert hubspot.objects["companies"]["K001"]["properties"]["domain"] == "acme-tools.de"
+
+
+def test_on_null_clear_sends_empty_strings(store: Store, hubspot: CrmServer) -> None:
+    seed(store, customer("K001"))
+    Pusher(store, {"hs": hubspot_target(hubspot, on_null="clear")}).push("hs")
+    assert hubspot.batches[-1]["inputs"][0]["properties"]["churn_risk"] == ""
+
+
+def test_a_free_mail_address_gives_no_company_domain(store: Store, hubspot: CrmServer) -> None:
+    seed(store, customer("K001", email="jo.hill@gmail.com"))
+    Pusher(store, {"hs": hubspot_target(hubspot)}).push("hs")
+    assert "domain" not in hubspot.objects["companies"]["K001"]["properties"]

@@ -54,7 +54,7 @@ def test_an_unknown_resource_names_the_entity() -> None:
 
 def test_every_bundled_profile_builds_a_source() -> None:
     names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-    assert names == ["business_central", "tryton"]
+    assert names == ["business_central", "nav", "tryton"]
 
 
 @pytest.fixture(autouse=True)

@@ -49,17 +49,19 @@ def body(inner: str) -> bytes:
 
 ORDER = (
     "<SalesOrder><No>S-1</No><Order_Date>2026-01-31</Order_Date><Status>Open</Status>"
-    "<Amount>10.50</Amount>"
-    "<SalesLines><Sales_Order_Line><No>1000</No><Quantity>2</Quantity></Sales_Order_Line>"
+    "<Currency_Code>USD</Currency_Code>"
+    "<SalesLines><Sales_Order_Line><No>1000</No><Quantity>2</Quantity><Line_No>10000</Line_No>"
+    "<Total_Amount_Incl_VAT>10.50</Total_Amount_Incl_VAT></Sales_Order_Line>"
     "<Sales_Order_Line><No>1100</No></Sales_Order_Line></SalesLines></SalesOrder>"
 )
 
 
 def test_lxml_reader_gives_every_declared_field_with_nested_lists(plan: ResponsePlan) -> None:
     [order] = read_with_lxml(body(ORDER), plan)
-    assert order["No"] == "S-1" and order["Amount"] == "10.50" and order["Key"] is None
+    assert order["No"] == "S-1" and order["Currency_Code"] == "USD" and order["Key"] is None
     lines = order["SalesLines"]["Sales_Order_Line"]
     assert [line["No"] for line in lines] == ["1000", "1100"]
+    assert lines[0]["Total_Amount_Incl_VAT"] == "10.50" and lines[0]["Line_No"] == 10000
     assert lines[1]["Quantity"] is None
 
 

@@ -76,14 +76,42 @@ BASE: dict[str, dict[str, Any]] = {
         "amount": "-5",
         "amount_currency": {"code": "EUR"},
     },
-    "sandbox_nav/orders.yaml": {
+    "nav/orders.yaml": {
         "No": "S-1",
         "Sell_to_Customer_No": "10000",
         "Order_Date": "2026-01-02",
-        "Amount": "1",
-        "Amount_Including_VAT": "1",
+        "SalesLines": {
+            "Sales_Order_Line": [
+                {
+                    "Type": "Item",
+                    "No": "1000",
+                    "Quantity": "1",
+                    "Unit_Price": "1",
+                    "Line_Amount": "1",
+                    "Quantity_Shipped": "0",
+                    "Total_Amount_Excl_VAT": "1",
+                    "Total_Amount_Incl_VAT": "1.19",
+                }
+            ]
+        },
     },
-    "sandbox_nav/payments.yaml": {
+    "nav/shipments.yaml": {
+        "No": "S-1",
+        "Sell_to_Customer_No": "10000",
+        "Shipment_Date": "2026-01-05",
+        "SalesLines": {"Sales_Order_Line": [{"Quantity": "2", "Quantity_Shipped": "0"}]},
+    },
+    "nav/cash_receipts.yaml": {
+        "Journal_Template_Name": "CASHRCPT",
+        "Journal_Batch_Name": "GENERAL",
+        "Line_No": 10000,
+        "Posting_Date": "2026-01-02",
+        "Document_No": "G1",
+        "Account_Type": "Customer",
+        "Account_No": "10000",
+        "Amount": "-5",
+    },
+    "nav/payments.yaml": {
         "Entry_No": 1,
         "Posting_Date": "2026-01-02",
         "Document_No": "P-1",
@@ -118,6 +146,8 @@ ENTITY = {
     "payment": "payments",
     "payment_line": "payments",
     "payments": "payments",
+    "shipments": "shipments",
+    "cash_receipts": "payments",
 }
 
 # (mapping, the ERP's state fields, canonical status, what it counts as)
@@ -150,13 +180,25 @@ STATES: list[tuple[str, dict[str, Any], str, str]] = [
     ("tryton/payment.yaml", {"state": "failed"}, "failed", "nothing"),
     ("tryton/payment_line.yaml", {"move": {"state": "posted"}}, "completed", "received"),
     ("tryton/payment_line.yaml", {"move": {"state": "draft"}}, "pending", "nothing"),
-    ("sandbox_nav/orders.yaml", {"Status": "Open"}, "open", "open_work"),
-    ("sandbox_nav/orders.yaml", {"Status": "Pending_Approval"}, "open", "open_work"),
-    ("sandbox_nav/orders.yaml", {"Status": "Released"}, "confirmed", "revenue_open"),
-    ("sandbox_nav/orders.yaml", {"Status": "Pending_Prepayment"}, "confirmed", "revenue_open"),
-    ("sandbox_nav/payments.yaml", {"Document_Type": "Payment"}, "completed", "received"),
+    ("nav/orders.yaml", {"Status": "Open"}, "open", "open_work"),
+    ("nav/orders.yaml", {"Status": "Pending_Approval"}, "open", "open_work"),
+    ("nav/orders.yaml", {"Status": "Released"}, "confirmed", "revenue_open"),
+    ("nav/orders.yaml", {"Status": "Pending_Prepayment"}, "confirmed", "revenue_open"),
+    ("nav/shipments.yaml", {}, "pending", "not_in_transit"),
     (
-        "sandbox_nav/payments.yaml",
+        "nav/shipments.yaml",
+        {
+            "SalesLines": {
+                "Sales_Order_Line": [{"Quantity_Shipped": "0"}, {"Quantity_Shipped": "1"}]
+            }
+        },
+        "shipped",
+        "in_transit",
+    ),
+    ("nav/payments.yaml", {"Document_Type": "Payment"}, "completed", "received"),
+    ("nav/cash_receipts.yaml", {"Document_Type": "Payment"}, "pending", "nothing"),
+    (
+        "nav/payments.yaml",
         {"Document_Type": "Refund", "Amount": "5"},
         "refunded",
         "nothing",
