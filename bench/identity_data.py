@@ -33,10 +33,23 @@ GIVEN = (
     "jennifer andrew edward olivia noah liam mia leon finn emil hanna lina ella mila theo"
 ).split()
 NICK = {
-    "william": "bill", "robert": "bob", "james": "jim", "michael": "mike", "thomas": "tom",
-    "joseph": "joe", "elizabeth": "liz", "katherine": "kate", "susan": "sue",
-    "christopher": "chris", "matthew": "matt", "daniel": "dan", "peter": "pete",
-    "margaret": "maggie", "jennifer": "jenny", "andrew": "andy", "edward": "ed",
+    "william": "bill",
+    "robert": "bob",
+    "james": "jim",
+    "michael": "mike",
+    "thomas": "tom",
+    "joseph": "joe",
+    "elizabeth": "liz",
+    "katherine": "kate",
+    "susan": "sue",
+    "christopher": "chris",
+    "matthew": "matt",
+    "daniel": "dan",
+    "peter": "pete",
+    "margaret": "maggie",
+    "jennifer": "jenny",
+    "andrew": "andy",
+    "edward": "ed",
 }
 SYL = (
     "ka ro vin ta mel dor bri sen lu fa gor hal ix ne pra quo ri sto tur ul ven wal xa yor zel "
@@ -48,11 +61,24 @@ INDUSTRY = (
     "Logistik Bau Consulting Software Foods Textil Metall Chemie Elektro Holz Druck Medien "
     "Transport Handel Pharma Optik Solar Energie Immobilien Systems Labs Trading Partners"
 ).split()
-LEGAL = {"DE": ["GmbH", "AG", "KG"], "FR": ["SA", "SARL"], "GB": ["Ltd", "PLC"],
-         "US": ["Inc", "Corp", "LLC"]}
-LEGAL_VARIANT = {"GmbH": "G.m.b.H.", "Inc": "Inc.", "Corp": "Corporation", "Ltd": "Limited",
-                 "SA": "S.A.", "SARL": "S.A.R.L.", "AG": "AG", "KG": "KG", "PLC": "plc",
-                 "LLC": "L.L.C."}
+LEGAL = {
+    "DE": ["GmbH", "AG", "KG"],
+    "FR": ["SA", "SARL"],
+    "GB": ["Ltd", "PLC"],
+    "US": ["Inc", "Corp", "LLC"],
+}
+LEGAL_VARIANT = {
+    "GmbH": "G.m.b.H.",
+    "Inc": "Inc.",
+    "Corp": "Corporation",
+    "Ltd": "Limited",
+    "SA": "S.A.",
+    "SARL": "S.A.R.L.",
+    "AG": "AG",
+    "KG": "KG",
+    "PLC": "plc",
+    "LLC": "L.L.C.",
+}
 COUNTRIES = ("DE", "DE", "FR", "GB", "US")
 
 
@@ -79,8 +105,12 @@ def _surname(rng: random.Random, pool: list[str]) -> str:
 def persons(n: int, seed: int = 7) -> list[Row]:
     """About ``n`` person records (several per true person) with a known truth."""
     rng = random.Random(seed)
-    pool = sorted({"".join(rng.choice(SYL) for _ in range(rng.choice((2, 3)))).capitalize()
-                   for _ in range(max(n // 3, 200))})
+    pool = sorted(
+        {
+            "".join(rng.choice(SYL) for _ in range(rng.choice((2, 3)))).capitalize()
+            for _ in range(max(n // 3, 200))
+        }
+    )
     n_postcodes = max(n // 40, 30)
     rows: list[Row] = []
     pid = 0
@@ -175,8 +205,11 @@ def companies(n: int, seed: int = 11) -> list[Row]:
         name = base_name()
         form = rng.choice(LEGAL[country])
         vat = _vat(rng, country) if rng.random() < 0.7 else None
-        ein = (f"{rng.randint(10, 99)}-{rng.randint(1_000_000, 9_999_999)}"
-               if country == "US" and rng.random() < 0.6 else None)
+        ein = (
+            f"{rng.randint(10, 99)}-{rng.randint(1_000_000, 9_999_999)}"
+            if country == "US" and rng.random() < 0.6
+            else None
+        )
         postcode = f"{rng.randrange(n_postcodes) * 37 % 90000 + 10000:05d}"
         city = CITY_NAMES[rng.randrange(3)]
         street = f"{rng.choice(STREETS)}straße {rng.randint(1, 200)}"
@@ -207,43 +240,83 @@ def companies(n: int, seed: int = 11) -> list[Row]:
                     ph = ""
                 if r() < 0.3:
                     vt = None
-            ids = [{"type": "us_ein", "value": ein}] if ein and (c == 0 or rng.random() < 0.5) else []
-            emit(cid, SOURCES[c % len(SOURCES)], f"C{cid}-{c}", {
-                "name": f"{nm} {fm}".strip(), "tax_id": vt, "identifiers": ids,
-                "country": country, "emails": [em] if em else [], "phones": [ph] if ph else [],
-                "addresses": [{"line": st or None, "postcode": pc, "city": city,
-                               "country": country}],
-            })
+            ids = (
+                [{"type": "us_ein", "value": ein}] if ein and (c == 0 or rng.random() < 0.5) else []
+            )
+            emit(
+                cid,
+                SOURCES[c % len(SOURCES)],
+                f"C{cid}-{c}",
+                {
+                    "name": f"{nm} {fm}".strip(),
+                    "tax_id": vt,
+                    "identifiers": ids,
+                    "country": country,
+                    "emails": [em] if em else [],
+                    "phones": [ph] if ph else [],
+                    "addresses": [
+                        {"line": st or None, "postcode": pc, "city": city, "country": country}
+                    ],
+                },
+            )
         if case < 0.08:
             # A branch: own account, bill-to the head office, same e-mail, other VAT/country.
             cid += 1
             bcountry = rng.choice([c for c in ("DE", "FR", "GB", "US") if c != country])
-            emit(cid, "erp_a", f"B{cid}", {
-                "name": f"{name} {rng.choice(LEGAL[bcountry])}",
-                "tax_id": _vat(rng, bcountry), "country": bcountry, "emails": [email],
-                "phones": [], "relations": [{"kind": "bill_to", "ref": f"C{cid - 1}-0"}],
-                "addresses": [{"line": f"{rng.choice(STREETS)}weg {rng.randint(1, 50)}",
-                               "postcode": f"{rng.randint(10000, 99999)}",
-                               "city": rng.choice(CITY_NAMES), "country": bcountry}],
-            })
+            emit(
+                cid,
+                "erp_a",
+                f"B{cid}",
+                {
+                    "name": f"{name} {rng.choice(LEGAL[bcountry])}",
+                    "tax_id": _vat(rng, bcountry),
+                    "country": bcountry,
+                    "emails": [email],
+                    "phones": [],
+                    "relations": [{"kind": "bill_to", "ref": f"C{cid - 1}-0"}],
+                    "addresses": [
+                        {
+                            "line": f"{rng.choice(STREETS)}weg {rng.randint(1, 50)}",
+                            "postcode": f"{rng.randint(10000, 99999)}",
+                            "city": rng.choice(CITY_NAMES),
+                            "country": bcountry,
+                        }
+                    ],
+                },
+            )
         elif case < 0.14:
             # Same name, other country and legal form, conflicting (maybe invalid) VAT.
             cid += 1
             ocountry = rng.choice([c for c in ("DE", "FR", "GB", "US") if c != country])
-            emit(cid, "erp_b", f"X{cid}", {
-                "name": f"{name} {rng.choice(LEGAL[ocountry])}", "tax_id": _vat(rng, ocountry),
-                "country": ocountry, "emails": [email] if rng.random() < 0.5 else [],
-                "phones": [], "addresses": [{"postcode": postcode, "city": city,
-                                            "country": ocountry}],
-            })
+            emit(
+                cid,
+                "erp_b",
+                f"X{cid}",
+                {
+                    "name": f"{name} {rng.choice(LEGAL[ocountry])}",
+                    "tax_id": _vat(rng, ocountry),
+                    "country": ocountry,
+                    "emails": [email] if rng.random() < 0.5 else [],
+                    "phones": [],
+                    "addresses": [{"postcode": postcode, "city": city, "country": ocountry}],
+                },
+            )
         elif case < 0.2:
             # A sibling in the same postcode: one word different, its own VAT.
             cid += 1
-            emit(cid, "erp_a", f"S{cid}", {
-                "name": f"{name} {rng.choice(INDUSTRY)} {form}", "tax_id": _vat(rng, country),
-                "country": country, "emails": [], "phones": [],
-                "addresses": [{"postcode": postcode, "city": city, "country": country}],
-            })
+            emit(
+                cid,
+                "erp_a",
+                f"S{cid}",
+                {
+                    "name": f"{name} {rng.choice(INDUSTRY)} {form}",
+                    "tax_id": _vat(rng, country),
+                    "country": country,
+                    "emails": [],
+                    "phones": [],
+                    "addresses": [{"postcode": postcode, "city": city, "country": country}],
+                },
+            )
     return rows[:n]
 
 

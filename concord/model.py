@@ -70,8 +70,9 @@ class Address(CanonicalModel):
 
 
 class Identifier(CanonicalModel):
-    """An identifier of the customer: its type (``vat``, ``us_ein``, ``gb_crn``, ``duns``,
-    ``de_idnr``...) and the value as the source holds it.
+    """An identifier of the customer: its type and the value as the source holds it.
+
+    Types: ``vat``, ``us_ein``, ``gb_crn``, ``duns``, ``lei``, ``de_idnr``...
 
     Identity validates it per type with python-stdnum and keeps an invalid one, marked so: two
     different values of one type are negative evidence whether they validate or not.
@@ -85,8 +86,9 @@ RelationKind = Literal["bill_to", "parent", "branch", "related"]
 
 
 class Relation(CanonicalModel):
-    """An explicit ERP relationship to another account (NAV ``Bill_to_Customer_No``, a parent
-    company, a branch's head office): related customers, never the same customer.
+    """An explicit ERP relationship to another account: related, never the same customer.
+
+    NAV's ``Bill_to_Customer_No``, a parent company, a branch's head office.
 
     ``ref`` names the other record: ``source:id``, or just its id in the same source.
     """

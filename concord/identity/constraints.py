@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 FORCE_RULE = "force_merge"
 """The rule name a forced link is stored under."""
+NEVER_MERGE = "never_merge override"
+"""The refusal a never-merge pair gives."""
 
 
 @dataclass(slots=True)
@@ -119,13 +121,19 @@ class ConstrainedUnionFind:
         if ev is None:
             return Evidence(members=frozenset((root,)))
         if not ev.members:
-            ev = Evidence(ev.identifiers, ev.countries, ev.legal_forms, ev.related,
-                          frozenset((root,)))
+            ev = Evidence(
+                ev.identifiers, ev.countries, ev.legal_forms, ev.related, frozenset((root,))
+            )
             self.evidence[root] = ev
         return ev
 
     def check(
-        self, a: int, b: int, *, deterministic: bool = True, weight: float = math.inf,
+        self,
+        a: int,
+        b: int,
+        *,
+        deterministic: bool = True,
+        weight: float = math.inf,
         forced: bool = False,
     ) -> str | None:
         """Why joining ``a``'s and ``b``'s clusters is refused, or None (nothing changes)."""
@@ -134,7 +142,7 @@ class ConstrainedUnionFind:
             return None
         ta, tb = self.tags.get(ra), self.tags.get(rb)
         if ta and tb and any((i, 1 - side) in tb for i, side in ta):
-            return "never_merge override"
+            return NEVER_MERGE
         if forced or (ra not in self.evidence and rb not in self.evidence):
             return None
         return conflict(
@@ -146,7 +154,12 @@ class ConstrainedUnionFind:
         )
 
     def union(
-        self, a: int, b: int, *, deterministic: bool = True, weight: float = math.inf,
+        self,
+        a: int,
+        b: int,
+        *,
+        deterministic: bool = True,
+        weight: float = math.inf,
         forced: bool = False,
     ) -> bool | None:
         """True if joined, False if already together, None if a constraint forbids it."""

@@ -103,7 +103,9 @@ def _vat(compact: str, country: str | None) -> tuple[str, bool]:
     if module is not None:
         for candidate in (compact[2:], compact):
             try:
-                return cc.upper() + _NON_ALNUM.sub("", str(module.validate(candidate))).upper(), True
+                return cc.upper() + _NON_ALNUM.sub(
+                    "", str(module.validate(candidate))
+                ).upper(), True
             except StdnumError:
                 continue
     return compact, False

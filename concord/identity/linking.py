@@ -330,8 +330,9 @@ def probabilistic_edges(
     weight, prob = scored.weight[keep][order], scored.probability[keep][order]
     return [
         Edge(int(a), int(b), rule.name, round(float(p), 6), float(w))
-        for a, b, w, p in zip(left.tolist(), right.tolist(), weight.tolist(), prob.tolist(),
-                              strict=True)
+        for a, b, w, p in zip(
+            left.tolist(), right.tolist(), weight.tolist(), prob.tolist(), strict=True
+        )
     ]
 
 
@@ -373,8 +374,7 @@ def link_records(
 
     def apply(edges: Iterable[Edge], deterministic: bool = True, forced: bool = False) -> None:
         for e in edges:
-            joined = uf.union(e.a, e.b, deterministic=deterministic, weight=e.weight,
-                              forced=forced)
+            joined = uf.union(e.a, e.b, deterministic=deterministic, weight=e.weight, forced=forced)
             if joined:
                 tree[e.a].append((e.b, e.rule, e.score))
                 tree[e.b].append((e.a, e.rule, e.score))

@@ -26,6 +26,7 @@ from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumError
 
 from concord.config import IdentityConfig
+from concord.hashing import digest
 from concord.identity.identifiers import IdentifierKey, record_identifiers
 from concord.model import record_key
 from concord.store import Store
@@ -328,18 +329,58 @@ def relation_key(source: str, ref: str) -> str:
 
 
 NICKNAMES: dict[str, str] = {
-    "bill": "william", "billy": "william", "will": "william", "willi": "wilhelm",
-    "bob": "robert", "bobby": "robert", "rob": "robert", "dick": "richard", "rick": "richard",
-    "jim": "james", "jimmy": "james", "mike": "michael", "micha": "michael", "tom": "thomas",
-    "tommy": "thomas", "joe": "joseph", "sepp": "josef", "hans": "johannes", "jo": "johanna",
-    "liz": "elizabeth", "beth": "elizabeth", "betty": "elizabeth", "lisa": "elisabeth",
-    "kate": "katherine", "katie": "katherine", "kathy": "katherine", "cathy": "catherine",
-    "sue": "susan", "susi": "susanne", "chris": "christopher", "matt": "matthew",
-    "dave": "david", "steve": "steven", "tony": "anthony", "alex": "alexander",
-    "sam": "samuel", "ben": "benjamin", "dan": "daniel", "nick": "nicholas", "pete": "peter",
-    "fritz": "friedrich", "franz": "franziska", "lena": "helena", "greta": "margarete",
-    "maggie": "margaret", "peggy": "margaret", "jenny": "jennifer", "andy": "andrew",
-    "ed": "edward", "ted": "edward", "ulli": "ulrich", "rene": "renate",
+    "bill": "william",
+    "billy": "william",
+    "will": "william",
+    "willi": "wilhelm",
+    "bob": "robert",
+    "bobby": "robert",
+    "rob": "robert",
+    "dick": "richard",
+    "rick": "richard",
+    "jim": "james",
+    "jimmy": "james",
+    "mike": "michael",
+    "micha": "michael",
+    "tom": "thomas",
+    "tommy": "thomas",
+    "joe": "joseph",
+    "sepp": "josef",
+    "hans": "johannes",
+    "jo": "johanna",
+    "liz": "elizabeth",
+    "beth": "elizabeth",
+    "betty": "elizabeth",
+    "lisa": "elisabeth",
+    "kate": "katherine",
+    "katie": "katherine",
+    "kathy": "katherine",
+    "cathy": "catherine",
+    "sue": "susan",
+    "susi": "susanne",
+    "chris": "christopher",
+    "matt": "matthew",
+    "dave": "david",
+    "steve": "steven",
+    "tony": "anthony",
+    "alex": "alexander",
+    "sam": "samuel",
+    "ben": "benjamin",
+    "dan": "daniel",
+    "nick": "nicholas",
+    "pete": "peter",
+    "fritz": "friedrich",
+    "franz": "franziska",
+    "lena": "helena",
+    "greta": "margarete",
+    "maggie": "margaret",
+    "peggy": "margaret",
+    "jenny": "jennifer",
+    "andy": "andrew",
+    "ed": "edward",
+    "ted": "edward",
+    "ulli": "ulrich",
+    "rene": "renate",
 }
 """Common nicknames mapped to the given name they stand for (Bill -> William)."""
 
@@ -377,8 +418,14 @@ def person_names(data: dict[str, Any]) -> tuple[str, str]:
 
 
 _STREET_WORDS = {
-    "strasse": "str", "straße": "str", "street": "st", "road": "rd", "avenue": "ave",
-    "rue": "r", "platz": "pl", "weg": "wg",
+    "strasse": "str",
+    "straße": "str",
+    "street": "st",
+    "road": "rd",
+    "avenue": "ave",
+    "rue": "r",
+    "platz": "pl",
+    "weg": "wg",
 }
 
 
@@ -423,3 +470,26 @@ def name_keys_in_store(store: Store) -> Iterator[str]:
         )
         for (data,) in result:
             yield record_name_key(orjson.loads(data))
+
+
+def record_fingerprint(rec: CustomerRecord) -> str:
+    """A hash of everything identity compares of a record: equal means nothing to re-link."""
+    parts = (
+        rec.name_key,
+        rec.country or "",
+        str(rec.is_person),
+        rec.tax_id or "",
+        "|".join(rec.emails),
+        "|".join(rec.phones),
+        "|".join(rec.postcodes),
+        "|".join(rec.cities),
+        "|".join(rec.crossrefs),
+        "|".join(f"{k.type}:{k.value}" for k in rec.identifiers),
+        rec.legal_form or "",
+        rec.given_key,
+        rec.family_key,
+        rec.birth_date or "",
+        rec.street,
+        "|".join(f"{k}:{v}" for k, v in rec.relations),
+    )
+    return digest("\x1f".join(parts).encode())[:32]

@@ -34,6 +34,7 @@ from concord.identity.normalise import CustomerRecord
 Kind = Literal["company", "person"]
 KINDS: tuple[Kind, ...] = ("company", "person")
 
+log = logging.getLogger(__name__)
 for _name in ("splink", "duckdb"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
@@ -49,8 +50,12 @@ class FieldSpec:
 
 
 _ID = ("identifiers", ("same identifier", "no identifier shared"), (0.95, 0.05), (1e-6, 0.999999))
-_STREET = ("street", ("exact", "similar (JW >= 0.9)", "different"), (0.7, 0.15, 0.15),
-           (0.001, 0.005, 0.994))
+_STREET = (
+    "street",
+    ("exact", "similar (JW >= 0.9)", "different"),
+    (0.7, 0.15, 0.15),
+    (0.001, 0.005, 0.994),
+)
 _POSTCODE = ("postcode", ("exact", "different"), (0.85, 0.15), (0.01, 0.99))
 _CITY = ("city", ("exact", "different"), (0.9, 0.1), (0.05, 0.95))
 _EMAIL = ("email", ("exact", "different"), (0.6, 0.4), (1e-5, 0.99999))
@@ -59,8 +64,12 @@ _PHONE = ("phone", ("exact", "different"), (0.6, 0.4), (1e-5, 0.99999))
 COMPANY_FIELDS: tuple[FieldSpec, ...] = tuple(
     FieldSpec(*f)
     for f in (
-        ("org_name", ("exact", "JW >= 0.95", "JW >= 0.88", "JW >= 0.80", "different"),
-         (0.7, 0.12, 0.08, 0.05, 0.05), (0.0005, 0.001, 0.005, 0.03, 0.9635)),
+        (
+            "org_name",
+            ("exact", "JW >= 0.95", "JW >= 0.88", "JW >= 0.80", "different"),
+            (0.7, 0.12, 0.08, 0.05, 0.05),
+            (0.0005, 0.001, 0.005, 0.03, 0.9635),
+        ),
         ("legal_form", ("same", "different"), (0.9, 0.1), (0.3, 0.7)),
         _ID,
         _STREET,
@@ -75,13 +84,26 @@ COMPANY_FIELDS: tuple[FieldSpec, ...] = tuple(
 PERSON_FIELDS: tuple[FieldSpec, ...] = tuple(
     FieldSpec(*f)
     for f in (
-        ("forename_surname",
-         ("both exact", "swapped", "both JW >= 0.92", "both JW >= 0.88", "surname exact",
-          "forename exact", "different"),
-         (0.6, 0.05, 0.12, 0.08, 0.08, 0.04, 0.03),
-         (1e-5, 1e-6, 5e-5, 2e-4, 0.005, 0.02, 0.97474)),
-        ("birth_date", ("exact", "one character off", "different"), (0.85, 0.1, 0.05),
-         (3e-4, 3e-3, 0.9967)),
+        (
+            "forename_surname",
+            (
+                "both exact",
+                "swapped",
+                "both JW >= 0.92",
+                "both JW >= 0.88",
+                "surname exact",
+                "forename exact",
+                "different",
+            ),
+            (0.6, 0.05, 0.12, 0.08, 0.08, 0.04, 0.03),
+            (1e-5, 1e-6, 5e-5, 2e-4, 0.005, 0.02, 0.97474),
+        ),
+        (
+            "birth_date",
+            ("exact", "one character off", "different"),
+            (0.85, 0.1, 0.05),
+            (3e-4, 3e-3, 0.9967),
+        ),
         _ID,
         _STREET,
         _POSTCODE,
@@ -100,18 +122,52 @@ TF_COLUMNS: dict[Kind, tuple[str, ...]] = {
 """Columns with term-frequency adjustments on their exact level."""
 
 COLUMNS: dict[Kind, tuple[str, ...]] = {
-    "company": ("org_name", "org_prefix", "legal_form", "identifiers", "street", "postcode",
-                "city", "country", "email", "email_domain", "phone"),
-    "person": ("forename", "surname", "birth_date", "identifiers", "street", "postcode", "city",
-               "country", "email", "phone"),
+    "company": (
+        "org_name",
+        "org_prefix",
+        "legal_form",
+        "identifiers",
+        "street",
+        "postcode",
+        "city",
+        "country",
+        "email",
+        "email_domain",
+        "phone",
+    ),
+    "person": (
+        "forename",
+        "surname",
+        "birth_date",
+        "identifiers",
+        "street",
+        "postcode",
+        "city",
+        "country",
+        "email",
+        "phone",
+    ),
 }
 
 BLOCKING: dict[Kind, tuple[tuple[str, ...], ...]] = {
-    "company": (("org_name",), ("postcode", "org_prefix"), ("phone",), ("email",),
-                ("street", "postcode"), ("email_domain", "org_prefix")),
-    "person": (("forename", "surname"), ("surname", "birth_date"), ("forename", "birth_date"),
-               ("postcode", "surname"), ("postcode", "forename"), ("email",), ("phone",),
-               ("street", "postcode")),
+    "company": (
+        ("org_name",),
+        ("postcode", "org_prefix"),
+        ("phone",),
+        ("email",),
+        ("street", "postcode"),
+        ("email_domain", "org_prefix"),
+    ),
+    "person": (
+        ("forename", "surname"),
+        ("surname", "birth_date"),
+        ("forename", "birth_date"),
+        ("postcode", "surname"),
+        ("postcode", "forename"),
+        ("email",),
+        ("phone",),
+        ("street", "postcode"),
+    ),
 }
 """Blocking rules: a pair is scored only when it agrees exactly on one of these column sets."""
 
@@ -286,8 +342,8 @@ def train_kind(
         linker.training.estimate_probability_two_random_records_match(
             [block_on(*b) for b in DETERMINISTIC[kind]], recall=0.7
         )
-    except Exception:  # noqa: BLE001 - a base with no near-certain pair keeps the prior
-        pass
+    except Exception as exc:
+        log.info("identity: prior kept (%s)", exc)
     for cols in EM_BLOCKS[kind]:
         linker.training.estimate_parameters_using_expectation_maximisation(
             block_on(*cols), estimate_without_term_frequencies=True
@@ -342,9 +398,7 @@ def _scored(frame: Any) -> Scored:
     )
 
 
-def score(
-    records: Sequence[CustomerRecord], model: Model, floor: float = 0.5
-) -> Scored:
+def score(records: Sequence[CustomerRecord], model: Model, floor: float = 0.5) -> Scored:
     """Every blocked pair of the same kind with probability at least ``floor``."""
     out = Scored.empty()
     for kind in KINDS:
@@ -391,9 +445,7 @@ def score_between(
             right = db.register(feature_table(records, rest, kind), table_name="existing")
             out = out.extend(
                 _scored(
-                    linker.inference.predict_between(
-                        left, right, threshold_match_probability=floor
-                    )
+                    linker.inference.predict_between(left, right, threshold_match_probability=floor)
                 )
             )
     return out

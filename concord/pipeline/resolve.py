@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, tuple_, update
 
 from concord.config import IdentityConfig
+from concord.identity.constraints import NEVER_MERGE
 from concord.identity.ids import Assignment, assign_ids
 from concord.identity.linking import link_records
-from concord.identity.normalise import load_customer_records
+from concord.identity.models import current_model
+from concord.identity.normalise import load_customer_records, record_fingerprint
 from concord.model import record_key, split_record_key
 from concord.overrides import load_overrides, overrides_path
 from concord.pipeline.context import RunContext, record_stage
@@ -45,23 +47,27 @@ def resolve_identities(
     """
     overrides = load_overrides(overrides_path(config.overrides, base_dir))
     records = load_customer_records(store, config)
-    result = link_records(records, config, overrides)
+    model = None
+    if config.rule("probabilistic") is not None:
+        model = current_model(store, config, len(records), records, run_id)
+    result = link_records(records, config, overrides, model=model)
     keys = [r.key for r in records]
     report = ResolveReport(
         records=len(records),
         clusters=len(result.clusters),
         multi_record_clusters=sum(1 for c in result.clusters if len(c) > 1),
         comparisons=result.comparisons,
-        blocked_by_override=len(result.blocked),
+        blocked_by_override=result.refusals.get(NEVER_MERGE, 0),
     )
+    report.refused_by_constraint = {k: v for k, v in result.refusals.items() if k != NEVER_MERGE}
     for link in result.links:
         report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
     now = utcnow()
     il, g = t.identity_links, t.golden
     with store.begin() as conn:
         prior_rows = {
-            record_key(s, sid): (gid, rule, score, matched)
-            for s, sid, gid, rule, score, matched in conn.execute(
+            record_key(s, sid): (gid, rule, score, matched, fp)
+            for s, sid, gid, rule, score, matched, fp in conn.execute(
                 select(
                     il.c.source,
                     il.c.source_id,
@@ -69,6 +75,7 @@ def resolve_identities(
                     il.c.rule,
                     il.c.score,
                     il.c.matched_to,
+                    il.c.fingerprint,
                 )
             )
         }
@@ -88,11 +95,14 @@ def resolve_identities(
         report.merges = sum(1 for e in assignment.events if e.kind == "merge")
         report.splits = sum(1 for e in assignment.events if e.kind == "split")
         _persist_golden(conn, assignment, golden, run_id)
+        _persist_parents(conn, assignment, keys, result.related, run_id)
+        fingerprints = [record_fingerprint(r) for r in records]
         changed: list[dict[str, Any]] = []
         for i, key in enumerate(keys):
             link = result.links[i]
             row = (assignment.ids[key], link.rule, link.score, link.matched_to)
-            if prior_rows.get(key) != row:
+            fp = fingerprints[i]
+            if prior_rows.get(key) != (*row, fp):
                 source, sid = split_record_key(key)
                 changed.append(
                     {
@@ -103,6 +113,7 @@ def resolve_identities(
                         "score": row[2],
                         "matched_to": row[3],
                         "run_id": run_id,
+                        "fingerprint": fp,
                     }
                 )
         for start in range(0, len(changed), 5000):
@@ -118,6 +129,36 @@ def resolve_identities(
                 t.identity_events.insert(), [e.row(run_id, now) for e in assignment.events]
             )
     return report
+
+
+def _persist_parents(
+    conn: Connection,
+    assignment: Assignment,
+    keys: list[str],
+    related: list[tuple[int, int, str]],
+    run_id: str,
+) -> None:
+    """``parent_concord_id``: the golden id a related account (bill-to, parent) points at."""
+    g = t.golden
+    wanted: dict[str, str | None] = {}
+    for i, j, _kind in related:
+        child, parent = assignment.ids[keys[i]], assignment.ids[keys[j]]
+        if child != parent:
+            wanted.setdefault(child, parent)
+    current = dict(
+        conn.execute(
+            select(g.c.concord_id, g.c.parent_concord_id).where(g.c.parent_concord_id.is_not(None))
+        ).all()
+    )
+    for gid in current:
+        wanted.setdefault(gid, None)
+    for gid, target in wanted.items():
+        if current.get(gid) != target:
+            conn.execute(
+                update(g)
+                .where(g.c.concord_id == gid)
+                .values(parent_concord_id=target, updated_run=run_id)
+            )
 
 
 def _persist_golden(
