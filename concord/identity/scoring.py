@@ -319,7 +319,7 @@ def _linker(table: pa.Table, settings: dict[str, Any]) -> Any:
     db = DuckDBAPI()
     db._con.execute("SET threads TO 2")
     frame = db.register(table)
-    return Linker(frame, copy.deepcopy(settings), log_level=logging.WARNING)
+    return Linker(frame, copy.deepcopy(settings), log_level=logging.ERROR)
 
 
 def train_kind(
@@ -329,8 +329,8 @@ def train_kind(
     from splink import block_on
 
     settings = settings_for(kind)
-    if len(ids) < 3:
-        return settings, "priors (too few records)"
+    if len(ids) < max(min_records // 10, 3):
+        return settings, "priors (too few records to sample u)"
     linker = _linker(feature_table(records, ids, kind), settings)
     pairs = len(ids) * (len(ids) - 1) / 2
     linker.training.estimate_u_using_random_sampling(
@@ -433,7 +433,7 @@ def score_between(
         db._con.execute("SET threads TO 2")
         whole = feature_table(records, [*rest, *new], kind)
         full = db.register(whole, table_name="whole")
-        linker = Linker(full, model.for_kind(kind), log_level=logging.WARNING)
+        linker = Linker(full, model.for_kind(kind), log_level=logging.ERROR)
         for col in TF_COLUMNS[kind]:
             linker.table_management.compute_tf_table(col)
         left = db.register(feature_table(records, new, kind), table_name="changed")
@@ -490,13 +490,15 @@ def explain_pair(
     records = [a, b]
     table = feature_table(records, [0, 1], kind)
     settings = model.for_kind(kind)
+    settings["retain_intermediate_calculation_columns"] = True
+    settings["retain_matching_columns"] = True
     linker = _linker(table, settings)
     rows = table.to_pylist()
     for row in rows:
         for col in TF_COLUMNS[kind]:
             value = row.get(col)
             row[f"tf_{col}"] = (tf or {}).get(col, {}).get(value, 0.5) if value else None
-    result = linker.inference.score_pair(rows[0], rows[1]).as_record_dict()[0]
+    result = linker.inference.score_pair(rows[0], rows[1]).as_record_list()[0]
     fields = []
     for spec in FIELDS[kind]:
         gamma = int(result.get(f"gamma_{spec.name}", -1))
@@ -512,3 +514,17 @@ def explain_pair(
         float(result["match_weight"]),
         float(result["match_probability"]),
     )
+
+
+def term_frequencies(records: Sequence[CustomerRecord], kind: Kind) -> dict[str, dict[str, float]]:
+    """Splink's term frequency of every value of the adjusted columns: count / non-null count."""
+    ids = [i for i, r in enumerate(records) if kind_of(r) == kind]
+    table = feature_table(records, ids, kind)
+    out: dict[str, dict[str, float]] = {}
+    for col in TF_COLUMNS[kind]:
+        values = [v for v in table.column(col).to_pylist() if v is not None]
+        counts: dict[str, int] = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        out[col] = {v: n / len(values) for v, n in counts.items()} if values else {}
+    return out
