@@ -344,10 +344,17 @@ def train_kind(
         )
     except Exception as exc:
         log.info("identity: prior kept (%s)", exc)
+    trained = 0
     for cols in EM_BLOCKS[kind]:
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on(*cols), estimate_without_term_frequencies=True
-        )
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*cols), estimate_without_term_frequencies=True
+            )
+            trained += 1
+        except ValueError as exc:  # a level never observed in the blocked pairs
+            log.warning("identity: EM on %s blocked by %s did not converge (%s)", kind, cols, exc)
+    if not trained:
+        return linker.misc.save_model_to_json(), "u sampled, m priors (EM failed)"
     return linker.misc.save_model_to_json(), "u sampled, m by EM"
 
 
