@@ -1,7 +1,7 @@
 """identity: trained models per run, the review queue, related golden ids, link fingerprints
 
 Revision ID: 0011_i16_identity
-Revises: 0009_i18_replay
+Revises: 0010_i14_lossless
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import concord.store.types
 
 revision = "0011_i16_identity"
-down_revision = "0009_i18_replay"
+down_revision = "0010_i14_lossless"
 branch_labels = None
 depends_on = None
 
