@@ -54,7 +54,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-MatchRuleType = Literal["crossref", "tax_id", "email", "fuzzy_name"]
+MatchRuleType = Literal["crossref", "tax_id", "identifier", "email", "fuzzy_name", "probabilistic"]
 Corroboration = Literal["postcode", "city", "phone", "email_domain"]
 SurvivorshipStrategy = Literal[
     "original", "source_priority", "most_recent", "most_complete", "most_frequent"
@@ -87,6 +87,12 @@ class MatchRuleConfig(_Strict):
     for private persons). ``corroborate`` is a list of fields or a mapping field -> weight.
     Identical normalised names that contain a distinctive word add ``unique_name_weight``
     (Splink's term-frequency idea: a rare name agreeing exactly is evidence in itself).
+
+    ``identifier`` links on the same *valid* identifier of any type (VAT, US EIN, DUNS, ...;
+    ``tax_id`` only on VAT numbers). ``probabilistic`` scores blocked pairs with the
+    Fellegi-Sunter model (``concord.identity.scoring``) and links those with a match
+    probability of at least ``min_probability``; records in different countries need a match
+    weight of ``cross_country_weight`` (docs/identity.md).
     """
 
     name: str
@@ -98,6 +104,8 @@ class MatchRuleConfig(_Strict):
     min_corroboration: float = Field(default=1.0, ge=0)
     person_min_corroboration: float = Field(default=1.5, ge=0)
     same_country: bool = True
+    min_probability: float = Field(default=0.9, gt=0, lt=1)
+    cross_country_weight: float = Field(default=30.0)
 
     @field_validator("corroborate", mode="before")
     @classmethod
@@ -157,7 +165,32 @@ class ChurnConfig(_Strict):
 
 
 def _default_rules() -> list[MatchRuleConfig]:
-    return [MatchRuleConfig.model_validate(n) for n in ("crossref", "tax_id", "email")]
+    return [MatchRuleConfig.model_validate(n) for n in ("crossref", "identifier", "probabilistic")]
+
+
+class ModelConfig(_Strict):
+    """How the probabilistic model learns: EM only on a base of ``min_training_records``.
+
+    Below that the model samples u from the data and keeps the shipped m priors. A stored model
+    is reused until the base has grown by ``retrain_growth`` (a fraction) or ``concord identity
+    train`` runs.
+    """
+
+    min_training_records: int = Field(default=2000, ge=10)
+    retrain_growth: float = Field(default=0.2, ge=0)
+
+
+class GuardConfig(_Strict):
+    """The blast-radius guard: clusters quarantined for review instead of pushed.
+
+    A cluster larger than ``max_cluster_size`` records, or every merging cluster when a run
+    would change more than ``max_changed_ids_pct`` percent of the existing golden ids, waits in
+    ``concord identity review``.
+    """
+
+    max_cluster_size: int = Field(default=25, ge=2)
+    max_changed_ids_pct: float = Field(default=5.0, ge=0, le=100)
+    min_prior_ids: int = Field(default=200, ge=0)
 
 
 class IdentityConfig(_Strict):
@@ -183,6 +216,8 @@ class IdentityConfig(_Strict):
     )
     overrides: Path | None = None
     max_block_size: int = Field(default=200, ge=2)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
 

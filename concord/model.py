@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -76,6 +76,34 @@ class RecordState(StrEnum):
     DELETED = "deleted"
 
 
+class Identifier(CanonicalModel):
+    """An identifier of the customer: its type and the value as the source holds it.
+
+    Types: ``vat``, ``us_ein``, ``gb_crn``, ``duns``, ``lei``, ``de_idnr``...
+
+    Identity validates it per type with python-stdnum and keeps an invalid one, marked so: two
+    different values of one type are negative evidence whether they validate or not.
+    """
+
+    type: str = Field(min_length=1, max_length=40)
+    value: str = Field(min_length=1)
+
+
+RelationKind = Literal["bill_to", "parent", "branch", "related"]
+
+
+class Relation(CanonicalModel):
+    """An explicit ERP relationship to another account: related, never the same customer.
+
+    NAV's ``Bill_to_Customer_No``, a parent company, a branch's head office.
+
+    ``ref`` names the other record: ``source:id``, or just its id in the same source.
+    """
+
+    kind: RelationKind
+    ref: str = Field(min_length=1)
+
+
 class Customer(CanonicalModel):
     """A customer as one source holds it, before identity resolution."""
 
@@ -95,6 +123,11 @@ class Customer(CanonicalModel):
         ),
     )
     is_person: bool = False
+    identifiers: list[Identifier] = Field(default_factory=list)
+    given_name: str | None = None
+    family_name: str | None = None
+    birth_date: date | None = None
+    relations: list[Relation] = Field(default_factory=list)
     number: str | None = Field(
         default=None, description="The ERP's own customer number (Tryton code, NAV No.)."
     )

@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from concord.cli import crm, customers, demo, mappings, push, runs, sandbox, schema, sync
+from concord.cli import (
+    crm,
+    customers,
+    demo,
+    identity,
+    mappings,
+    push,
+    runs,
+    sandbox,
+    schema,
+    sync,
+)
 from concord.cli.command import ConcordCommand, ConcordGroup, Verbosity
 from concord.redact import install_log_redaction
 
@@ -52,5 +63,6 @@ for name, command in (
     app.command(name, cls=ConcordCommand)(command)
 app.add_typer(crm.crm_app, name="crm")
 app.add_typer(customers.customers_app, name="customers")
+app.add_typer(identity.identity_app, name="identity")
 app.add_typer(mappings.mappings_app, name="mappings")
 app.add_typer(sandbox.sandbox_app, name="sandbox")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from concord.cli.render import (
 )
 from concord.config import load_config
 from concord.customer360.lookup import find_customers
+from concord.identity.chart import waterfall_png
 from concord.identity.explain import explain
 from concord.store import Store
 
@@ -53,12 +55,22 @@ def explain_pair(
     b: Annotated[str, typer.Argument(help="record key source:id or concord id")],
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Write the match-weight waterfall (PNG).")
+    ] = None,
 ) -> None:
-    """Tell why two records are, or are not, the same customer."""
+    """Tell why two records are, or are not, the same customer (rules, weights, constraints)."""
     cfg = load_config(config)
     store = Store.open(cfg.store_url, create=False)
     found = explain(store, cfg, store.expand_concord_id(a), store.expand_concord_id(b))
+    if chart is not None:
+        if found.weights is None:
+            err_console.print("[yellow]no chart: the model does not score this pair[/]")
+        else:
+            waterfall_png(found.weights, chart, f"{found.a_record} vs {found.b_record}")
     if as_json:
         print_json(dataclasses.asdict(found))
         return
     render_explanation(console, found)
+    if chart is not None and found.weights is not None:
+        console.print(f"chart written to {chart}")

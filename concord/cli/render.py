@@ -27,6 +27,7 @@ from rich.text import Text
 from concord.customer360.lookup import CustomerView
 from concord.errors import RecordRejected
 from concord.identity.explain import Explanation
+from concord.identity.review import Review
 from concord.model import record_key
 from concord.push.diff import PlannedUpsert
 from concord.push.plan import PushPlan
@@ -561,6 +562,29 @@ def _render_churn(console: Console, d: Mapping[str, Any]) -> None:
     )
 
 
+def render_reviews(console: Console, reviews: list[Review]) -> None:
+    """The held clusters: id, reason, parts and the links that would join them."""
+    if not reviews:
+        console.print("no cluster waits for review")
+        return
+    for r in reviews:
+        console.print(f"[bold]review {r.id}[/] ({r.status}, run {r.run_id}): {r.reason}")
+        for n, part in enumerate(r.parts, 1):
+            shown = ", ".join(part[:6]) + (f", ... ({len(part)})" if len(part) > 6 else "")
+            console.print(f"  part {n}: {shown}")
+        table = Table("record", "linked to", "rule", "score", "weight", title="Held links")
+        for b in r.bridges:
+            weight = b.get("weight")
+            table.add_row(
+                b["a"],
+                b["b"],
+                b["rule"],
+                f"{b['score']:.4f}",
+                "-" if weight is None else f"{weight:+.1f}",
+            )
+        console.print(table)
+
+
 def render_explanation(console: Console, ex: Explanation) -> None:
     """Print an explanation: verdict, both records and ids, rule checks, the joining path."""
     colour = "green" if ex.same else "yellow"
@@ -580,6 +604,24 @@ def render_explanation(console: Console, ex: Explanation) -> None:
                 c.detail,
             )
         console.print(table)
+    if ex.identifiers:
+        for key, labels in ex.identifiers.items():
+            console.print(f"  identifiers of {key}: {', '.join(labels) or 'none'}")
+    if ex.weights is not None:
+        w = ex.weights
+        table = Table("field", "level", "weight", "tf adj.", title=f"Match weights ({w.kind})")
+        table.add_row("prior", "two random records", f"{w.prior_weight:+.2f}", "")
+        for f in w.fields:
+            table.add_row(
+                f.field,
+                f.level,
+                f"{f.weight:+.2f}",
+                f"{f.tf_adjustment:+.2f}" if f.tf_adjustment else "",
+            )
+        table.add_row("total", "", f"{w.match_weight:+.2f}", f"p = {w.probability:.4f}")
+        console.print(table)
+    for why in ex.constraints:
+        console.print(f"  [red]constraint:[/] {why}")
     if ex.path:
         table = Table("record", "linked to", "by rule", "score", title="Links joining them")
         for step in ex.path:

@@ -108,6 +108,7 @@ class EntityConfig(BaseModel):
         if len(value.split()) == 5 and croniter.is_valid(value):
             return value
         raise ValueError("sweep is every_run, on_demand or a five-field cron expression")
+
     derived_from: str | None = None
 
     @field_validator("id_field")

@@ -16,9 +16,12 @@ from sqlalchemy import Connection, select
 
 from concord.config import PipelineConfig
 from concord.errors import ConcordError
+from concord.identity.constraints import ConstrainedUnionFind
 from concord.identity.ids import surviving_id
-from concord.identity.linking import SEED_RULE, common_tokens, rule_verdict
+from concord.identity.linking import SEED_RULE, common_tokens, record_evidence, rule_verdict
+from concord.identity.models import latest_model
 from concord.identity.normalise import CustomerRecord, load_customer_records, name_keys_in_store
+from concord.identity.scoring import Model, PairScore, explain_pair, kind_of, term_frequencies
 from concord.model import record_key, split_record_key
 from concord.overrides import load_overrides, overrides_path
 from concord.store import Store
@@ -61,6 +64,9 @@ class Explanation:
     path: list[PathStep] = field(default_factory=list)
     override: str | None = None
     verdict: str = ""
+    weights: PairScore | None = None
+    constraints: list[str] = field(default_factory=list)
+    identifiers: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _record_for(conn: Connection, ref: str) -> tuple[str, str | None]:
@@ -150,6 +156,34 @@ def explain(store: Store, config: PipelineConfig, a: str, b: str) -> Explanation
     if ka in records and kb in records and ka != kb:
         common = common_tokens(name_keys_in_store(store))
         out.checks = rule_checks(records[ka], records[kb], config, common)
+        ra, rb = records[ka], records[kb]
+        out.identifiers = {
+            ka: [k.label() for k in ra.identifiers],
+            kb: [k.label() for k in rb.identifiers],
+        }
+        prob = config.identity.rule("probabilistic")
+        if prob is not None and kind_of(ra) == kind_of(rb):
+            found = latest_model(store)
+            model = found[0] if found else Model()
+            tf = term_frequencies(load_customer_records(store, config.identity), kind_of(ra))
+            out.weights = explain_pair(ra, rb, model, tf)
+            both = sorted([ra, rb], key=lambda r: r.key)
+            uf = ConstrainedUnionFind(2, [], record_evidence(both), prob.cross_country_weight)
+            why = uf.check(0, 1, deterministic=False, weight=out.weights.match_weight)
+            if why:
+                out.constraints.append(why)
+            for c in out.checks:
+                if c.type == "probabilistic":
+                    fires = out.weights.probability >= prob.min_probability and not why
+                    out.checks[out.checks.index(c)] = RuleCheck(
+                        c.rule,
+                        c.type,
+                        fires,
+                        f"match weight {out.weights.match_weight:+.2f}, probability "
+                        f"{out.weights.probability:.4f} (links at {prob.min_probability:g})"
+                        + (f"; refused: {why}" if why else ""),
+                        round(out.weights.probability, 4),
+                    )
     base = config.path.parent if config.path else None
     overrides = load_overrides(overrides_path(config.identity.overrides, base))
     never, forced = overrides.never(ka, kb), overrides.forced(ka, kb)

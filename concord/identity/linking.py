@@ -13,6 +13,7 @@ from, so ``concord customers explain`` gives the resolve stage's answer, not a s
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,9 @@ from rapidfuzz.process import cdist
 
 from concord.config import IdentityConfig, MatchRuleConfig
 from concord.identity.blocking import blocks
-from concord.identity.constraints import FORCE_RULE, ConstrainedUnionFind
+from concord.identity.constraints import FORCE_RULE, ConstrainedUnionFind, Evidence
 from concord.identity.normalise import CustomerRecord
+from concord.identity.scoring import Model, Scored, score, train
 from concord.overrides import Overrides
 
 SEED_RULE = "seed"
@@ -48,6 +50,7 @@ class Edge:
     b: int
     rule: str
     score: float
+    weight: float = math.inf
 
 
 @dataclass(slots=True)
@@ -58,6 +61,10 @@ class LinkResult:
     links: list[Link]
     blocked: list[tuple[int, int, str]] = field(default_factory=list)
     comparisons: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    related: list[tuple[int, int, str]] = field(default_factory=list)
+    weights: dict[tuple[int, int], float] = field(default_factory=dict)
+    model: Model | None = None
 
 
 def crossref_names(rec: CustomerRecord) -> tuple[str, str]:
@@ -66,9 +73,11 @@ def crossref_names(rec: CustomerRecord) -> tuple[str, str]:
 
 
 def match_keys(rec: CustomerRecord, rule: MatchRuleConfig) -> tuple[str, ...]:
-    """The normalised values a ``tax_id`` or ``email`` rule links records on."""
+    """The normalised values a ``tax_id``, ``identifier`` or ``email`` rule links records on."""
     if rule.type == "tax_id":
         return (rec.tax_id,) if rec.tax_id else ()
+    if rule.type == "identifier":
+        return tuple(f"{k.type}:{k.value}" for k in rec.identifiers if k.valid)
     if rule.type == "email":
         return rec.emails
     raise ValueError(f"rule type {rule.type} does not link on equal keys")
@@ -212,7 +221,15 @@ def rule_verdict(
         linked, sim, _agree, why = fuzzy_verdict(a, b, rule, common)
         detail = f"'{a.name_key}' vs '{b.name_key}': {why}"
         return RuleVerdict(linked, detail, round(sim / 100, 4))
+    if rule.type == "probabilistic":
+        return RuleVerdict(False, "scored by the model: see the match weights")
     shared = sorted(set(match_keys(a, rule)) & set(match_keys(b, rule)))
+    if rule.type == "identifier":
+        if shared:
+            return RuleVerdict(True, f"same valid identifier {shared[0]}", 1.0)
+        mine = ", ".join(k.label() for k in a.identifiers) or "none"
+        theirs = ", ".join(k.label() for k in b.identifiers) or "none"
+        return RuleVerdict(False, f"no valid identifier shared ({mine} vs {theirs})")
     if rule.type == "tax_id":
         if shared:
             return RuleVerdict(True, f"same valid tax id {shared[0]}", 1.0)
@@ -263,13 +280,79 @@ def fuzzy_edges(
     return edges, comparisons
 
 
+def record_evidence(records: Sequence[CustomerRecord]) -> list[Evidence]:
+    """The negative evidence of every record (identifiers, country, legal form, relations)."""
+    position = {rec.key: i for i, rec in enumerate(records)}
+    targets: set[int] = set()
+    related: dict[int, set[int]] = defaultdict(set)
+    for i, rec in enumerate(records):
+        for _kind, key in rec.relations:
+            j = position.get(key)
+            if j is not None and j != i:
+                related[i].add(j)
+                targets.add(j)
+    out = []
+    for i, rec in enumerate(records):
+        ids: dict[str, set[str]] = defaultdict(set)
+        for k in rec.identifiers:
+            ids[k.type].add(k.value)
+        out.append(
+            Evidence(
+                {t: frozenset(v) for t, v in ids.items()},
+                frozenset((rec.country,)) if rec.country else frozenset(),
+                frozenset((rec.legal_form,)) if rec.legal_form else frozenset(),
+                frozenset(related.get(i, ())),
+                frozenset((i,)) if i in targets or i in related else frozenset(),
+            )
+        )
+    return out
+
+
+def related_pairs(records: Sequence[CustomerRecord]) -> list[tuple[int, int, str]]:
+    """(record, related record, kind) for every relation naming a record in the base."""
+    position = {rec.key: i for i, rec in enumerate(records)}
+    out = []
+    for i, rec in enumerate(records):
+        for kind, key in rec.relations:
+            j = position.get(key)
+            if j is not None and j != i:
+                out.append((i, j, kind))
+    return out
+
+
+def probabilistic_edges(
+    records: Sequence[CustomerRecord], rule: MatchRuleConfig, scored: Scored
+) -> list[Edge]:
+    """Model edges at or above the rule's probability, heaviest first."""
+    keep = scored.probability >= rule.min_probability
+    order = np.argsort(-scored.weight[keep], kind="stable")
+    left, right = scored.left[keep][order], scored.right[keep][order]
+    weight, prob = scored.weight[keep][order], scored.probability[keep][order]
+    return [
+        Edge(int(a), int(b), rule.name, round(float(p), 6), float(w))
+        for a, b, w, p in zip(
+            left.tolist(), right.tolist(), weight.tolist(), prob.tolist(), strict=True
+        )
+    ]
+
+
 def link_records(
-    records: Sequence[CustomerRecord], config: IdentityConfig, overrides: Overrides | None = None
+    records: Sequence[CustomerRecord],
+    config: IdentityConfig,
+    overrides: Overrides | None = None,
+    *,
+    model: Model | None = None,
+    scored: Scored | None = None,
+    kept: Iterable[tuple[int, int, str, float]] = (),
 ) -> LinkResult:
     """Apply overrides and rules in order; return clusters and one tree link per record.
 
-    ``records`` must be sorted by key. Force-merges are applied first, then each rule in config
-    order (fuzzy edges best first); a union that would join a never-merge pair is refused.
+    ``records`` must be sorted by key. Force-merges are applied first, then ``kept`` links (an
+    incremental run's unchanged tree links: record, matched record, rule, score), then each
+    rule in config order (fuzzy and model edges best first); a union that a never-merge pair or
+    the negative evidence (``constraints``) forbids is refused and counted. ``model`` scores the
+    ``probabilistic`` rule (trained on the records when None); ``scored`` gives its pairs
+    already scored (incremental).
     """
     overrides = overrides or Overrides()
     position = {rec.key: i for i, rec in enumerate(records)}
@@ -278,28 +361,51 @@ def link_records(
         for p in overrides.never_merge
         if p.a in position and p.b in position
     ]
-    uf = ConstrainedUnionFind(len(records), never)
+    prob_rule = next((r for r in config.rules if r.type == "probabilistic"), None)
+    uf = ConstrainedUnionFind(
+        len(records),
+        never,
+        record_evidence(records),
+        prob_rule.cross_country_weight if prob_rule else math.inf,
+    )
     tree: dict[int, list[tuple[int, str, float]]] = defaultdict(list)
     result = LinkResult(clusters=[], links=[])
+    result.related = related_pairs(records)
 
-    def apply(edges: Iterable[Edge]) -> None:
+    def apply(edges: Iterable[Edge], deterministic: bool = True, forced: bool = False) -> None:
         for e in edges:
-            joined = uf.union(e.a, e.b)
+            joined = uf.union(e.a, e.b, deterministic=deterministic, weight=e.weight, forced=forced)
             if joined:
                 tree[e.a].append((e.b, e.rule, e.score))
                 tree[e.b].append((e.a, e.rule, e.score))
+                if e.weight != math.inf:
+                    result.weights[(min(e.a, e.b), max(e.a, e.b))] = e.weight
             elif joined is None:
                 result.blocked.append((e.a, e.b, e.rule))
+                reason = uf.refusal.split(" (")[0]
+                result.refusals[reason] = result.refusals.get(reason, 0) + 1
 
     apply(
-        Edge(position[p.a], position[p.b], FORCE_RULE, 1.0)
-        for p in overrides.force_merge
-        if p.a in position and p.b in position
+        (
+            Edge(position[p.a], position[p.b], FORCE_RULE, 1.0)
+            for p in overrides.force_merge
+            if p.a in position and p.b in position
+        ),
+        forced=True,
     )
+    apply(Edge(a, b, rule, score) for a, b, rule, score in kept)
     for rule in config.rules:
         if rule.type == "fuzzy_name":
             edges, result.comparisons = fuzzy_edges(records, rule, config.max_block_size)
-            apply(edges)
+            apply(edges, deterministic=False)
+        elif rule.type == "probabilistic":
+            if scored is None:
+                if model is None:
+                    model = train(records, config.model.min_training_records)
+                scored = score(records, model, floor=min(rule.min_probability, 0.5))
+            result.model = model
+            result.comparisons += scored.comparisons
+            apply(probabilistic_edges(records, rule, scored), deterministic=False)
         else:
             apply(deterministic_edges(records, rule))
     members: dict[int, list[int]] = defaultdict(list)
@@ -316,9 +422,9 @@ def link_records(
         stack = [seed]
         while stack:
             node = stack.pop()
-            for other, rule_name, score in tree.get(node, ()):
+            for other, rule_name, score_ in tree.get(node, ()):
                 if links[other] is None:
-                    links[other] = Link(rule_name, score, records[node].key)
+                    links[other] = Link(rule_name, score_, records[node].key)
                     stack.append(other)
     result.clusters = sorted(members.values(), key=lambda g: g[0])
     result.links = [link or seed_link for link in links]

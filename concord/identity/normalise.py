@@ -26,6 +26,8 @@ from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumError
 
 from concord.config import IdentityConfig
+from concord.hashing import digest
+from concord.identity.identifiers import IdentifierKey, record_identifiers
 from concord.model import record_key
 from concord.store import Store
 from concord.store import tables as t
@@ -95,6 +97,35 @@ def _is_legal_form(tokens: list[str], forms: frozenset[tuple[str, ...]], size: i
 
 
 @functools.lru_cache(maxsize=262_144)
+def split_name(name: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A name's words without legal forms, and the legal-form words stripped (in order)."""
+    if not name:
+        return (), ()
+    text = _SPACE_CHARS.sub(" ", fold(name).replace("&", " and ").translate(_DROP_CHARS))
+    tokens = [ABBREVIATIONS.get(tok, tok) for tok in text.split() if tok not in _STOPWORDS]
+    forms = _legal_forms()
+    stripped = list(tokens)
+    removed: list[str] = []
+    changed = True
+    while changed and len(stripped) > 1:
+        changed = False
+        for size in (4, 3, 2, 1):
+            if len(stripped) > size and _is_legal_form(stripped[-size:], forms, size):
+                removed = stripped[-size:] + removed
+                del stripped[-size:]
+                changed = True
+                break
+            if len(stripped) > size and tuple(stripped[:size]) in forms:
+                removed = stripped[:size] + removed
+                del stripped[:size]
+                changed = True
+                break
+    if not stripped:
+        return tuple(tokens), ()
+    return tuple(stripped), tuple(removed)
+
+
+@functools.lru_cache(maxsize=262_144)
 def name_key(name: str | None, sort_tokens: bool = False) -> str:
     """Comparable company or person name: folded, abbreviated, legal forms stripped.
 
@@ -102,26 +133,47 @@ def name_key(name: str | None, sort_tokens: bool = False) -> str:
     (used for private persons) word order does not matter: "Smith John" == "John Smith". A name
     made only of legal-form words is kept whole.
     """
-    if not name:
-        return ""
-    text = _SPACE_CHARS.sub(" ", fold(name).replace("&", " and ").translate(_DROP_CHARS))
-    tokens = [ABBREVIATIONS.get(tok, tok) for tok in text.split() if tok not in _STOPWORDS]
-    forms = _legal_forms()
-    stripped = list(tokens)
-    changed = True
-    while changed and len(stripped) > 1:
-        changed = False
-        for size in (4, 3, 2, 1):
-            if len(stripped) > size and _is_legal_form(stripped[-size:], forms, size):
-                del stripped[-size:]
-                changed = True
-                break
-            if len(stripped) > size and tuple(stripped[:size]) in forms:
-                del stripped[:size]
-                changed = True
-                break
-    kept = stripped or tokens
+    kept, _removed = split_name(name)
     return " ".join(sorted(kept) if sort_tokens else kept)
+
+
+LEGAL_FORM_CLASSES: dict[str, str] = {
+    "corp": "inc",
+    "inc": "inc",
+    "incorporated": "inc",
+    "corporation": "inc",
+    "co": "co",
+    "company": "co",
+    "limited": "ltd",
+    "ltd": "ltd",
+    "mbh": "gmbh",
+    "gesmbh": "gmbh",
+    "gmbh": "gmbh",
+    "aktiengesellschaft": "ag",
+    "gmbhcokg": "kg",
+    "cokg": "kg",
+}
+"""Spellings of one legal form mapped to one class: Corp, Corporation and Inc. are all US
+corporations; G.m.b.H. and GmbH one German form."""
+
+
+@functools.lru_cache(maxsize=262_144)
+def legal_form(name: str | None) -> str | None:
+    """The legal form a company name carries, as a class (``gmbh``, ``inc``, ``sa``...), or None.
+
+    Misspelt long forms ("Corportion") count as the form they resemble.
+    """
+    _kept, removed = split_name(name)
+    if not removed:
+        return None
+    joined = "".join(ABBREVIATIONS.get(w, w) for w in removed if w not in ("and",))
+    if joined in LEGAL_FORM_CLASSES:
+        return LEGAL_FORM_CLASSES[joined]
+    if len(removed) == 1 and len(joined) >= 6:
+        best = max(LONG_LEGAL_WORDS, key=lambda w: fuzz.ratio(joined, w))
+        return LEGAL_FORM_CLASSES.get(ABBREVIATIONS.get(best, best), best)
+    last = ABBREVIATIONS.get(removed[-1], removed[-1])
+    return LEGAL_FORM_CLASSES.get(joined, LEGAL_FORM_CLASSES.get(last, joined))
 
 
 def normalise_email(value: str | None, free_mail: frozenset[str] = frozenset()) -> str | None:
@@ -208,6 +260,13 @@ class CustomerRecord:
     cities: tuple[str, ...]
     crossrefs: tuple[str, ...]
     updated_at: datetime | None = None
+    identifiers: tuple[IdentifierKey, ...] = ()
+    legal_form: str | None = None
+    given_key: str = ""
+    family_key: str = ""
+    birth_date: str | None = None
+    street: str = ""
+    relations: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -229,6 +288,7 @@ def record_from_data(
     addresses = [a for a in data.get("addresses") or [] if isinstance(a, dict)]
     if country is None:
         country = next((a.get("country") for a in addresses if a.get("country")), None)
+    given, family = person_names(data)
     return CustomerRecord(
         source=source,
         source_id=source_id,
@@ -244,7 +304,138 @@ def record_from_data(
         cities=tuple(fold(a["city"]).strip() for a in addresses if a.get("city")),
         crossrefs=tuple(str(x) for x in data.get("crossrefs") or [] if x),
         updated_at=updated_at,
+        identifiers=record_identifiers(data.get("tax_id"), data.get("identifiers") or [], country),
+        legal_form=None if data.get("is_person") else legal_form(data.get("name")),
+        given_key=given,
+        family_key=family,
+        birth_date=str(data["birth_date"])[:10] if data.get("birth_date") else None,
+        street=street_key(next((a.get("line") for a in addresses if a.get("line")), None)),
+        relations=tuple(
+            (str(r.get("kind") or "related"), relation_key(source, str(r["ref"])))
+            for r in data.get("relations") or []
+            if isinstance(r, dict) and r.get("ref")
+        ),
     )
+
+
+def relation_key(source: str, ref: str) -> str:
+    """The record key a relation names: ``source:id`` as given, or an id in the same source."""
+    if ":" in ref:
+        head, _, rest = ref.partition(":")
+        if rest.startswith("customers:"):
+            return record_key(head, rest.removeprefix("customers:"))
+        return ref
+    return record_key(source, ref)
+
+
+NICKNAMES: dict[str, str] = {
+    "bill": "william",
+    "billy": "william",
+    "will": "william",
+    "willi": "wilhelm",
+    "bob": "robert",
+    "bobby": "robert",
+    "rob": "robert",
+    "dick": "richard",
+    "rick": "richard",
+    "jim": "james",
+    "jimmy": "james",
+    "mike": "michael",
+    "micha": "michael",
+    "tom": "thomas",
+    "tommy": "thomas",
+    "joe": "joseph",
+    "sepp": "josef",
+    "hans": "johannes",
+    "jo": "johanna",
+    "liz": "elizabeth",
+    "beth": "elizabeth",
+    "betty": "elizabeth",
+    "lisa": "elisabeth",
+    "kate": "katherine",
+    "katie": "katherine",
+    "kathy": "katherine",
+    "cathy": "catherine",
+    "sue": "susan",
+    "susi": "susanne",
+    "chris": "christopher",
+    "matt": "matthew",
+    "dave": "david",
+    "steve": "steven",
+    "tony": "anthony",
+    "alex": "alexander",
+    "sam": "samuel",
+    "ben": "benjamin",
+    "dan": "daniel",
+    "nick": "nicholas",
+    "pete": "peter",
+    "fritz": "friedrich",
+    "franz": "franziska",
+    "lena": "helena",
+    "greta": "margarete",
+    "maggie": "margaret",
+    "peggy": "margaret",
+    "jenny": "jennifer",
+    "andy": "andrew",
+    "ed": "edward",
+    "ted": "edward",
+    "ulli": "ulrich",
+    "rene": "renate",
+}
+"""Common nicknames mapped to the given name they stand for (Bill -> William)."""
+
+
+def _person_word(value: str | None) -> str:
+    if not value:
+        return ""
+    word = _SPACE_CHARS.sub(" ", fold(value).translate(_DROP_CHARS)).strip()
+    return word
+
+
+def person_names(data: dict[str, Any]) -> tuple[str, str]:
+    """Comparable (given name, family name) of a private person; empty for companies.
+
+    ``given_name`` / ``family_name`` when the source has them, else split from ``name``
+    ("Smith, John" or "John Smith"); a nickname becomes the name it stands for.
+    """
+    if not data.get("is_person"):
+        return "", ""
+    given = _person_word(data.get("given_name"))
+    family = _person_word(data.get("family_name"))
+    if not given and not family:
+        name = str(data.get("name") or "")
+        if "," in name:
+            family_part, _, given_part = name.partition(",")
+            given, family = _person_word(given_part), _person_word(family_part)
+        else:
+            words = _person_word(name).split()
+            if len(words) >= 2:
+                given, family = words[0], " ".join(words[1:])
+            elif words:
+                family = words[0]
+    first = given.split()[0] if given else ""
+    return NICKNAMES.get(first, first), family
+
+
+_STREET_WORDS = {
+    "strasse": "str",
+    "straße": "str",
+    "street": "st",
+    "road": "rd",
+    "avenue": "ave",
+    "rue": "r",
+    "platz": "pl",
+    "weg": "wg",
+}
+
+
+def street_key(line: str | None) -> str:
+    """A comparable street line: folded, punctuation dropped, common words abbreviated."""
+    if not line:
+        return ""
+    text = _SPACE_CHARS.sub(" ", fold(line).translate(_DROP_CHARS)).strip()
+    text = re.sub(r"(\w)(strasse|str)\b", r"\1 str", text)
+    return " ".join(_STREET_WORDS.get(w, w) for w in text.split())
 
 
 def record_name_key(data: dict[str, Any]) -> str:
@@ -280,3 +471,26 @@ def name_keys_in_store(store: Store) -> Iterator[str]:
         )
         for (data,) in result:
             yield record_name_key(orjson.loads(data))
+
+
+def record_fingerprint(rec: CustomerRecord) -> str:
+    """A hash of everything identity compares of a record: equal means nothing to re-link."""
+    parts = (
+        rec.name_key,
+        rec.country or "",
+        str(rec.is_person),
+        rec.tax_id or "",
+        "|".join(rec.emails),
+        "|".join(rec.phones),
+        "|".join(rec.postcodes),
+        "|".join(rec.cities),
+        "|".join(rec.crossrefs),
+        "|".join(f"{k.type}:{k.value}" for k in rec.identifiers),
+        rec.legal_form or "",
+        rec.given_key,
+        rec.family_key,
+        rec.birth_date or "",
+        rec.street,
+        "|".join(f"{k}:{v}" for k, v in rec.relations),
+    )
+    return digest("\x1f".join(parts).encode())[:32]

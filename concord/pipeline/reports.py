@@ -141,6 +141,11 @@ class ResolveReport(StageReport):
     comparisons: int = 0
     blocked_by_override: int = 0
     links_by_rule: dict[str, int] = field(default_factory=dict)
+    refused_by_constraint: dict[str, int] = field(default_factory=dict)
+    model: str = ""
+    incremental: bool = False
+    changed_records: int = 0
+    quarantined_clusters: int = 0
 
 
 @dataclass

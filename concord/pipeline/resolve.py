@@ -14,9 +14,13 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, tuple_, update
 
 from concord.config import IdentityConfig
+from concord.identity.constraints import NEVER_MERGE
+from concord.identity.guard import guard
 from concord.identity.ids import Assignment, assign_ids
 from concord.identity.linking import link_records
-from concord.identity.normalise import load_customer_records
+from concord.identity.models import current_model, latest_model
+from concord.identity.normalise import load_customer_records, record_fingerprint
+from concord.identity.scoring import score_between
 from concord.model import record_key, split_record_key
 from concord.overrides import load_overrides, overrides_path
 from concord.pipeline.context import RunContext, record_stage
@@ -37,31 +41,85 @@ def resolve(ctx: RunContext) -> ResolveReport:
 
 
 def resolve_identities(
-    store: Store, config: IdentityConfig, run_id: str, *, base_dir: Path | None = None
+    store: Store,
+    config: IdentityConfig,
+    run_id: str,
+    *,
+    base_dir: Path | None = None,
+    full: bool = False,
 ) -> ResolveReport:
     """Link all canonical customers and persist clusters with stable ids, in one transaction.
 
     ``base_dir`` is where a relative overrides path is read from (the config file's folder).
+    With a stored model and stored links, only new and changed records are scored (an
+    incremental night) unless ``full``; the guard holds suspicious clusters for review.
     """
     overrides = load_overrides(overrides_path(config.overrides, base_dir))
     records = load_customer_records(store, config)
-    result = link_records(records, config, overrides)
+    model = None
+    prob = config.rule("probabilistic")
+    stored = latest_model(store) if prob is not None else None
+    if prob is not None:
+        model = current_model(store, config, len(records), records, run_id)
     keys = [r.key for r in records]
+    fingerprints = [record_fingerprint(r) for r in records]
+    il0 = t.identity_links
+    with store.engine.connect() as conn:
+        before = {
+            record_key(s_, sid): (matched, rule, score, fp)
+            for s_, sid, matched, rule, score, fp in conn.execute(
+                select(
+                    il0.c.source,
+                    il0.c.source_id,
+                    il0.c.matched_to,
+                    il0.c.rule,
+                    il0.c.score,
+                    il0.c.fingerprint,
+                )
+            )
+        }
+    touched = [i for i, k in enumerate(keys) if k not in before or before[k][3] != fingerprints[i]]
+    same_model = stored is not None and model is not None and stored[0] == model
+    incremental = (
+        not full
+        and prob is not None
+        and same_model
+        and bool(before)
+        and len(touched) <= INCREMENTAL_SHARE * len(records)
+    )
+    if incremental and model is not None and prob is not None:
+        changed_set = set(touched)
+        index = {k: i for i, k in enumerate(keys)}
+        kept = []
+        for i, k in enumerate(keys):
+            matched, rule, score_, _fp = before.get(k, (None, "", 0.0, None))
+            j = index.get(matched) if matched else None
+            if j is not None and i not in changed_set and j not in changed_set:
+                kept.append((i, j, rule, float(score_)))
+        scored = score_between(records, touched, model, floor=min(prob.min_probability, 0.5))
+        result = link_records(records, config, overrides, model=model, scored=scored, kept=kept)
+    else:
+        result = link_records(records, config, overrides, model=model)
     report = ResolveReport(
         records=len(records),
         clusters=len(result.clusters),
         multi_record_clusters=sum(1 for c in result.clusters if len(c) > 1),
         comparisons=result.comparisons,
-        blocked_by_override=len(result.blocked),
+        blocked_by_override=result.refusals.get(NEVER_MERGE, 0),
     )
+    report.refused_by_constraint = {k: v for k, v in result.refusals.items() if k != NEVER_MERGE}
+    report.incremental = incremental
+    report.changed_records = len(touched)
+    if result.model is not None:
+        report.model = ", ".join(f"{k}: {v}" for k, v in sorted(result.model.method.items()))
     for link in result.links:
         report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
     now = utcnow()
     il, g = t.identity_links, t.golden
     with store.begin() as conn:
         prior_rows = {
-            record_key(s, sid): (gid, rule, score, matched)
-            for s, sid, gid, rule, score, matched in conn.execute(
+            record_key(s, sid): (gid, rule, score, matched, fp)
+            for s, sid, gid, rule, score, matched, fp in conn.execute(
                 select(
                     il.c.source,
                     il.c.source_id,
@@ -69,11 +127,32 @@ def resolve_identities(
                     il.c.rule,
                     il.c.score,
                     il.c.matched_to,
+                    il.c.fingerprint,
                 )
             )
         }
         prior = {k: v[0] for k, v in prior_rows.items()}
         golden = dict(conn.execute(select(g.c.concord_id, g.c.status)).all())
+        rule_types = {r.name: r.type for r in config.rules}
+        held = guard(result, keys, prior, config.guard, rule_types, _accepted(conn))
+        report.quarantined_clusters = len(held)
+        report.clusters = len(result.clusters)
+        if held:
+            conn.execute(
+                t.identity_reviews.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "created_at": now,
+                        "status": "pending",
+                        "reason": h.reason[:300],
+                        "records": h.records,
+                        "parts": h.parts,
+                        "bridges": h.bridges,
+                    }
+                    for h in held
+                ],
+            )
         between: dict[frozenset[str], tuple[str, str, str]] = {}
         for i, link in enumerate(result.links):
             if link.matched_to is None:
@@ -88,11 +167,13 @@ def resolve_identities(
         report.merges = sum(1 for e in assignment.events if e.kind == "merge")
         report.splits = sum(1 for e in assignment.events if e.kind == "split")
         _persist_golden(conn, assignment, golden, run_id)
+        _persist_parents(conn, assignment, keys, result.related, run_id)
         changed: list[dict[str, Any]] = []
         for i, key in enumerate(keys):
             link = result.links[i]
             row = (assignment.ids[key], link.rule, link.score, link.matched_to)
-            if prior_rows.get(key) != row:
+            fp = fingerprints[i]
+            if prior_rows.get(key) != (*row, fp):
                 source, sid = split_record_key(key)
                 changed.append(
                     {
@@ -103,6 +184,7 @@ def resolve_identities(
                         "score": row[2],
                         "matched_to": row[3],
                         "run_id": run_id,
+                        "fingerprint": fp,
                     }
                 )
         for start in range(0, len(changed), 5000):
@@ -118,6 +200,48 @@ def resolve_identities(
                 t.identity_events.insert(), [e.row(run_id, now) for e in assignment.events]
             )
     return report
+
+
+INCREMENTAL_SHARE = 0.2
+"""Above this share of new or changed records a run re-clusters everything."""
+
+
+def _accepted(conn: Connection) -> set[frozenset[str]]:
+    r = t.identity_reviews
+    return {
+        frozenset(rows)
+        for (rows,) in conn.execute(select(r.c.records).where(r.c.status == "accepted"))
+    }
+
+
+def _persist_parents(
+    conn: Connection,
+    assignment: Assignment,
+    keys: list[str],
+    related: list[tuple[int, int, str]],
+    run_id: str,
+) -> None:
+    """``parent_concord_id``: the golden id a related account (bill-to, parent) points at."""
+    g = t.golden
+    wanted: dict[str, str | None] = {}
+    for i, j, _kind in related:
+        child, parent = assignment.ids[keys[i]], assignment.ids[keys[j]]
+        if child != parent:
+            wanted.setdefault(child, parent)
+    current = dict(
+        conn.execute(
+            select(g.c.concord_id, g.c.parent_concord_id).where(g.c.parent_concord_id.is_not(None))
+        ).all()
+    )
+    for gid in current:
+        wanted.setdefault(gid, None)
+    for gid, target in wanted.items():
+        if current.get(gid) != target:
+            conn.execute(
+                update(g)
+                .where(g.c.concord_id == gid)
+                .values(parent_concord_id=target, updated_run=run_id)
+            )
 
 
 def _persist_golden(

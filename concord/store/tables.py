@@ -234,6 +234,8 @@ golden = Table(
     Column("concord_id", String(32), primary_key=True),
     Column("status", String(16), nullable=False),  # active | merged
     Column("merged_into", String(32), ForeignKey("golden.concord_id")),
+    # A related account (bill-to, parent, branch head office): related, never merged.
+    Column("parent_concord_id", String(32)),
     Column("created_run", String(64), nullable=False),
     Column("updated_run", String(64), nullable=False),
 )
@@ -248,6 +250,32 @@ identity_links = Table(
     Column("score", Float, nullable=False),
     Column("matched_to", String(300)),  # the record key it matched
     Column("run_id", String(64), nullable=False),
+    # What identity compared of the record when it was linked (incremental runs skip the same).
+    Column("fingerprint", String(32)),
+)
+
+identity_models = Table(
+    "identity_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("records", Integer, nullable=False),  # the base it was trained on
+    Column("model", JSON, nullable=False),  # Splink settings with m/u per kind
+)
+
+identity_reviews = Table(
+    "identity_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | accepted | rejected
+    Column("reason", String(300), nullable=False),
+    Column("records", JSON, nullable=False),  # every record key of the held cluster
+    Column("parts", JSON, nullable=False),  # the clusters kept apart meanwhile (record keys)
+    Column("bridges", JSON, nullable=False),  # the links that would join them, with evidence
+    Column("decided_at", UtcDateTime),
 )
 
 identity_events = Table(

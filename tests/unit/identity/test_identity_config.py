@@ -17,7 +17,7 @@ def test_rule_shorthands_and_defaults() -> None:
     assert [(r.name, r.type) for r in cfg.rules] == [("email", "email"), ("names", "fuzzy_name")]
     assert cfg.rules[1].threshold == 90
     assert cfg.rules[1].corroborate["phone"] == 2.0
-    assert [r.type for r in IdentityConfig().rules] == ["crossref", "tax_id", "email"]
+    assert [r.type for r in IdentityConfig().rules] == ["crossref", "identifier", "probabilistic"]
 
 
 def test_corroborate_accepts_a_list_or_weights() -> None:
