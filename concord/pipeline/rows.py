@@ -87,7 +87,7 @@ def _derive(node: dict[str, Any]) -> dict[str, Any]:
         ):
             raise _Unsupported("default factory")
         return out
-    if kind in ("str", "decimal", "datetime", "date", "bool", "int", "float", "enum"):
+    if kind in ("str", "decimal", "datetime", "date", "bool", "int", "float", "enum", "literal"):
         return {k: v for k, v in node.items() if k not in _DROP}
     raise _Unsupported(str(kind))
 
