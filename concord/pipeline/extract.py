@@ -457,6 +457,26 @@ def _changed_this_run(ctx: RunContext, source: str, entity: str, path: str) -> l
     return sorted(values)
 
 
+def _pulled_whole(ctx: RunContext, source: str, entity: str) -> bool:
+    """Whether this run already pulled the whole entity (a first sync or a full refresh).
+
+    Every record of it was then read after the run began, later than any change in the
+    children's windows, so a trigger need not read its parents again (on a first night that
+    would read most parents twice).
+    """
+    sr = t.stage_reports
+    with ctx.store.engine.connect() as conn:
+        report = conn.execute(
+            select(sr.c.report).where(
+                sr.c.run_id == ctx.run_id,
+                sr.c.stage == "extract",
+                sr.c.scope == f"{source}/{entity}",
+                sr.c.status == "succeeded",
+            )
+        ).scalar_one_or_none()
+    return isinstance(report, dict) and report.get("window_start", "") is None
+
+
 def follow_up(ctx: RunContext, source_name: str, entity: str, report: ExtractReport) -> None:
     """After the window: re-read the entity's revisit set, then the parents its changes name.
 
@@ -487,6 +507,8 @@ def follow_up(ctx: RunContext, source_name: str, entity: str, report: ExtractRep
         for trigger in source.triggers(entity):
             parent = scfg.entities.get(trigger.parent)
             if parent is None or not parent.enabled:
+                continue
+            if _pulled_whole(ctx, source_name, trigger.parent):
                 continue
             ids = _changed_this_run(ctx, source_name, entity, trigger.path)
             if not ids:

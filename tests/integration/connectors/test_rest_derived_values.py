@@ -149,3 +149,64 @@ def test_a_quiet_run_re_reads_the_revisit_set_and_changes_nothing(
     invoices = again["stages"]["extract"]["tryton/invoices"]
     assert invoices["revisited"] == INVOICES and invoices["revisit_changed"] == 0
     assert again["stages"]["map"]["tryton/invoices"]["records"] == 0
+
+
+def party(pid: int, receivable: str) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "name": f"Party {pid} GmbH",
+        "code": str(pid),
+        "active": True,
+        "identifiers": [],
+        "email": "info@acme-trading.de",
+        "phone": "",
+        "addresses": [],
+        "receivable": Decimal(receivable),
+    }
+
+
+def receivables(config: Path) -> dict[str, str]:
+    store = Store(load_config(config).store_url)
+    try:
+        with store.engine.connect() as conn:
+            c = t.customers
+            rows = conn.execute(select(c.c.source_id, c.c.data)).all()
+    finally:
+        store.dispose()
+    return {str(sid): str(data["erp_receivable"]) for sid, data in rows}
+
+
+def test_a_payment_re_reads_the_partys_receivable_and_a_first_sync_reads_parties_once(
+    server: TrytonRestServer, tmp_path: Path
+) -> None:
+    server.models.update({"party.party": {}, "company.company": {}})
+    server.add("party.party", party(1, "836.00"), at=datetime.now(UTC) - timedelta(days=3))
+    # A party edited later, so the next window starts past party 1.
+    server.add("party.party", party(2, "0"), at=datetime.now(UTC) - timedelta(days=1))
+    path = write_config(tmp_path / "concord.yaml", server)
+    config = yaml.safe_load(path.read_text())
+    config["sources"]["tryton"]["entities"] = {
+        "customers": {
+            "resource": "party.party",
+            "mapping": str(REPO / "mappings" / "tryton" / "party.yaml"),
+            "cursor_field": "last_modified_at",
+        },
+        **config["sources"]["tryton"]["entities"],
+    }
+    path.write_text(yaml.safe_dump(config))
+    first = run_sync(load_config(path), RunOptions(trigger="test"))
+    # Every invoice is new, but the parties were pulled whole in this run: no second read.
+    assert first["stages"]["extract"]["tryton/invoices"]["triggered"] == {}
+    assert receivables(path) == {"1": "836.00", "2": "0"}
+    # The Pay wizard pays invoice 7: a new cash line; Tryton's receivable of the party drops
+    # without its last_modified_at moving.
+    server.add("account.move.line", payment_line(1, 7, "-107.00"))
+    server.set_quietly("account.invoice", 7, state="paid", amount_to_pay=Decimal(0))
+    server.set_quietly("party.party", 1, receivable=Decimal("729.00"))
+    second = run_sync(load_config(path), RunOptions(trigger="test"))
+    customers = second["stages"]["extract"]["tryton/customers"]
+    lines = second["stages"]["extract"]["tryton/payment_lines"]
+    assert customers["new"] + customers["changed"] == 0  # the party's timestamp did not move
+    assert lines["triggered"] == {"invoices": 1, "customers": 1}
+    assert lines["trigger_changed"] == 2  # the invoice now paid, the party's receivable
+    assert receivables(path) == {"1": "729.00", "2": "0"}
