@@ -15,12 +15,29 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from concord.cli.render import err_console
-from concord.errors import ConcordError, RunPartial
+from concord.config import PipelineConfig
+from concord.errors import ConcordError, ConfigError, RunPartial
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Pipeline config file.", envvar="CONCORD_CONFIG")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+TargetsOpt = Annotated[
+    list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")
+]
+
+
+def target_names(config: PipelineConfig, requested: list[str] | None) -> list[str]:
+    """The targets a command works on: those asked for (each must exist), else the enabled."""
+    names = requested or [n for n, tc in config.targets.items() if tc.enabled]
+    unknown = sorted(set(names) - set(config.targets))
+    if unknown:
+        raise ConfigError(
+            f"unknown target {', '.join(unknown)}; known: {', '.join(config.targets) or 'none'}"
+        )
+    return names
+
+
 DEFAULT_CONFIG = Path("concord.yaml")
 VERBOSE_FLAGS = ("--verbose", "-v")
 EXIT_FAILED, EXIT_PARTIAL = 1, 2

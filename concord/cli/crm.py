@@ -16,11 +16,18 @@ import typer
 from rich import box
 from rich.table import Table
 
-from concord.cli.command import DEFAULT_CONFIG, ConcordCommand, ConfigOpt, JsonOpt, group
+from concord.cli.command import (
+    DEFAULT_CONFIG,
+    ConcordCommand,
+    ConfigOpt,
+    JsonOpt,
+    TargetsOpt,
+    group,
+    target_names,
+)
 from concord.cli.render import console, print_json
 from concord.config import PipelineConfig, load_config
 from concord.contracts import PropertySpec, PropertyState, PropertyTarget, build_target
-from concord.errors import ConfigError
 from concord.mapping import load_mapping
 from concord.push.properties import outbound_properties
 
@@ -57,9 +64,7 @@ def setup_target(config: PipelineConfig, name: str, *, dry_run: bool) -> list[Pr
 @crm_app.command("setup", cls=ConcordCommand)
 def setup(
     config: ConfigOpt = DEFAULT_CONFIG,
-    target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")
-    ] = None,
+    target: TargetsOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what exists and what differs; create nothing.")
     ] = False,
@@ -67,12 +72,7 @@ def setup(
 ) -> None:
     """Create (or with --dry-run check) the CRM properties the outbound mappings write."""
     cfg = load_config(config)
-    names = target or [n for n, tc in cfg.targets.items() if tc.enabled]
-    unknown = sorted(set(names) - set(cfg.targets))
-    if unknown:
-        raise ConfigError(
-            f"unknown target {', '.join(unknown)}; known: {', '.join(cfg.targets) or 'none'}"
-        )
+    names = target_names(cfg, target)
     report: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         states = setup_target(cfg, name, dry_run=dry_run)

@@ -14,7 +14,7 @@ from concord.config import PipelineConfig, load_config
 from concord.errors import ConcordError
 from concord.identity.models import train_and_store
 from concord.identity.normalise import load_customer_records
-from concord.identity.review import decide, list_reviews
+from concord.identity.review import Decision, decide, list_reviews
 from concord.overrides import overrides_path
 from concord.store import Store
 from concord.utc import utcnow
@@ -46,32 +46,32 @@ def review(
     render_reviews(console, found)
 
 
-@identity_app.command("accept", cls=ConcordCommand)
-def accept(
-    review_id: Annotated[int, typer.Argument(help="the review id `concord identity review` shows")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the overrides file).")] = "",
-    config: ConfigOpt = DEFAULT_CONFIG,
-) -> None:
-    """Accept a held cluster: its links become force_merge overrides (next resolve merges)."""
+ReviewId = Annotated[int, typer.Argument(help="the review id `concord identity review` shows")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (kept in the overrides file).")]
+OVERRIDE_KIND: dict[str, str] = {"accepted": "force_merge", "rejected": "never_merge"}
+
+
+def _decide(config: Path, review_id: int, decision: Decision, reason: str) -> None:
+    """Record a steward's decision on a held cluster as overrides and say what was written."""
     cfg = load_config(config)
     store = Store.open(cfg.store_url, create=False)
     path = _overrides(cfg)
-    n = decide(store, review_id, "accepted", path, reason)
-    console.print(f"review {review_id} accepted: {n} force_merge pair(s) written to {path}")
+    n = decide(store, review_id, decision, path, reason)
+    console.print(
+        f"review {review_id} {decision}: {n} {OVERRIDE_KIND[decision]} pair(s) written to {path}"
+    )
+
+
+@identity_app.command("accept", cls=ConcordCommand)
+def accept(review_id: ReviewId, reason: Reason = "", config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Accept a held cluster: its links become force_merge overrides (next resolve merges)."""
+    _decide(config, review_id, "accepted", reason)
 
 
 @identity_app.command("reject", cls=ConcordCommand)
-def reject(
-    review_id: Annotated[int, typer.Argument(help="the review id `concord identity review` shows")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the overrides file).")] = "",
-    config: ConfigOpt = DEFAULT_CONFIG,
-) -> None:
+def reject(review_id: ReviewId, reason: Reason = "", config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Reject a held cluster: its links become never_merge overrides (kept apart for good)."""
-    cfg = load_config(config)
-    store = Store.open(cfg.store_url, create=False)
-    path = _overrides(cfg)
-    n = decide(store, review_id, "rejected", path, reason)
-    console.print(f"review {review_id} rejected: {n} never_merge pair(s) written to {path}")
+    _decide(config, review_id, "rejected", reason)
 
 
 @identity_app.command("train", cls=ConcordCommand)

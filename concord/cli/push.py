@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from concord.cli.command import DEFAULT_CONFIG, ConfigOpt, JsonOpt
+from concord.cli.command import DEFAULT_CONFIG, ConfigOpt, JsonOpt, TargetsOpt, target_names
 from concord.cli.render import console, print_json, progress_events, render_plan, run_summary
 from concord.config import load_config
-from concord.errors import ConcordError, ConfigError
+from concord.errors import ConcordError
 from concord.pipeline.context import RunOptions, new_run_id, open_context
 from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.push import push as push_stage
@@ -22,9 +22,7 @@ from concord.store import Store
 
 def push(
     config: ConfigOpt = DEFAULT_CONFIG,
-    target: Annotated[
-        list[str] | None, typer.Option("--target", "-t", help="Only this target (repeatable).")
-    ] = None,
+    target: TargetsOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the field-level plan; send nothing.")
     ] = False,
@@ -51,12 +49,7 @@ def push(
     the CRM really holds (after a CRM lost records, or for a new, empty one).
     """
     cfg = load_config(config)
-    names = target or [n for n, tc in cfg.targets.items() if tc.enabled]
-    unknown = sorted(set(names) - set(cfg.targets))
-    if unknown:
-        raise ConfigError(
-            f"unknown target {', '.join(unknown)}; known: {', '.join(cfg.targets) or 'none'}"
-        )
+    names = target_names(cfg, target)
     if full and not resync_crm:
         raise typer.BadParameter("--full goes with --resync", param_hint="--full")
     if dry_run:

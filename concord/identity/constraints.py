@@ -140,6 +140,12 @@ class ConstrainedUnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return None
+        return self._refusal(ra, rb, deterministic, weight, forced)
+
+    def _refusal(
+        self, ra: int, rb: int, deterministic: bool, weight: float, forced: bool
+    ) -> str | None:
+        """Why the clusters rooted at ``ra`` and ``rb`` (two roots) may not join, or None."""
         ta, tb = self.tags.get(ra), self.tags.get(rb)
         if ta and tb and any((i, 1 - side) in tb for i, side in ta):
             return NEVER_MERGE
@@ -166,7 +172,7 @@ class ConstrainedUnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return False
-        why = self.check(a, b, deterministic=deterministic, weight=weight, forced=forced)
+        why = self._refusal(ra, rb, deterministic, weight, forced)
         if why is not None:
             self.refusal = why
             return None
