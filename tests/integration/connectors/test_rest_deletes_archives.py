@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from concord.config import load_config
@@ -21,6 +20,11 @@ from concord.store import Store
 from concord.store import tables as t
 from sandbox.crm import CrmServer
 from sandbox.tryton_rest import TrytonRestServer
+from tests.integration.connectors.tryton_dialect import (
+    CUSTOMERS,
+    FAST_HTTP,
+    write_tryton_config,
+)
 from tests.repo_config import REPO
 
 NAMES = [
@@ -57,41 +61,19 @@ def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TrytonRestServer,
 
 
 def write_config(path: Path, erp: TrytonRestServer, crm: CrmServer, **target: Any) -> Path:
-    config = {
-        "store_url": f"sqlite:///{path.parent / 'concord.db'}",
-        "base_currency": "EUR",
-        "sources": {
-            "tryton": {
-                "type": "rest",
-                "profile": "tryton",
-                "base_url": erp.base_url,
-                "auth": {"token": {"env": "FAKE_TRYTON_KEY"}},
-                "page_size": 5,
-                "http": {"backoff_base": 0.01, "max_attempts": 2},
-                "entities": {
-                    "customers": {
-                        "resource": "party.party",
-                        "mapping": str(REPO / "mappings" / "tryton" / "party.yaml"),
-                        "cursor_field": "last_modified_at",
-                    }
-                },
-            }
-        },
-        "targets": {
-            "crm": {
-                "type": "hubspot",
-                "base_url": crm.url,
-                "auth": {"type": "bearer", "token": {"env": "FAKE_CRM_TOKEN"}},
-                "object_type": "companies",
-                "id_property": "concord_id",
-                "mapping": str(REPO / "mappings" / "crm" / "sandbox_crm.yaml"),
-                "http": {"backoff_base": 0.01, "max_attempts": 2},
-                **target,
-            }
-        },
+    crm_target = {
+        "type": "hubspot",
+        "base_url": crm.url,
+        "auth": {"type": "bearer", "token": {"env": "FAKE_CRM_TOKEN"}},
+        "object_type": "companies",
+        "id_property": "concord_id",
+        "mapping": str(REPO / "mappings" / "crm" / "sandbox_crm.yaml"),
+        "http": FAST_HTTP,
+        **target,
     }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_tryton_config(
+        path, erp, {"customers": CUSTOMERS}, page_size=5, targets={"crm": crm_target}
+    )
 
 
 def sync(config: Path, **options: Any) -> dict[str, Any]:

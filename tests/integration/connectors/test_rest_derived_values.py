@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from concord.config import load_config
@@ -19,7 +18,11 @@ from concord.pipeline import RunOptions, run_sync
 from concord.store import Store
 from concord.store import tables as t
 from sandbox.tryton_rest import TrytonRestServer
-from tests.repo_config import REPO
+from tests.integration.connectors.tryton_dialect import (
+    CUSTOMERS,
+    entity,
+    write_tryton_config,
+)
 
 INVOICES = 8
 
@@ -66,38 +69,15 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TrytonRestServer]:
         yield srv
 
 
-def write_config(path: Path, server: TrytonRestServer) -> Path:
-    tryton = REPO / "mappings" / "tryton"
-    config = {
-        "store_url": f"sqlite:///{path.parent / 'concord.db'}",
-        "base_currency": "EUR",
-        "sources": {
-            "tryton": {
-                "type": "rest",
-                "profile": "tryton",
-                "base_url": server.base_url,
-                "auth": {"token": {"env": "FAKE_TRYTON_KEY"}},
-                "page_size": 3,
-                "http": {"backoff_base": 0.01, "max_attempts": 2},
-                "entities": {
-                    "invoices": {
-                        "resource": "account.invoice",
-                        "mapping": str(tryton / "invoice.yaml"),
-                        "cursor_field": "last_modified_at",
-                    },
-                    "payment_lines": {
-                        "resource": "account.move.line",
-                        "mapping": str(tryton / "payment_line.yaml"),
-                        "cursor_field": "last_modified_at",
-                        "id_prefix": "line-",
-                    },
-                },
-            }
-        },
-        "targets": {},
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+ENTITIES = {
+    "invoices": entity("account.invoice", "invoice.yaml"),
+    "payment_lines": entity("account.move.line", "payment_line.yaml", id_prefix="line-"),
+}
+
+
+def write_config(path: Path, server: TrytonRestServer, with_customers: bool = False) -> Path:
+    entities = {"customers": CUSTOMERS, **ENTITIES} if with_customers else ENTITIES
+    return write_tryton_config(path, server, entities, page_size=3)
 
 
 def open_amounts(config: Path) -> dict[str, tuple[str, Decimal]]:
@@ -183,17 +163,7 @@ def test_a_payment_re_reads_the_partys_receivable_and_a_first_sync_reads_parties
     server.add("party.party", party(1, "836.00"), at=datetime.now(UTC) - timedelta(days=3))
     # A party edited later, so the next window starts past party 1.
     server.add("party.party", party(2, "0"), at=datetime.now(UTC) - timedelta(days=1))
-    path = write_config(tmp_path / "concord.yaml", server)
-    config = yaml.safe_load(path.read_text())
-    config["sources"]["tryton"]["entities"] = {
-        "customers": {
-            "resource": "party.party",
-            "mapping": str(REPO / "mappings" / "tryton" / "party.yaml"),
-            "cursor_field": "last_modified_at",
-        },
-        **config["sources"]["tryton"]["entities"],
-    }
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path / "concord.yaml", server, with_customers=True)
     first = run_sync(load_config(path), RunOptions(trigger="test"))
     # Every invoice is new, but the parties were pulled whole in this run: no second read.
     assert first["stages"]["extract"]["tryton/invoices"]["triggered"] == {}

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from sqlalchemy import select
 
 from concord.config import load_config
@@ -26,7 +25,10 @@ from concord.store import Store
 from concord.store import tables as t
 from sandbox.server import Request
 from sandbox.tryton_rest import TrytonRestServer
-from tests.repo_config import REPO
+from tests.integration.connectors.tryton_dialect import (
+    CUSTOMERS,
+    write_tryton_config,
+)
 
 PARTIES = 30
 PAGE = 6
@@ -53,31 +55,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[TrytonRestServer]:
 
 
 def write_config(path: Path, server: TrytonRestServer, **source: Any) -> Path:
-    config = {
-        "store_url": f"sqlite:///{path.parent / 'concord.db'}",
-        "base_currency": "EUR",
-        "sources": {
-            "tryton": {
-                "type": "rest",
-                "profile": "tryton",
-                "base_url": server.base_url,
-                "auth": {"token": {"env": "FAKE_TRYTON_KEY"}},
-                "page_size": PAGE,
-                "http": {"backoff_base": 0.01, "max_attempts": 2},
-                **source,
-                "entities": {
-                    "customers": {
-                        "resource": "party.party",
-                        "mapping": str(REPO / "mappings" / "tryton" / "party.yaml"),
-                        "cursor_field": "last_modified_at",
-                    }
-                },
-            }
-        },
-        "targets": {},
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_tryton_config(path, server, {"customers": CUSTOMERS}, page_size=PAGE, **source)
 
 
 def sync(config: Path) -> dict[str, Any]:
