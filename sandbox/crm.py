@@ -336,6 +336,8 @@ class CrmServer(LoopbackServer):
                 else:
                     new = False
                 existing["properties"].update(item["properties"])
+                for name in [n for n, v in item["properties"].items() if v == ""]:
+                    del existing["properties"][name]  # HubSpot: an empty string clears it
                 existing["properties"].setdefault(id_property, id_value)
                 existing["updatedAt"] = now
                 result = {**self._public(existing), "new": new}

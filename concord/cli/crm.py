@@ -27,7 +27,7 @@ from concord.cli.command import (
 )
 from concord.cli.render import console, print_json
 from concord.config import PipelineConfig, load_config
-from concord.contracts import PropertySpec, PropertyState, PropertyTarget, build_target
+from concord.contracts import ObjectKind, PropertySpec, PropertyState, PropertyTarget, build_target
 from concord.mapping import load_mapping
 from concord.push.properties import outbound_properties
 
@@ -41,6 +41,15 @@ def target_properties(config: PipelineConfig, name: str) -> list[PropertySpec]:
     if tcfg.person_mapping is not None:
         person = load_mapping(config.resolve_path(tcfg.person_mapping))
         specs += outbound_properties(person, "person")
+    if tcfg.retire == "mark":  # the status a retired customer is marked with (push/retire.py)
+        kinds: tuple[ObjectKind, ...] = (
+            ("company", "person") if tcfg.person_mapping is not None else ("company",)
+        )
+        specs += [
+            PropertySpec(tcfg.retire_property, "concord status", "string", object_type=kind)
+            for kind in kinds
+            if not any(s.name == tcfg.retire_property and s.object_type == kind for s in specs)
+        ]
     return specs
 
 

@@ -34,6 +34,9 @@ class PushRecord:
     properties: dict[str, Any]
     object_type: ObjectKind = "company"
     remote_id: str | None = None
+    clear: frozenset[str] = frozenset()
+    """Properties sent empty on purpose, to clear them (a retirement mark): a target that
+    leaves empty values out (HubSpot ``on_null: keep``) sends these anyway."""
 
 
 @dataclass(slots=True)

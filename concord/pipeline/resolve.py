@@ -160,8 +160,13 @@ def resolve_identities(
             pa, pb = prior.get(keys[i]), prior.get(link.matched_to)
             if pa and pb and pa != pb:
                 between.setdefault(frozenset((pa, pb)), (link.rule, link.matched_to, keys[i]))
+        # An id no record holds any more (its customer archived or deleted in every ERP) stays
+        # free for the cluster whose natural id it is: a customer that comes back keeps its id,
+        # and the CRM record concord marked retired, instead of getting a second one.
+        held_ids = set(prior.values())
+        taken = {gid for gid, status in golden.items() if status == "merged" or gid in held_ids}
         assignment = assign_ids(
-            [[keys[i] for i in c] for c in result.clusters], prior, set(golden), between
+            [[keys[i] for i in c] for c in result.clusters], prior, taken, between
         )
         report.new_ids = len(assignment.new_ids)
         report.merges = sum(1 for e in assignment.events if e.kind == "merge")

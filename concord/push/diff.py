@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Text, cast, func, select
 
-from concord.contracts import ObjectKind, PushRecord
+from concord.contracts import ObjectKind, PushRecord, TargetConfig
 from concord.errors import RecordRejected
 from concord.hashing import digest, json_digest
 from concord.mapping import Mapping, load_mapping
@@ -58,6 +58,7 @@ class PlannedUpsert:
     name: str = ""  # the golden name, for plans a reader checks
     source_ids: tuple[str, ...] = ()  # the ERP records behind the customer (source:number)
     in_target: bool | None = None  # what a read-back found (None: not read, trust push state)
+    clear: tuple[str, ...] = ()  # properties sent empty to clear them (a retirement mark)
 
     @property
     def action(self) -> str:
@@ -90,7 +91,11 @@ class PlannedUpsert:
     def record(self) -> PushRecord:
         """What is handed to the target."""
         return PushRecord(
-            self.key, self.properties, object_type=self.object_type, remote_id=self.remote_id
+            self.key,
+            self.properties,
+            object_type=self.object_type,
+            remote_id=self.remote_id,
+            clear=frozenset(self.clear),
         )
 
 
@@ -237,19 +242,31 @@ def rows_with_state(ctx: RunContext, target_name: str) -> Iterator[list[StateRow
 
 
 def planned(
-    gid: str, mapped: Mapped, row: StateRow, fingerprint: str, *, forget_state: bool = False
+    gid: str,
+    mapped: Mapped,
+    row: StateRow,
+    fingerprint: str,
+    *,
+    forget_state: bool = False,
+    revive: dict[str, Any] | None = None,
 ) -> PlannedUpsert:
     """The upsert of one mapped customer, against what the push state says the target holds.
 
     ``forget_state`` plans it as a create whatever the push state says (a resync found the
-    record missing in the CRM).
+    record missing in the CRM). ``revive`` are the properties that undo a retirement mark
+    (``revive_properties``): sent with a customer that came back, left out of its hash, so the
+    next night finds it unchanged.
     """
     _gid, _data, accepted, remote_id, accepted_text, status, attempts, _seen = row
     known = status != "superseded" and not forget_state
+    properties = mapped.properties
+    clear: tuple[str, ...] = ()
+    if revive and status == RETIRED:
+        properties, clear = {**properties, **revive}, tuple(revive)
     return PlannedUpsert(
         key=gid,
         object_type=mapped.object_type,
-        properties=mapped.properties,
+        properties=properties,
         hash=content_hash(mapped.object_type, mapped.properties),
         remote_id=remote_id if known else None,
         previous=_loads(accepted_text) if known else None,
@@ -259,7 +276,21 @@ def planned(
         source_hash=fingerprint,
         name=str(mapped.customer.name.value),
         source_ids=tuple(mapped.customer.source_ids),
+        clear=clear,
     )
+
+
+RETIRED = "retired"
+"""The push state of a customer the target holds marked or archived (``push/retire.py``)."""
+
+
+def revive_properties(tcfg: TargetConfig) -> dict[str, Any]:
+    """What clears a retirement mark when the customer comes back (``retire: mark``).
+
+    The empty value clears the property in HubSpot, Salesforce and the REST target; an archived
+    record (``retire: archive``) is recreated by the upsert and carries no mark.
+    """
+    return {tcfg.retire_property: ""} if tcfg.retire == "mark" else {}
 
 
 def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
@@ -269,6 +300,7 @@ def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
     accepted from the same 360 data and mappings is skipped without validating or mapping it.
     """
     mappings = outbound_mappings(ctx, target_name)
+    revive = revive_properties(ctx.config.targets[target_name])
     for rows in rows_with_state(ctx, target_name):
         for row in rows:
             gid, data_text, accepted, _remote, _props, status, _attempts, seen = row
@@ -284,7 +316,7 @@ def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
                 if status in ("accepted", "rejected"):
                     yield Refresh(gid, fingerprint)
                 continue
-            yield planned(gid, mapped, row, fingerprint)
+            yield planned(gid, mapped, row, fingerprint, revive=revive)
 
 
 def _loads(text: str | None) -> dict[str, Any] | None:

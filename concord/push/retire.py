@@ -6,7 +6,7 @@ the record concord pushed. The target's ``retire`` says what happens to it, neve
 live without a word: ``mark`` (default) upserts only ``retire_property: retire_value``
 (``concord_status: archived``) on the record; ``archive`` archives it where the target can
 (``ArchivingTarget``: HubSpot). A retired customer's push state is ``retired``; if it comes
-back, it is pushed again in full like a new one.
+back, it is pushed again in full, its mark cleared (``concord.push.diff.revive_properties``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from sqlalchemy import and_, select, update
 from concord.contracts import ArchivingTarget, PushRecord, Target
 from concord.errors import PushError
 from concord.pipeline.context import RunContext
+from concord.push.diff import RETIRED
 from concord.push.merges import object_kind
 from concord.store import tables as t
 from concord.utc import utcnow
-
-RETIRED = "retired"
 
 
 def retirements(ctx: RunContext, target_name: str) -> list[PushRecord]:

@@ -160,7 +160,11 @@ class HubSpotTarget:
         inputs: list[dict[str, Any]] = []
         keep = self.settings.on_null == "keep"
         for r in records:
-            properties = {k: v for k, v in r.properties.items() if not (keep and v in (None, ""))}
+            properties = {
+                k: v
+                for k, v in r.properties.items()
+                if not (keep and v in (None, "") and k not in r.clear)
+            }
             item: dict[str, Any] = {
                 "id": r.key,
                 "idProperty": idp,

@@ -143,14 +143,21 @@ def test_a_party_restored_in_tryton_is_a_live_customer_again(
     erp, crm = servers
     config = write_config(tmp_path / "concord.yaml", erp, crm)
     sync(config)
+    before = concord_id_of(config, "4")
     erp.edit("party.party", 4, active=False)
     sync(config)
     assert states(config)["4"] == "archived"
+    assert crm_status(crm, before) == "archived"
     erp.edit("party.party", 4, active=True)
     sync(config)
     assert states(config)["4"] is None
     gid = concord_id_of(config, "4")
+    assert gid == before  # the same customer, not a second CRM record
+    assert len(crm.objects["companies"]) == len(NAMES)
     assert crm.objects["companies"][gid]["properties"]["name"] == NAMES[3]
+    assert crm_status(crm, gid) == "live"  # the retirement mark is cleared
+    quiet = sync(config)
+    assert quiet["stages"]["push"]["crm"]["planned"] == 0  # and not sent again every night
 
 
 def test_retire_archive_archives_the_crm_record(
