@@ -39,6 +39,8 @@ def test_the_shipped_mapping_names_each_property_with_its_type() -> None:
     assert specs[("company", "last_order_date")].type == "date"
     assert specs[("company", "erp_customer_numbers")].type == "string"
     assert specs[("person", "lifecycle_stage")].label == "Lifecycle stage"
+    # retire: mark (the default) marks retired customers with concord_status: setup creates it
+    assert specs[("company", "concord_status")].type == specs[("person", "concord_status")].type
 
 
 def hubspot_target_stub() -> dict[str, object]:
