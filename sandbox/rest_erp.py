@@ -2,7 +2,8 @@
 (updated_at, id) with an inclusive `updated_since`, an exclusive `updated_before`, `limit` (default
 100, at most 1000) and an opaque keyset `cursor` (URL-safe base64 of the last returned updated_at
 and id, so pages stay correct while records change) and answers {"data": [...], "next_cursor": str |
-null}; `GET /api/v1/{entity}/{id}` returns one record. Bad dates, cursors or limits give 400, an
+null}; `GET /api/v1/{entity}/_count` with the same `updated_since` and `updated_before` answers
+{"count": N}, how many records that window holds; `GET /api/v1/{entity}/{id}` returns one record. Bad dates, cursors or limits give 400, an
 unknown entity or id 404, a missing bearer token 401, all as JSON {"error": "..."}."""
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class RestErpServer(LoopbackServer):
             raise ApiError(404, f"unknown entity {entity!r}")
         if request.method != "GET":
             raise ApiError(405, "method not allowed")
+        if parts[1:] == ["_count"]:
+            return self._count(entity, request)
         if len(parts) == 2:
             record = self.dataset.get(entity, parts[1])
             if record is None:
@@ -109,3 +112,14 @@ class RestErpServer(LoopbackServer):
             last = rows[-1]
             next_cursor = encode_cursor(last["updated_at"], last["id"])
         return Response(200, {"data": rows, "next_cursor": next_cursor})
+
+    def _count(self, entity: str, request: Request) -> Response:
+        since = _date_param(request, "updated_since")
+        before = _date_param(request, "updated_before")
+        total, after = 0, None
+        while True:
+            rows = self.dataset.page(entity, since, before, after, MAX_LIMIT)
+            total += len(rows)
+            if len(rows) < MAX_LIMIT:
+                return Response(200, {"count": total})
+            after = (rows[-1]["updated_at"], rows[-1]["id"])
