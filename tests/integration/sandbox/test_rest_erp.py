@@ -127,6 +127,20 @@ def test_updated_since_is_inclusive_and_updated_before_exclusive(
     assert all(r["updated_at"] != before for r in window)
 
 
+def test_count_answers_how_many_records_the_same_window_holds(
+    erp: RestErpServer, session: requests.Session, dataset: ErpDataset
+) -> None:
+    everything = list(dataset.iter_all("orders"))
+    since, before = everything[50]["updated_at"], everything[150]["updated_at"]
+    window, _ = pull(session, erp, "orders", updated_since=since, updated_before=before, limit=30)
+    counted = get(
+        session, f"{erp.url}/api/v1/orders/_count", updated_since=since, updated_before=before
+    )
+    assert counted.status_code == 200 and counted.json() == {"count": len(window)}
+    whole = get(session, f"{erp.url}/api/v1/orders/_count").json()
+    assert whole == {"count": len(everything)}
+
+
 def test_update_after_first_page_is_seen_by_later_incremental_pull(
     erp: RestErpServer, session: requests.Session, dataset: ErpDataset
 ) -> None:
