@@ -97,6 +97,11 @@ def build_dag(path: Path) -> DAG:
         doc_md=__doc__,
         params={
             "full_refresh": Param(False, type="boolean", description="Ignore watermarks."),
+            "sweep": Param(
+                False,
+                type="boolean",
+                description="List every id of each entity; tombstone those the ERP lost.",
+            ),
             "dry_run": Param(False, type="boolean", description="Plan pushes, send nothing."),
             "push_anyway": Param(
                 False, type="boolean", description="Push although the receivable gate holds."

@@ -81,6 +81,7 @@ class TaskRun:
     window_start: datetime | None
     window_end: datetime | None
     full_refresh: bool = False
+    sweep: bool = False
     dry_run: bool = False
     push_anyway: bool = False
     sources: list[str] | None = None
@@ -106,6 +107,7 @@ class TaskRun:
             window_start=as_utc(data_interval_start),
             window_end=as_utc(data_interval_end),
             full_refresh=bool(params.get("full_refresh", False)),
+            sweep=bool(params.get("sweep", False)),
             dry_run=bool(params.get("dry_run", False)),
             push_anyway=bool(params.get("push_anyway", False)),
             sources=list(params["sources"]) if params.get("sources") else None,
@@ -120,6 +122,7 @@ class TaskRun:
             window_start=self.window_start,
             window_end=self.window_end,
             full_refresh=self.full_refresh,
+            sweep=self.sweep,
             trigger="airflow",
             sources=self.sources,
             targets=self.targets,

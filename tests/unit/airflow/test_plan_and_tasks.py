@@ -189,10 +189,11 @@ def test_task_run_from_airflow_derives_the_run_id_and_reads_params() -> None:
         run_id="scheduled__2026-11-02T02:00:00+00:00",
         data_interval_start=T0.replace(tzinfo=None),
         data_interval_end=T1,
-        params={"full_refresh": True, "sources": ["erp"]},
+        params={"full_refresh": True, "sweep": True, "sources": ["erp"]},
     )
     assert run.run_id == concord_run_id("scheduled__2026-11-02T02:00:00+00:00")
     assert run.window_start == T0
     options = run.options()
     assert options.window_start == T0
     assert (options.trigger, options.full_refresh, options.sources) == ("airflow", True, ["erp"])
+    assert options.sweep  # the night lists every id and tombstones the vanished
