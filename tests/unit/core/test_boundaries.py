@@ -35,6 +35,7 @@ CORE = (
     "concord.mapping",
     "concord.pipeline.context",
     "concord.pipeline.reports",
+    "concord.pipeline.write_behind",
 )
 """What every stage may import."""
 
