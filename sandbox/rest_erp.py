@@ -3,8 +3,9 @@
 100, at most 1000) and an opaque keyset `cursor` (URL-safe base64 of the last returned updated_at
 and id, so pages stay correct while records change) and answers {"data": [...], "next_cursor": str |
 null}; `GET /api/v1/{entity}/_count` with the same `updated_since` and `updated_before` answers
-{"count": N}, how many records that window holds; `GET /api/v1/{entity}/{id}` returns one record. Bad dates, cursors or limits give 400, an
-unknown entity or id 404, a missing bearer token 401, all as JSON {"error": "..."}."""
+{"count": N}, how many records that window holds; `GET /api/v1/{entity}/{id}` returns one
+record. Bad dates, cursors or limits give 400, an unknown entity or id 404, a missing bearer token
+401, all as JSON {"error": "..."}."""
 
 from __future__ import annotations
 
