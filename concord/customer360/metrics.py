@@ -205,7 +205,8 @@ def _in_base(
 
 
 def _stream(conn: Connection, query: Any) -> Any:
-    return conn.execution_options(yield_per=STREAM).execute(query)
+    """Rows of ``query`` in batches (the option is the statement's: the connection stays as is)."""
+    return conn.execute(query, execution_options={"yield_per": STREAM})
 
 
 def _naive(column: Any) -> Any:
