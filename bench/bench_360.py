@@ -150,7 +150,7 @@ def seed(store: Store, n: int, rnd: random.Random) -> None:
                     "rate": str(Decimal("0.9") + Decimal(m) / 1000),
                     "base": "EUR",
                 },
-            ),  # fmt: skip
+            ),
             "currency": "USD",
             "valid_from": d,
             "base": "EUR",

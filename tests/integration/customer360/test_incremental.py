@@ -279,7 +279,7 @@ def test_incremental_nights_equal_a_full_rebuild(store: Store) -> None:
             "90.00",
             "90.00",
             due_at=as_of + timedelta(days=2),
-        ),  # fmt: skip
+        ),
         shipment("s13-soon", 13, as_of + timedelta(days=1), None),
     )
     r = night(store, cfg, "night_6", as_of)
@@ -329,8 +329,9 @@ def test_random_nights_equal_a_full_rebuild(store: Store, seed_: int) -> None:
                     order(f"o{i}-r{k}", i, as_of - timedelta(days=rnd.randint(0, 400)), "42.00")
                 )
             elif pick < 0.5:
-                models.append(invoice(f"i{i}-r{k}", i, as_of - timedelta(days=20), "30.00", "30.00",
-                                      due_at=as_of + timedelta(days=rnd.randint(-3, 5))))  # fmt: skip
+                due = as_of + timedelta(days=rnd.randint(-3, 5))
+                issued = as_of - timedelta(days=20)
+                models.append(invoice(f"i{i}-r{k}", i, issued, "30.00", "30.00", due_at=due))
             elif pick < 0.6:
                 models.append(customer(i, name=f"Renamed {i}-{k}"))
             elif pick < 0.7:
