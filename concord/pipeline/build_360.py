@@ -437,6 +437,15 @@ def _touched(conn: Connection, runs: Sequence[str]) -> set[str]:
     return out
 
 
+def _runs_since(conn: Connection, since: datetime) -> set[str]:
+    """Runs started, finished or still going since ``since`` (a rerun keeps its run id)."""
+    r = t.runs
+    q = select(r.c.run_id).where(
+        or_(r.c.started_at >= since, r.c.finished_at >= since, r.c.finished_at.is_(None))
+    )
+    return set(conn.execute(q).scalars())
+
+
 def _first_rate_change(before: list[list[str]], now: list[list[str]]) -> date | None:
     """The earliest date from which a conversion can differ between two rate tables."""
     changed = {tuple(r) for r in before} ^ {tuple(r) for r in now}
@@ -450,6 +459,7 @@ class LastBuild:
     """What the previous build stored about itself."""
 
     run_id: str
+    built_at: datetime
     as_of: datetime
     today: date
     basis: str
@@ -464,6 +474,7 @@ def _last_build(conn: Connection) -> LastBuild | None:
         return None
     return LastBuild(
         row["run_id"],
+        as_utc(row["built_at"]),
         as_utc(row["as_of"]),
         row["today"],
         row["basis"],
@@ -533,6 +544,7 @@ def _inputs_row(
                 r.unconverted,
             ]
             for ref, r in sorted(a.records.items())
+            if r.erp_receivable is not None  # the only records the receivable check reads
         ],
         "missing": [
             [cur, day.isoformat(), n] for (cur, day), n in sorted((a.misses or {}).items())
@@ -603,7 +615,9 @@ def build(
         boundary: set[str] = set()
         if not reason:
             assert last is not None
-            runs = sorted((seen - last.seen_runs) | {run_id})
+            runs = sorted(
+                (seen - last.seen_runs) | ({run_id} | _runs_since(conn, last.built_at)) & seen
+            )
             changed = _touched(conn, runs)
             changed.update(
                 gid
