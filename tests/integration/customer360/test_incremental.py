@@ -352,3 +352,19 @@ def test_random_nights_equal_a_full_rebuild(store: Store, seed_: int) -> None:
                         conn.execute(delete(o).where(o.c.source_id == victim))
         write(store, run_id, *models)
         night(store, cfg, run_id, as_of)
+
+
+def test_a_config_without_incremental_builds_rebuild_in_full(store: Store) -> None:
+    seed(store, n=12)
+    cfg = PipelineConfig.model_validate(
+        {
+            **config().model_dump(mode="json", exclude={"path"}),
+            "customer360": {"incremental": False},
+        }
+    )
+    resolve_identities(store, cfg.identity, "night_1")
+    build(store, cfg, START, "night_1")
+    again = build(store, cfg, START + timedelta(days=1), "night_2")
+    assert again.full_reason == "full rebuild asked for" and again.recomputed == 12
+    incremental = build(store, config(), START + timedelta(days=2), "night_3")
+    assert incremental.full_reason == "" and incremental.recomputed < 12
