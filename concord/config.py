@@ -255,6 +255,16 @@ class FxConfig(_Strict):
     rates_csv: Path | None = None
 
 
+class Customer360Config(_Strict):
+    """How the build-360 stage works.
+
+    ``incremental`` recomputes only the customers whose inputs changed or whose figures crossed
+    a date boundary; ``False`` rebuilds every row from the documents every night.
+    """
+
+    incremental: bool = True
+
+
 class PushGateConfig(_Strict):
     """When to hold the push: the ERP receivable check differs by more than this in total.
 
@@ -276,6 +286,7 @@ class PipelineConfig(_Strict):
     fx_rates: dict[str, Decimal] = Field(default_factory=dict)
     fx: FxConfig = Field(default_factory=FxConfig)
     push_gate: PushGateConfig = Field(default_factory=PushGateConfig)
+    customer360: Customer360Config = Field(default_factory=Customer360Config)
     reject_ratio: float = Field(default=0.1, ge=0, le=1)
     reject_min_count: int = Field(default=5, ge=1)
     batch_size: int = Field(default=1000, ge=1, le=100_000)

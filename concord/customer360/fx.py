@@ -98,8 +98,23 @@ class FxTable:
         for s in self.sets:
             s.seal()
         self.missing: Counter[tuple[str, date]] = Counter()
+        # when set, misses are also counted here (one customer's, kept for incremental builds)
+        self.tally: Counter[tuple[str, date]] | None = None
         self._order: dict[str | None, list[RateSet]] = {}
         self._found: dict[tuple[str, str, date, str | None], tuple[RateSet, Rate, Rate, str]] = {}
+
+    def rate_rows(self) -> list[list[str]]:
+        """Every rate as ``[set, base, currency, valid_from, units, rate]``, sorted.
+
+        A build remembers the rates its figures used, to compare with the next build's.
+        """
+        rows = [
+            [s.name, s.base or "", currency, r.valid_from.isoformat(), str(r.units), str(r.rate)]
+            for s in self.sets
+            for currency, rates in s.rates.items()
+            for r in rates
+        ]
+        return sorted(rows)
 
     def _sets_for(self, source: str | None) -> list[RateSet]:
         order = self._order.get(source)
@@ -121,6 +136,8 @@ class FxTable:
         found = self._found.get(key) or self._find(key)
         if found is None:
             self.missing[(currency, on)] += 1
+            if self.tally is not None:
+                self.tally[(currency, on)] += 1
             return None
         rate_set, a, b, note = found
         value = amount * a.rate * b.units / (a.units * b.rate)

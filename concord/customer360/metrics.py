@@ -14,7 +14,8 @@ record also keeps its open balance in the ERP's own currency for the receivable 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -97,6 +98,31 @@ class CustomerTotals:
     gaps: dict[str, Decimal] | None = None
     fx_uses: dict[tuple[str, str], tuple[dict[str, None], int]] | None = None
     unconverted: dict[str, int] | None = None
+    # for incremental builds: when a figure next changes with time alone, the latest date money
+    # was converted at, whether as_of's own rate was used, the conversions without a rate
+    boundary_day: date | None = None  # revenue_12m or overdue changes once today is here
+    boundary_at: datetime | None = None  # shipments_late_90d changes once as_of is past this
+    fx_day: date | None = None
+    today_fx: bool = False
+    misses: Counter[tuple[str, date]] | None = None
+
+    def edge_day(self, day: date) -> None:
+        """A figure changes with time alone once the business date reaches ``day``."""
+        if self.boundary_day is None or day < self.boundary_day:
+            self.boundary_day = day
+
+    def edge_at(self, moment: datetime) -> None:
+        """A figure changes with time alone once ``as_of`` is past ``moment`` (aware UTC)."""
+        if self.boundary_at is None or moment < self.boundary_at:
+            self.boundary_at = moment
+
+    def converting(self, fx: FxTable, day: date) -> None:
+        """Before converting at ``day``: remember the date, count this customer's misses."""
+        if self.fx_day is None or day > self.fx_day:
+            self.fx_day = day
+        if self.misses is None:
+            self.misses = Counter()
+        fx.tally = self.misses
 
     def gap(self, reason: str, amount: Decimal) -> None:
         """Add to the part of ``invoiced - paid - open`` explained by ``reason``."""
@@ -150,12 +176,16 @@ def _money(value: Any) -> Decimal:
     return ZERO if value is None else Decimal(value)
 
 
-def _linked(table: Any, *cols: Any) -> Any:
-    """``select`` of ``cols`` with each row's golden customer, via the identity links."""
+def _linked(table: Any, *cols: Any, only: Sequence[str] | None = None) -> Any:
+    """``select`` of ``cols`` with each row's golden customer, via the identity links.
+
+    ``only``: just these golden customers (an incremental build), through the links' index.
+    """
     il = t.identity_links
-    return select(il.c.concord_id, *cols).select_from(
+    q = select(il.c.concord_id, *cols).select_from(
         table.join(il, and_(il.c.source == table.c.source, il.c.source_id == table.c.customer_id))
     )
+    return q if only is None else q.where(il.c.concord_id.in_(only))
 
 
 def _in_base(
@@ -164,7 +194,9 @@ def _in_base(
     """``amount`` in the base currency at ``day``'s rate, the rate remembered; None: no rate."""
     if currency == figures.base:
         return _money(amount)
+    a.converting(figures.fx, day)
     converted = figures.fx.convert(_money(amount), currency, figures.base, day, source)
+    figures.fx.tally = None
     if converted is None:
         a.left_out(currency)
         return None
@@ -173,7 +205,8 @@ def _in_base(
 
 
 def _stream(conn: Connection, query: Any) -> Any:
-    return conn.execution_options(yield_per=STREAM).execute(query)
+    """Rows of ``query`` in batches (the option is the statement's: the connection stays as is)."""
+    return conn.execute(query, execution_options={"yield_per": STREAM})
 
 
 def _naive(column: Any) -> Any:
@@ -181,14 +214,24 @@ def _naive(column: Any) -> Any:
     return type_coerce(column, DateTime())
 
 
-def collect(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) -> None:
-    """Each golden customer's records: keys, numbers, candidates, contacts, ERP receivables."""
+def collect(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    figures: Figures,
+    only: Sequence[str] | None = None,
+) -> None:
+    """Each golden customer's records: keys, numbers, candidates, contacts, ERP receivables.
+
+    ``only``: just these golden customers (an incremental build).
+    """
     c, il = t.customers, t.identity_links
     q = (
         select(il.c.concord_id, c.c.source, c.c.source_id, c.c.updated_at, c.c.data)
         .select_from(c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id)))
         .order_by(il.c.concord_id, c.c.source, c.c.source_id)
     )
+    if only is not None:
+        q = q.where(il.c.concord_id.in_(only))
     with_invoices = figures.invoice_sources
     if with_invoices is None:
         with_invoices = frozenset(
@@ -221,20 +264,33 @@ def collect(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures)
         )
 
 
-def aggregate(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) -> None:
-    """Add order, invoice, allocation and shipment figures as of ``figures.as_of``."""
-    orders(conn, accs, figures)
-    invoices(conn, accs, figures)
-    unallocated(conn, accs, figures)
+def aggregate(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    figures: Figures,
+    only: Sequence[str] | None = None,
+) -> None:
+    """Add order, invoice, allocation and shipment figures as of ``figures.as_of``.
+
+    ``only``: just these golden customers (``accs`` holds only them).
+    """
+    orders(conn, accs, figures, only)
+    invoices(conn, accs, figures, only)
+    unallocated(conn, accs, figures, only)
     erp_balances(accs, figures)
-    shipments(conn, accs, figures.as_of)
+    shipments(conn, accs, figures.as_of, only)
 
 
-def orders(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) -> None:
+def orders(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    figures: Figures,
+    only: Sequence[str] | None = None,
+) -> None:
     """Revenue, order count, first and last order, open work and quotes, by status meaning."""
     o = t.orders
     q = _linked(
-        o, o.c.source, o.c.status, _naive(o.c.ordered_at), o.c.currency, o.c.gross_total
+        o, o.c.source, o.c.status, _naive(o.c.ordered_at), o.c.currency, o.c.gross_total, only=only
     ).where(
         o.c.status.not_in([OrderStatus.DRAFT.value, OrderStatus.CANCELLED.value]),
         o.c.state.is_(None),  # deleted in the ERP (a tombstone): left out
@@ -262,6 +318,7 @@ def orders(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) 
         a.revenue += revenue
         if day > year_ago:
             a.revenue_12m += revenue
+            a.edge_day(day + timedelta(days=365))  # leaves the 12 months then
         if a.first_order is None or at < a.first_order:
             a.first_order, a.first_order_day = at, day
         if a.last_order is None or at > a.last_order:
@@ -292,7 +349,9 @@ class InvoiceRow:
     allocations: list[Allocation] = field(default_factory=list)
 
 
-def _invoice_rows(conn: Connection, figures: Figures) -> Iterator[InvoiceRow]:
+def _invoice_rows(
+    conn: Connection, figures: Figures, only: Sequence[str] | None = None
+) -> Iterator[InvoiceRow]:
     """Billed invoices, each with its completed allocations (one ordered join, streamed)."""
     inv, pay, il = t.invoices, t.payments, t.identity_links
     q = (
@@ -326,6 +385,8 @@ def _invoice_rows(conn: Connection, figures: Figures) -> Iterator[InvoiceRow]:
         .where(inv.c.status.in_([s.value for s in BILLED]), inv.c.state.is_(None))
         .order_by(inv.c.source, inv.c.source_id)
     )
+    if only is not None:
+        q = q.where(il.c.concord_id.in_(only))
     current: InvoiceRow | None = None
     current_key: tuple[str, str] | None = None
     cal = figures.calendar
@@ -411,15 +472,30 @@ def _gap_reason(row: InvoiceRow, settled: Settled) -> str:
     return GAP_NOT_BOOKED if allocated > row.total - row.open_amount else GAP_NO_ALLOCATION
 
 
-def invoices(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) -> None:
+def _settle_for(a: CustomerTotals, row: InvoiceRow, to: str, fx: FxTable) -> Settled | None:
+    """``settle``, remembering for ``a`` the latest date converted at and the misses."""
+    if row.currency != to or any(alloc.currency != to for alloc in row.allocations):
+        a.converting(fx, max([row.issued, *(alloc.day for alloc in row.allocations)]))
+    try:
+        return settle(row, to, fx)
+    finally:
+        fx.tally = None
+
+
+def invoices(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    figures: Figures,
+    only: Sequence[str] | None = None,
+) -> None:
     """Invoiced, paid (allocated), open, overdue and days to pay, invoice by invoice."""
     today = figures.today
-    for row in _invoice_rows(conn, figures):
+    for row in _invoice_rows(conn, figures, only):
         a = accs.get(row.gid)
         if a is None:
             continue
         record = a.records.get(record_key(row.source, row.customer_id))
-        settled = settle(row, figures.base, figures.fx)
+        settled = _settle_for(a, row, figures.base, figures.fx)
         if settled is None:
             a.left_out(row.currency)
             if record is not None:
@@ -431,8 +507,11 @@ def invoices(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures
         a.paid += settled.paid
         a.open_balance += settled.open
         a.gap(_gap_reason(row, settled), settled.total - settled.paid - settled.open)
-        if settled.open > 0 and row.due is not None and row.due < today:
-            a.overdue += settled.open
+        if settled.open > 0 and row.due is not None:
+            if row.due < today:
+                a.overdue += settled.open
+            else:
+                a.edge_day(row.due + timedelta(days=1))  # overdue from the day after
         for alloc, (_cur, in_base) in zip(row.allocations, settled.conversions[1:], strict=True):
             if in_base.amount > 0:
                 days = max((alloc.day - row.issued).days, 0)
@@ -442,7 +521,7 @@ def invoices(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures
             continue
         record.open_base += settled.open
         if record.erp_receivable is not None and record.erp_currency != figures.base:
-            in_erp = settle(row, record.erp_currency or figures.base, figures.fx)
+            in_erp = _settle_for(a, row, record.erp_currency or figures.base, figures.fx)
             if in_erp is None:
                 record.unconverted += 1
             else:
@@ -451,7 +530,12 @@ def invoices(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures
             record.open_erp += settled.open
 
 
-def unallocated(conn: Connection, accs: dict[str, CustomerTotals], figures: Figures) -> None:
+def unallocated(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    figures: Figures,
+    only: Sequence[str] | None = None,
+) -> None:
     """Completed payments not allocated to a billed invoice concord holds.
 
     A payment naming an invoice concord did not pull counts as paid (with its gap reason); one
@@ -486,6 +570,8 @@ def unallocated(conn: Connection, accs: dict[str, CustomerTotals], figures: Figu
             (inv.c.source_id.is_(None)) | (inv.c.status.not_in([s.value for s in BILLED])),
         )
     )
+    if only is not None:
+        q = q.where(il.c.concord_id.in_(only))
     for gid, source, invoice_id, paid_at, currency, amount, inv_status in _stream(conn, q):
         a = accs.get(gid)
         if a is None:
@@ -510,6 +596,8 @@ def erp_balances(accs: dict[str, CustomerTotals], figures: Figures) -> None:
             if record.has_invoices or record.erp_receivable is None:
                 continue
             currency = record.erp_currency or figures.base
+            if currency != figures.base:
+                a.today_fx = True  # the rate in force on as_of's date
             owed = _in_base(a, figures, record.erp_receivable, currency, today, record.source)
             if owed is None:
                 continue
@@ -518,29 +606,61 @@ def erp_balances(accs: dict[str, CustomerTotals], figures: Figures) -> None:
             a.gap(GAP_ERP_FIGURE, -owed)
 
 
-def shipments(conn: Connection, accs: dict[str, CustomerTotals], as_of: datetime) -> None:
-    """Shipments in transit and late ones (promised in the last 90 days)."""
+def shipments(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    as_of: datetime,
+    only: Sequence[str] | None = None,
+) -> None:
+    """Shipments in transit and late ones (promised in the last 90 days).
+
+    Also when the late count next changes with time alone: an undelivered shipment turns late
+    once ``as_of`` is past its promise, and a late (or possibly late) one leaves the 90 days
+    once ``as_of`` is past its promise + 90 days.
+    """
     sh = t.shipments
+    window = timedelta(days=90)
+    live = sh.c.status != "cancelled"
     late = and_(
-        sh.c.promised_at >= as_of - timedelta(days=90),
-        sh.c.status != "cancelled",
+        sh.c.promised_at >= as_of - window,
+        live,
         ((sh.c.delivered_at.is_not(None)) & (sh.c.delivered_at > sh.c.promised_at))
         | ((sh.c.delivered_at.is_(None)) & (sh.c.promised_at < as_of)),
+    )
+    turns_late = and_(live, sh.c.delivered_at.is_(None), sh.c.promised_at >= as_of)
+    may_count = and_(
+        live,
+        sh.c.promised_at >= as_of - window,
+        sh.c.delivered_at.is_(None) | (sh.c.delivered_at > sh.c.promised_at),
     )
     q = (
         _linked(
             sh,
             func.sum(case((sh.c.status == "shipped", 1), else_=0)),
             func.sum(case((late, 1), else_=0)),
+            func.min(case((turns_late, sh.c.promised_at), else_=None)),
+            func.min(case((may_count, sh.c.promised_at), else_=None)),
+            only=only,
         )
         .where(sh.c.state.is_(None))
         .group_by(t.identity_links.c.concord_id)
     )
-    for gid, transit, late_n in conn.execute(q):
+    for gid, transit, late_n, turning, counting in conn.execute(q):
         a = accs.get(gid)
         if a is not None:
             a.in_transit += int(transit or 0)
             a.late_90d += int(late_n or 0)
+            if turning is not None:
+                a.edge_at(_aware(turning))
+            if counting is not None:
+                a.edge_at(_aware(counting) + window)
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A time out of an aggregate (text on SQLite) as aware UTC."""
+    at = _time(value)
+    assert at is not None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def country_of(a: CustomerTotals, best: dict[GoldenField, SourcedValue]) -> str | None:

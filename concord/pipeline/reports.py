@@ -155,12 +155,19 @@ class Build360Report(StageReport):
     ``missing_rates`` lists, per currency, the dates without an exchange rate (those documents
     are left out, counted in ``unconverted_currencies``); ``receivable`` is the check of the
     open balances against the ERPs' own receivables (``concord.customer360.receivable``);
-    ``churn_reason`` says why the fallback ran when it did.
+    ``churn_reason`` says why the fallback ran when it did. ``recomputed`` customers were read
+    from their documents: all of them in a full rebuild (``full_reason`` says why), otherwise
+    those whose inputs changed (``recomputed_changed``) and those whose figures crossed a date
+    boundary (``recomputed_boundary``); every other row took the day's figures from stored totals.
     """
 
     customers: int = 0
     written: int = 0
     unchanged: int = 0
+    recomputed: int = 0
+    recomputed_changed: int = 0
+    recomputed_boundary: int = 0
+    full_reason: str = ""
     as_of: str = ""
     timezone: str = "UTC"
     unconverted_currencies: dict[str, int] = field(default_factory=dict)

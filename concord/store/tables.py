@@ -136,7 +136,8 @@ def _canonical(name: str, *columns: Column[object]) -> Table:
         Column("data", JSON, nullable=False),
         Column("hash", String(32), nullable=False),
         Column("updated_at", UtcDateTime),
-        Column("run_id", String(64), nullable=False),
+        # indexed: the 360 finds the rows a run changed (``concord.pipeline.build_360``)
+        Column("run_id", String(64), nullable=False, index=True),
         Column("mapping_fp", String(32)),  # fingerprint of the mapping the row came from
         Column("state", String(16)),  # NULL: live; archived; deleted (a tombstone)
     )
@@ -187,7 +188,7 @@ invoices = _canonical(
 payments = _canonical(
     "payments",
     Column("customer_id", String(200), nullable=False, index=True),
-    Column("invoice_id", String(200)),
+    Column("invoice_id", String(200), index=True),
     Column("status", String(16), nullable=False),
     Column("paid_at", UtcDateTime, nullable=False),
     Column("currency", String(3), nullable=False),
@@ -249,7 +250,7 @@ identity_links = Table(
     Column("rule", String(64), nullable=False),  # which rule linked it ("seed" for the first)
     Column("score", Float, nullable=False),
     Column("matched_to", String(300)),  # the record key it matched
-    Column("run_id", String(64), nullable=False),
+    Column("run_id", String(64), nullable=False, index=True),
     # What identity compared of the record when it was linked (incremental runs skip the same).
     Column("fingerprint", String(32)),
 )
@@ -300,6 +301,47 @@ customer360 = Table(
     Column("value_tier", String(1)),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("run_id", String(64), nullable=False),
+)
+
+# What the last build of each golden customer read, so the next night recomputes only the
+# customers whose inputs changed or whose time-dependent figures crossed a boundary
+# (``concord.pipeline.build_360``). ``counts`` catches what no run id shows (a row deleted or
+# moved away); ``boundary_day``/``boundary_at`` say when a figure next changes with time alone;
+# ``fx_day`` is the latest date the customer converted money at.
+customer360_inputs = Table(
+    "customer360_inputs",
+    metadata,
+    Column("concord_id", String(32), primary_key=True),
+    Column("counts", String(200), nullable=False),
+    Column("has_row", Boolean, nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("revenue", String(64), nullable=False),  # exact Decimal, for tiers and RFM
+    Column("first_day", Date),
+    Column("last_day", Date),
+    Column("records", JSON, nullable=False),  # per source record, for the receivable check
+    Column("missing", JSON, nullable=False),  # documents without a rate: [currency, day, n]
+    Column("boundary_day", Date, index=True),  # a figure changes once the business date is here
+    Column("boundary_at", UtcDateTime, index=True),  # ... once as_of is past this moment
+    Column("fx_day", Date, index=True),
+    Column("today_fx", Boolean, nullable=False),  # converts at as_of's own rate
+    Column("run_id", String(64), nullable=False),
+)
+
+# One row per 360 build: what the next one compares with (as of when, on which basis, which
+# rates, which run ids it had seen), and how many it recomputed and why.
+customer360_builds = Table(
+    "customer360_builds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("built_at", UtcDateTime, nullable=False),
+    Column("as_of", UtcDateTime, nullable=False),
+    Column("today", Date, nullable=False),
+    Column("basis", String(32), nullable=False),  # config, sources with invoices, code version
+    Column("rates", JSON, nullable=False),  # every rate in force: [set, base, currency, ...]
+    Column("seen_runs", JSON, nullable=False),  # run ids present in the inputs
+    Column("mode", String(16), nullable=False),  # full | incremental
+    Column("reason", Text, nullable=False),
 )
 
 push_state = Table(
