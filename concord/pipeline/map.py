@@ -11,6 +11,7 @@ canonical rows, so a crash repeats nothing; records mapped by an older mapping a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from enum import Enum
 from functools import partial
 from typing import Any, Literal
@@ -87,7 +88,18 @@ class CanonicalRows:
         typed = [c for c in self.table.columns.keys() if c not in (*head, *tail)]
         self.columns = [*head, *typed, *tail]
         procs = store.driver_processors(self.table, self.columns)
-        self._typed = [(name, procs[2 + i]) for i, name in enumerate(typed)]
+        # Per typed column, how its value is read: 0 as is (an enum by its value), 1 through the
+        # driver processor, 2 the first e-mail, 3 the record state (archived / deleted, issue 14).
+        plan: list[tuple[str, int, Callable[[Any], Any] | None]] = []
+        for i, name in enumerate(typed):
+            proc = procs[2 + i]
+            if name == "email":
+                plan.append(("emails", 2, None))
+            elif name == "state":
+                plan.append(("record_state", 3, None))
+            else:
+                plan.append((name, 0 if proc is None else 1, proc))
+        self._plan = plan
         self._updated_proc = procs[len(head) + len(typed) + 2]
 
     def row(
@@ -96,20 +108,16 @@ class CanonicalRows:
         """One row, in ``columns`` order."""
         ref = values["ref"]
         row: list[Any] = [ref["system"], ref["id"]]
-        for name, proc in self._typed:
-            if name == "email":
-                emails = values.get("emails")
-                value = emails[0] if emails else None
-            elif name == "state":  # archived / deleted in the ERP (issue 14), else live
-                state = values.get("record_state")
-                value = state.value if isinstance(state, Enum) else state
+        for key, kind, proc in self._plan:
+            value = values.get(key)
+            if value is None:
+                row.append(None)
+            elif kind == 1:
+                row.append(proc(value))  # type: ignore[misc]
+            elif kind == 2:
+                row.append(value[0] if value else None)
             else:
-                value = values.get(name)
-                if isinstance(value, Enum):
-                    value = value.value
-                elif value is not None and proc is not None:
-                    value = proc(value)
-            row.append(value)
+                row.append(value.value if isinstance(value, Enum) else value)
         updated = values.get("updated_at")
         if updated is not None and self._updated_proc is not None:
             updated = self._updated_proc(updated)

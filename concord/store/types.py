@@ -36,8 +36,8 @@ def utc_param(value: datetime) -> datetime:
 
 def sqlite_utc_param(value: datetime) -> str:
     """``utc_param`` as SQLAlchemy's SQLite ``DATETIME`` writes it (text, microseconds)."""
-    if value.tzinfo is UTC and type(value) is datetime:
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is UTC and type(value) is datetime:  # the "+00:00" cut, not a new datetime
+        return value.isoformat(" ", "microseconds")[:-6]
     return utc_param(value).isoformat(" ", "microseconds")
 
 
