@@ -61,7 +61,8 @@ def print_json(data: Any) -> None:
 class LineProgress:
     """Progress for logs (no terminal): a line when a stage starts, and while it runs long.
 
-    A ticker thread prints ``... extract sandbox_erp/orders: 1,200 records, 30 s`` every
+    A ticker thread prints ``... map sandbox_erp/orders: 1,200 records, 30 s`` (``... extract:``
+    for all pulls, which may run side by side) every
     ``PROGRESS_EVERY`` seconds, so a stage waiting on a slow or hung ERP shows it is alive.
     """
 
@@ -95,9 +96,12 @@ class LineProgress:
         """Follow the pipeline's events (stage starts, records done, failures)."""
         with self.lock:
             if name == "stage":
-                self.stage = f"{data['stage']} {data['scope']}"
-                self.records, self.started = 0, time.monotonic()
-                self.out.print(f"{self.stage} ...", highlight=False, soft_wrap=True)
+                line = f"{data['stage']} {data['scope']}"
+                # entities pulled side by side share one extract count (the tick names no scope)
+                if data["stage"] != "extract" or self.stage != "extract":
+                    self.records, self.started = 0, time.monotonic()
+                self.stage = "extract" if data["stage"] == "extract" else line
+                self.out.print(f"{line} ...", highlight=False, soft_wrap=True)
             elif name in ("page", "mapped", "pushed"):
                 self.records += int(data.get("records", 0))
             elif name == "failed":
@@ -132,7 +136,12 @@ def progress_events(out: Console | None = None) -> Iterator[Callable[[str, dict[
                 tasks[key] = progress.add_task(key, total=None)
                 tasks["current"] = tasks[key]
             elif name in ("page", "mapped", "pushed") and "current" in tasks:
-                progress.advance(tasks["current"], data.get("records", 0))
+                # concurrent extracts: a page advances its own entity's bar, not the newest one
+                own = tasks.get(f"extract {data.get('source')}/{data.get('entity')}")
+                progress.advance(
+                    own if name == "page" and own is not None else tasks["current"],
+                    data.get("records", 0),
+                )
             elif name == "failed":
                 progress.console.print(
                     f"[red]{data['stage']} {data['scope']} failed:[/] {data['error']}"
