@@ -1,16 +1,19 @@
 """Concurrent extract: a run's source entities pulled side by side, at most ``concurrency`` at once.
 
-Each pulled (not ``derived_from``) entity's window is one task on a bounded thread pool, the
-sources interleaved so every source starts early; each task still stages page by page with its
-checkpoint (``pull_window``), so a crash loses nothing committed. Each source's follow-ups —
-its revisit sets, the parents its triggers re-read, due sweeps (``finish_extract``) — run after
-every window pull of that source is done, one entity after the other in config order: a payment
-re-reads its invoice only once the invoice's own window is staged, so the two never race. A
-source's request budget is its connector's shared rate limiter (``connectors.http.rate``),
-which every thread of that source draws from. SQLite takes one writer: page transactions queue
-on ``extract.write_lock``; PostgreSQL writes concurrently. An entity that fails is recorded as
-a failed stage and the others go on (the run ends ``partial``); once a source is down (it gave
-up retrying, or its settings cannot be used) its entities not yet started are not pulled. A bug
+Each pulled (not ``derived_from``) entity's window is one task on a bounded thread pool. Every
+source's first entity starts at once; its other entities join the queue when that source has
+answered a first page (or its first pull ended), so a source that is down fails once and its
+other entities are recorded "not pulled" instead of each waiting through the retries. Each task
+stages page by page with its checkpoint (``pull_window``), so a crash loses nothing committed.
+A source's follow-ups — its revisit sets, the parents its triggers re-read, due sweeps
+(``finish_extract``) — run after every window pull of that source is done, one entity after the
+other in config order: a payment re-reads its invoice only once the invoice's own window is
+staged, so the two never race. A source's request budget is its connector's shared rate limiter
+(``connectors.http.rate``), which every thread of that source draws from. SQLite takes one
+writer: each page's transaction is short and waits for the write lock in SQLite's busy timeout
+(measured a little faster than queueing every page transaction behind one lock in the process,
+which also serialises the reads before the write); PostgreSQL writes concurrently. An entity
+that fails is recorded as a failed stage and the others go on (the run ends ``partial``). A bug
 (anything not a ``ConcordError``) stops the run: entities not started are dropped and the error
 is raised once those running have finished.
 """

@@ -16,9 +16,7 @@ be pulled in shards
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,27 +49,6 @@ from concord.utc import as_utc, parse_time, utcnow
 
 ProgressSaver = Callable[[Connection, str | None, str | None], None]
 """Saves (checkpoint token, highest cursor so far) in the transaction that staged a page."""
-
-_SQLITE_WRITERS: dict[str, threading.Lock] = {}
-_SQLITE_WRITERS_LOCK = threading.Lock()
-
-
-@contextmanager
-def write_lock(ctx: RunContext) -> Iterator[None]:
-    """Held around each extract transaction: one writer at a time on a SQLite store.
-
-    SQLite takes one writer; threads pulling concurrently (``concurrent_extract``) queue here
-    for the page's short transaction instead of polling SQLite's busy timeout. PostgreSQL
-    takes concurrent writers: no lock.
-    """
-    if ctx.store.dialect != "sqlite":
-        yield
-        return
-    key = ctx.store.safe_url
-    with _SQLITE_WRITERS_LOCK:
-        lock = _SQLITE_WRITERS.setdefault(key, threading.Lock())
-    with lock:
-        yield
 
 
 def window_start(
@@ -109,9 +86,10 @@ def _cursor_key(value: str | None) -> Any:
     if value is None:
         return (0, "")
     try:
-        return (1, parse_time(value).timestamp())
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return (2, value)
+    return (1, (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp())
 
 
 def max_cursor(a: str | None, b: str | None) -> str | None:
@@ -304,6 +282,7 @@ def stage_pages(
         rows: list[StagedRow] = []
         rejects: list[Reject] = []
         dropped: list[str] = []
+        cursors: list[str] = []
         for record in page.records:
             payload = orjson.dumps(record)
             sid = ecfg.record_id(record) if isinstance(record, dict) else None
@@ -329,11 +308,14 @@ def stage_pages(
                 dropped.append(str(sid))
                 continue
             cursor = _cursor_value(record, ecfg.cursor_field)
-            high = max_cursor(high, cursor)
+            if cursor is not None:
+                cursors.append(cursor)
             rows.append(StagedRow(str(sid), payload, record_digest(record), cursor))
+        if cursors:  # the page's highest (the first of equals, as compared one by one)
+            high = max_cursor(high, max(cursors, key=_cursor_key))
         token = page.checkpoint.token if page.checkpoint else None
         refuse_secret_checkpoint(source_name, token)
-        with write_lock(ctx), ctx.store.begin() as conn:
+        with ctx.store.begin() as conn:
             if dropped and canonical is not None:
                 ids = [ecfg.canonical_id(sid) for sid in dropped]
                 ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
@@ -410,7 +392,7 @@ def pull_window(ctx: RunContext, source_name: str, entity: str) -> PulledWindow:
         save_progress,
     )
     cursor = high if full else max_cursor(state.cursor, high)
-    with write_lock(ctx), ctx.store.begin() as conn:
+    with ctx.store.begin() as conn:
         ctx.store.save_checkpoint(
             conn,
             source_name,
@@ -594,7 +576,7 @@ def sweep(ctx: RunContext, source_name: str, entity: str) -> dict[str, int]:
             f"{len(live)} staged records; refused (is the listing narrowed?)",
             source=source_name,
         )
-    with write_lock(ctx), ctx.store.begin() as conn:
+    with ctx.store.begin() as conn:
         gone = ctx.store.tombstone(
             conn, source_name, entity, ids, canonical, ecfg.id_prefix, ctx.run_id
         )
