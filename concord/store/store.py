@@ -607,21 +607,11 @@ class Store:
                 known[sid] = digest if deleted is None else ""  # a tombstone back: changed
         # through the driver (``upsert_rows``): the constant columns converted once, the
         # per-record ones (text and bytes) need no conversion
-        fixed = dict(
-            zip(
-                _STAGE_FIXED,
-                (
-                    p(v) if p is not None and v is not None else v
-                    for p, v in zip(
-                        self.driver_processors(raw, _STAGE_FIXED),
-                        (source, entity, True, None, run_id, utcnow()),
-                        strict=True,
-                    )
-                ),
-                strict=True,
-            )
+        processors = self.driver_processors(raw, _STAGE_FIXED)
+        src, ent, pending, gone, run, now = (
+            p(v) if p is not None and v is not None else v
+            for p, v in zip(processors, (source, entity, True, None, run_id, utcnow()), strict=True)
         )
-        src, ent, pending, gone, run, now = (fixed[c] for c in _STAGE_FIXED)
         writes = [
             (src, ent, r.source_id, r.payload, r.hash, r.cursor, pending, gone, run, now)
             for r in latest.values()
