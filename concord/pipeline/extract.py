@@ -316,6 +316,12 @@ def stage_pages(
         token = page.checkpoint.token if page.checkpoint else None
         refuse_secret_checkpoint(source_name, token)
         with ctx.store.begin() as conn:
+            if ctx.store.dialect == "postgresql" and save_progress is not _no_progress:
+                # No wait for the WAL flush: a page and its checkpoint commit together, so a
+                # page a server crash loses is lost with its checkpoint and pulled again, and
+                # the watermark's own (synchronous) commit flushes every page before it.
+                # Revisits and triggered reads keep no checkpoint: they commit synchronously.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             if dropped and canonical is not None:
                 ids = [ecfg.canonical_id(sid) for sid in dropped]
                 ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
