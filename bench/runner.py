@@ -92,7 +92,12 @@ def servers(directory: Path) -> Iterator[dict[str, str]]:
                 proc.wait()
 
 
-def write_config(directory: Path, urls: dict[str, str], store_url: str) -> Path:
+PAGE_SIZE = 1000
+
+
+def write_config(
+    directory: Path, urls: dict[str, str], store_url: str, extract_concurrency: int | None = None
+) -> Path:
     """A pipeline config for the bench sources and CRM (tuned: 1000-record pages and batches)."""
     mappings = REPO / "mappings" / "sandbox_erp"
     lines = [
@@ -102,6 +107,7 @@ def write_config(directory: Path, urls: dict[str, str], store_url: str) -> Path:
         'fx_rates: {USD: "0.92", GBP: "1.17"}',
         "reject_ratio: 0.1",
         "batch_size: 2000",
+        *([f"extract_concurrency: {extract_concurrency}"] if extract_concurrency else []),
         "sources:",
     ]
     for source in SOURCES:
@@ -112,7 +118,7 @@ def write_config(directory: Path, urls: dict[str, str], store_url: str) -> Path:
             "    auth: {type: bearer, token: {env: SANDBOX_ERP_TOKEN}}",
             "    paginator: {type: cursor, cursor_path: next_cursor, cursor_param: cursor, "
             "limit_param: limit}",
-            "    page_size: 1000",
+            f"    page_size: {PAGE_SIZE}",
             "    records_path: data",
             "    incremental: {start_param: updated_since, end_param: updated_before, "
             "format: iso_z}",
@@ -151,21 +157,24 @@ def measured_sync(config: Path, out: Path) -> dict[str, Any]:
     return data
 
 
-def identity_quality(store_db: Path, directory: Path) -> dict[str, Any]:
+def identity_quality(store_url: str, directory: Path) -> dict[str, Any]:
     """Pairwise precision, recall and F1 of identity links against the generator's truth."""
+    from sqlalchemy import create_engine, text
+
     truth: dict[tuple[str, str], int] = {}
     conn = sqlite3.connect(truth_path(directory))
     for source, rid, company in conn.execute("SELECT source, id, company FROM truth"):
         truth[(source, rid)] = company
     conn.close()
-    conn = sqlite3.connect(store_db)
-    predicted: dict[tuple[str, str], str] = {
-        (source, sid): cid
-        for source, sid, cid in conn.execute(
-            "SELECT source, source_id, concord_id FROM identity_links"
-        )
-    }
-    conn.close()
+    engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as store:
+        predicted: dict[tuple[str, str], str] = {
+            (source, sid): cid
+            for source, sid, cid in store.execute(
+                text("SELECT source, source_id, concord_id FROM identity_links")
+            )
+        }
+    engine.dispose()
     keys = [k for k in truth if k in predicted]
     both: Counter[tuple[str, int]] = Counter((predicted[k], truth[k]) for k in keys)
     by_pred: Counter[str] = Counter(predicted[k] for k in keys)
@@ -192,6 +201,44 @@ def identity_quality(store_db: Path, directory: Path) -> dict[str, Any]:
     }
 
 
+def fresh_store(directory: Path, postgres: str | None, scale: str) -> str:
+    """An empty store: the SQLite file in the workdir, or a new schema on ``postgres``."""
+    if postgres is None:
+        store_db = directory / "concord.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store_db}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{store_db}"
+    from sqlalchemy import create_engine, text
+
+    url = postgres.replace("postgresql://", "postgresql+psycopg://", 1)
+    schema = f"concord_bench_{scale}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+def wire_ceiling(directory: Path, urls: dict[str, str]) -> dict[str, Any]:
+    """bench.wire in a child process: the same pages by a bare requests + orjson loop."""
+    spec = {
+        "sources": {s: urls[s] for s in SOURCES},
+        "entities": list(BENCH_ENTITIES),
+        "page_size": PAGE_SIZE,
+        "token": ERP_TOKEN,
+        "window_end": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    spec_path, out = directory / "wire-spec.json", directory / "wire.json"
+    spec_path.write_bytes(orjson.dumps(spec))
+    cmd = [sys.executable, "-m", "bench.wire", "--spec", str(spec_path), "--out", str(out)]
+    result = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"wire ceiling failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    data: dict[str, Any] = orjson.loads(out.read_bytes())
+    return data
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on, and how busy it was."""
     load = os.getloadavg()
@@ -211,8 +258,14 @@ def run_bench(
     with_peer: bool = True,
     seed: int = 7,
     log: Any = print,
+    postgres: str | None = None,
+    extract_concurrency: int | None = None,
 ) -> dict[str, Any]:
-    """Everything `python -m bench` measures, as one dict for the report."""
+    """Everything `python -m bench` measures, as one dict for the report.
+
+    ``postgres`` (a server URL) puts the store in a fresh schema there instead of SQLite;
+    ``extract_concurrency`` overrides the config's default.
+    """
     directory = workdir or REPO / "var" / "bench" / scale.name
     directory.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
@@ -221,19 +274,21 @@ def run_bench(
         "orders": scale.orders,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine_before": machine(),
+        "store": "PostgreSQL" if postgres else "SQLite",
+        "extract_concurrency": extract_concurrency,
     }
     log(f"generating {scale.name} data set in {directory}")
     started = time.perf_counter()
     result["generated"] = generate(directory, scale, seed)
     result["generate_s"] = round(time.perf_counter() - started, 2)
-    store_db = directory / "concord.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{store_db}{suffix}").unlink(missing_ok=True)
+    store_url = fresh_store(directory, postgres, scale.name)
     with servers(directory) as urls:
-        config = write_config(directory, urls, f"sqlite:///{store_db}")
+        config = write_config(directory, urls, store_url, extract_concurrency)
         log("first night: full sync")
         result["first"] = measured_sync(config, directory / "first.json")
-        result["identity"] = identity_quality(store_db, directory)
+        log("wire ceiling: the same pages by a bare requests + orjson loop")
+        result["wire"] = wire_ceiling(directory, urls)
+        result["identity"] = identity_quality(store_url, directory)
         changed = touch_night(directory, 0.01, seed)
         result["night_changed"] = changed
         log(f"incremental night: {changed} records changed")

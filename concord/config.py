@@ -290,6 +290,13 @@ class PipelineConfig(_Strict):
     reject_ratio: float = Field(default=0.1, ge=0, le=1)
     reject_min_count: int = Field(default=5, ge=1)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
+    extract_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="Source entities a sync pulls at once (each source within its own rate "
+        "limit); 1 pulls them one after the other",
+    )
     schedule: str = "0 2 * * *"
     sources: dict[str, SourceConfig]
     targets: dict[str, TargetConfig] = Field(default_factory=dict)

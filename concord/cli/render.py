@@ -63,13 +63,16 @@ class LineProgress:
 
     A ticker thread prints ``... extract sandbox_erp/orders: 1,200 records, 30 s`` every
     ``PROGRESS_EVERY`` seconds, so a stage waiting on a slow or hung ERP shows it is alive.
+    Entities pulled side by side each keep their count; a tick names those that received
+    pages since the last one (or, when none did, the stage started last).
     """
 
     def __init__(self, out: Console, every: float = PROGRESS_EVERY) -> None:
         self.out, self.every = out, every
         self.stage = ""
-        self.records = 0
-        self.started = time.monotonic()
+        self.records: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.active: list[str] = []
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._tick, name="concord-progress", daemon=True)
@@ -87,19 +90,32 @@ class LineProgress:
             with self.lock:
                 if not self.stage:
                     continue
-                took = time.monotonic() - self.started
-                line = f"... {self.stage}: {self.records:,} records, {took:.0f} s"
-            self.out.print(line, highlight=False, soft_wrap=True)
+                now = time.monotonic()
+                lines = [
+                    f"... {label}: {self.records[label]:,} records, "
+                    f"{now - self.started[label]:.0f} s"
+                    for label in (self.active or [self.stage])
+                ]
+                self.active = []
+            for line in lines:
+                self.out.print(line, highlight=False, soft_wrap=True)
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         """Follow the pipeline's events (stage starts, records done, failures)."""
         with self.lock:
             if name == "stage":
                 self.stage = f"{data['stage']} {data['scope']}"
-                self.records, self.started = 0, time.monotonic()
+                if data["stage"] != "extract":
+                    self.records, self.started, self.active = {}, {}, []
+                self.records[self.stage], self.started[self.stage] = 0, time.monotonic()
                 self.out.print(f"{self.stage} ...", highlight=False, soft_wrap=True)
             elif name in ("page", "mapped", "pushed"):
-                self.records += int(data.get("records", 0))
+                own = f"extract {data.get('source')}/{data.get('entity')}"
+                label = own if name == "page" and own in self.records else self.stage
+                if label in self.records:
+                    self.records[label] += int(data.get("records", 0))
+                    if label not in self.active:
+                        self.active.append(label)
             elif name == "failed":
                 self.out.print(
                     f"[red]{data['stage']} {data['scope']} failed:[/] {data['error']}",
@@ -132,7 +148,12 @@ def progress_events(out: Console | None = None) -> Iterator[Callable[[str, dict[
                 tasks[key] = progress.add_task(key, total=None)
                 tasks["current"] = tasks[key]
             elif name in ("page", "mapped", "pushed") and "current" in tasks:
-                progress.advance(tasks["current"], data.get("records", 0))
+                # concurrent extracts: a page advances its own entity's bar, not the newest one
+                own = tasks.get(f"extract {data.get('source')}/{data.get('entity')}")
+                progress.advance(
+                    own if name == "page" and own is not None else tasks["current"],
+                    data.get("records", 0),
+                )
             elif name == "failed":
                 progress.console.print(
                     f"[red]{data['stage']} {data['scope']} failed:[/] {data['error']}"

@@ -17,6 +17,7 @@ be pulled in shards
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,9 +86,10 @@ def _cursor_key(value: str | None) -> Any:
     if value is None:
         return (0, "")
     try:
-        return (1, parse_time(value).timestamp())
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return (2, value)
+    return (1, (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp())
 
 
 def max_cursor(a: str | None, b: str | None) -> str | None:
@@ -157,24 +159,19 @@ def pull(
     numbers) and its watermark stays where it was.
     """
     scfg = ctx.config.sources[source_name]
-    ecfg = scfg.entities[entity]
     source = build_source(scfg)
     try:
-        excluder = Excluder.for_entity(source, entity, ecfg)
+        excluder = Excluder.for_entity(source, entity, scfg.entities[entity])
         received: set[str] = set()
-        high = _stage_window(
-            ctx,
-            source,
-            source_name,
-            entity,
-            window,
-            resume,
-            high,
-            report,
-            save_progress,
-            excluder,
-            received,
-        )
+
+        def one_pass(start_at: str | None, high: str | None) -> str | None:
+            received.clear()
+            pages = source.extract(entity, window, Checkpoint(start_at) if start_at else None)
+            return stage_pages(
+                ctx, pages, source_name, entity, high, report, save_progress, excluder, received
+            )
+
+        high = one_pass(resume, high)
         if not isinstance(source, CountingSource):
             return high
         check = _count_check(ctx, source, source_name, entity, window, received, report)
@@ -182,20 +179,7 @@ def pull(
             return high
         report.repulled = True
         ctx.emit("repull", source=source_name, entity=entity)
-        received = set()
-        high = _stage_window(
-            ctx,
-            source,
-            source_name,
-            entity,
-            window,
-            None,
-            high,
-            report,
-            save_progress,
-            excluder,
-            received,
-        )
+        high = one_pass(None, high)
         check = _count_check(ctx, source, source_name, entity, window, received, report)
         if check is not None and not check.agree:
             raise SourceError(
@@ -279,26 +263,6 @@ def _count_check(
     return check
 
 
-def _stage_window(
-    ctx: RunContext,
-    source: Source,
-    source_name: str,
-    entity: str,
-    window: Window,
-    resume: str | None,
-    high: str | None,
-    report: PullCounts,
-    save_progress: ProgressSaver,
-    excluder: Excluder,
-    received: set[str],
-) -> str | None:
-    """One pass over the window: stage every page with its checkpoint; ids go to ``received``."""
-    pages = source.extract(entity, window, Checkpoint(resume) if resume else None)
-    return stage_pages(
-        ctx, pages, source_name, entity, high, report, save_progress, excluder, received
-    )
-
-
 def stage_pages(
     ctx: RunContext,
     pages: Iterable[Page],
@@ -318,6 +282,7 @@ def stage_pages(
         rows: list[StagedRow] = []
         rejects: list[Reject] = []
         dropped: list[str] = []
+        cursors: list[str] = []
         for record in page.records:
             payload = orjson.dumps(record)
             sid = ecfg.record_id(record) if isinstance(record, dict) else None
@@ -343,11 +308,20 @@ def stage_pages(
                 dropped.append(str(sid))
                 continue
             cursor = _cursor_value(record, ecfg.cursor_field)
-            high = max_cursor(high, cursor)
+            if cursor is not None:
+                cursors.append(cursor)
             rows.append(StagedRow(str(sid), payload, record_digest(record), cursor))
+        if cursors:  # the page's highest (the first of equals, as compared one by one)
+            high = max_cursor(high, max(cursors, key=_cursor_key))
         token = page.checkpoint.token if page.checkpoint else None
         refuse_secret_checkpoint(source_name, token)
         with ctx.store.begin() as conn:
+            if ctx.store.dialect == "postgresql" and save_progress is not _no_progress:
+                # No wait for the WAL flush: a page and its checkpoint commit together, so a
+                # page a server crash loses is lost with its checkpoint and pulled again, and
+                # the watermark's own (synchronous) commit flushes every page before it.
+                # Revisits and triggered reads keep no checkpoint: they commit synchronously.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             if dropped and canonical is not None:
                 ids = [ecfg.canonical_id(sid) for sid in dropped]
                 ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
@@ -373,8 +347,19 @@ def stage_pages(
     return high
 
 
-def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
-    """Pull one source entity into raw staging, committing page by page with its checkpoint."""
+@dataclass(slots=True)
+class PulledWindow:
+    """An entity whose window is committed (watermark moved) and whose follow-ups are to run."""
+
+    source: str
+    entity: str
+    started: datetime
+    swept_at: datetime | None
+    report: ExtractReport
+
+
+def pull_window(ctx: RunContext, source_name: str, entity: str) -> PulledWindow:
+    """Pull the entity's window page by page with its checkpoint, then move its watermark."""
     started = utcnow()
     ecfg = ctx.config.sources[source_name].entities[entity]
     state = ctx.store.watermark(source_name, entity)
@@ -424,15 +409,40 @@ def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
             run_id=ctx.run_id,
         )
     report.watermark = cursor or state.cursor
-    follow_up(ctx, source_name, entity, report)
-    if sweep_due(ctx, ecfg, state.swept_at):
-        report.swept = sweep(ctx, source_name, entity)
-    record_stage(ctx, "extract", f"{source_name}/{entity}", started, report)
-    return report
+    return PulledWindow(source_name, entity, started, state.swept_at, report)
+
+
+def finish_extract(ctx: RunContext, pulled: PulledWindow) -> ExtractReport:
+    """After the window: the revisit set and triggered reads, a due sweep, the stage report."""
+    ecfg = ctx.config.sources[pulled.source].entities[pulled.entity]
+    follow_up(ctx, pulled.source, pulled.entity, pulled.report)
+    if sweep_due(ctx, ecfg, pulled.swept_at):
+        pulled.report.swept = sweep(ctx, pulled.source, pulled.entity)
+    record_stage(ctx, "extract", f"{pulled.source}/{pulled.entity}", pulled.started, pulled.report)
+    return pulled.report
+
+
+def extract(ctx: RunContext, source_name: str, entity: str) -> ExtractReport:
+    """Pull one source entity into raw staging, committing page by page with its checkpoint.
+
+    The window first (``pull_window``), then its follow-ups (``finish_extract``); a concurrent
+    run (``concord.pipeline.concurrent_extract``) calls the two apart.
+    """
+    return finish_extract(ctx, pull_window(ctx, source_name, entity))
 
 
 def _no_progress(conn: Connection, checkpoint: str | None, high: str | None) -> None:
     """Revisits and triggered reads keep no checkpoint: they are whole on every run."""
+
+
+def _reread(ctx: RunContext, pages: Iterable[Page], source_name: str, entity: str) -> PullCounts:
+    """Stage a revisit or a triggered read: no checkpoint, no cursor, the configured excludes."""
+    counts = PullCounts()
+    exclude = ctx.config.sources[source_name].entities[entity].exclude
+    stage_pages(
+        ctx, pages, source_name, entity, None, counts, _no_progress, Excluder(list(exclude)), set()
+    )
+    return counts
 
 
 def _changed_this_run(ctx: RunContext, source: str, entity: str, path: str) -> list[str]:
@@ -489,19 +499,7 @@ def follow_up(ctx: RunContext, source_name: str, entity: str, report: ExtractRep
     try:
         if not isinstance(source, RevisitingSource):
             return
-        ecfg = scfg.entities[entity]
-        counts = PullCounts()
-        stage_pages(
-            ctx,
-            source.revisit(entity),
-            source_name,
-            entity,
-            None,
-            counts,
-            _no_progress,
-            Excluder(list(ecfg.exclude)),
-            set(),
-        )
+        counts = _reread(ctx, source.revisit(entity), source_name, entity)
         report.revisited = counts.records
         report.revisit_changed = counts.new + counts.changed
         for trigger in source.triggers(entity):
@@ -513,18 +511,7 @@ def follow_up(ctx: RunContext, source_name: str, entity: str, report: ExtractRep
             ids = _changed_this_run(ctx, source_name, entity, trigger.path)
             if not ids:
                 continue
-            counts = PullCounts()
-            stage_pages(
-                ctx,
-                source.read(trigger.parent, ids),
-                source_name,
-                trigger.parent,
-                None,
-                counts,
-                _no_progress,
-                Excluder(list(parent.exclude)),
-                set(),
-            )
+            counts = _reread(ctx, source.read(trigger.parent, ids), source_name, trigger.parent)
             report.triggered[trigger.parent] = counts.records
             report.trigger_changed += counts.new + counts.changed
     finally:

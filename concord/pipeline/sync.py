@@ -17,6 +17,7 @@ from functools import partial
 from concord.config import PipelineConfig
 from concord.errors import ConcordError, ConfigError, PushHeld, SourceError
 from concord.pipeline.build_360 import build_360
+from concord.pipeline.concurrent_extract import extract_concurrently
 from concord.pipeline.context import (
     EventHook,
     RunContext,
@@ -64,7 +65,12 @@ def extract_all(ctx: RunContext, entities: list[tuple[str, str]]) -> None:
     A source that stays unreachable through its retries is down, not missing one path: asking
     it for each further entity would only repeat the wait (timeouts times attempts each). A
     source whose settings cannot be used (a secret not set) fails the same way for every entity.
+    With ``extract_concurrency`` above 1 the entities are pulled side by side
+    (``concord.pipeline.concurrent_extract``, same rules); 1 pulls them one after the other.
     """
+    if ctx.config.extract_concurrency > 1:
+        extract_concurrently(ctx, entities, ctx.config.extract_concurrency)
+        return
     down: dict[str, str] = {}
     for sname, ename in entities:
         if ctx.config.sources[sname].entities[ename].derived_from is not None:

@@ -103,6 +103,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# ``stage``: the columns of a raw record as written, and those the same for the whole page
+_STAGE_COLUMNS = (
+    "source",
+    "entity",
+    "source_id",
+    "payload",
+    "hash",
+    "cursor",
+    "pending",
+    "deleted_at",
+    "run_id",
+    "extracted_at",
+)
+_KNOWN_SQLITE = (
+    "SELECT source_id, hash, deleted_at FROM raw_records "
+    "WHERE source = ? AND entity = ? AND source_id IN "
+)
+_KNOWN_PG = (
+    "SELECT source_id, hash, deleted_at FROM raw_records "
+    "WHERE source = %(source)s AND entity = %(entity)s AND source_id = ANY(%(ids)s)"
+)
+_STAGE_FIXED = ("source", "entity", "pending", "deleted_at", "run_id", "extracted_at")
+
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 # ``mark_mapped``: one statement per record through the driver on SQLite (no SQL to compile per
@@ -572,32 +595,29 @@ class Store:
         known: dict[str, str] = {}
         ids = list(latest)
         for i in range(0, len(ids), 900):
-            for sid, digest, deleted in conn.execute(
-                select(raw.c.source_id, raw.c.hash, raw.c.deleted_at).where(
-                    raw.c.source == source,
-                    raw.c.entity == entity,
-                    raw.c.source_id.in_(ids[i : i + 900]),
-                )
-            ):
+            # through the driver: SQLAlchemy would compile an IN of up to 900 values per call
+            chunk = ids[i : i + 900]
+            if self.dialect == "postgresql":
+                sql = _KNOWN_PG
+                params: Any = {"source": source, "entity": entity, "ids": chunk}
+            else:
+                sql = _KNOWN_SQLITE + "(" + ",".join("?" * len(chunk)) + ")"
+                params = (source, entity, *chunk)
+            for sid, digest, deleted in conn.exec_driver_sql(sql, params):
                 known[sid] = digest if deleted is None else ""  # a tombstone back: changed
-        now = utcnow()
+        # through the driver (``upsert_rows``): the constant columns converted once, the
+        # per-record ones (text and bytes) need no conversion
+        processors = self.driver_processors(raw, _STAGE_FIXED)
+        src, ent, pending, gone, run, now = (
+            p(v) if p is not None and v is not None else v
+            for p, v in zip(processors, (source, entity, True, None, run_id, utcnow()), strict=True)
+        )
         writes = [
-            {
-                "source": source,
-                "entity": entity,
-                "source_id": r.source_id,
-                "payload": r.payload,
-                "hash": r.hash,
-                "cursor": r.cursor,
-                "pending": True,
-                "deleted_at": None,
-                "run_id": run_id,
-                "extracted_at": now,
-            }
+            (src, ent, r.source_id, r.payload, r.hash, r.cursor, pending, gone, run, now)
             for r in latest.values()
             if known.get(r.source_id) != r.hash
         ]
-        self.upsert(conn, raw, writes, ["source", "entity", "source_id"])
+        self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, ("source", "entity", "source_id"))
         new = sum(1 for sid in latest if sid not in known)
         return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
 

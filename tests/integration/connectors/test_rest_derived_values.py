@@ -75,9 +75,13 @@ ENTITIES = {
 }
 
 
-def write_config(path: Path, server: TrytonRestServer, with_customers: bool = False) -> Path:
+def write_config(
+    path: Path, server: TrytonRestServer, with_customers: bool = False, concurrency: int = 4
+) -> Path:
     entities = {"customers": CUSTOMERS, **ENTITIES} if with_customers else ENTITIES
-    return write_tryton_config(path, server, entities, page_size=3)
+    written = write_tryton_config(path, server, entities, page_size=3)
+    written.write_text(written.read_text() + f"extract_concurrency: {concurrency}\n")
+    return written
 
 
 def open_amounts(config: Path) -> dict[str, tuple[str, Decimal]]:
@@ -91,10 +95,11 @@ def open_amounts(config: Path) -> dict[str, tuple[str, Decimal]]:
     return {str(sid): (str(status), Decimal(amount)) for sid, status, amount in rows}
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])  # 4: the trigger runs after both windows
 def test_quiet_changes_to_amount_to_pay_arrive_through_revisit_and_trigger(
-    server: TrytonRestServer, tmp_path: Path
+    server: TrytonRestServer, tmp_path: Path, concurrency: int
 ) -> None:
-    config = write_config(tmp_path / "concord.yaml", server)
+    config = write_config(tmp_path / "concord.yaml", server, concurrency=concurrency)
     first = run_sync(load_config(config), RunOptions(trigger="test"))
     assert first["stages"]["extract"]["tryton/invoices"]["revisited"] == INVOICES
     assert open_amounts(config)["3"] == ("posted", Decimal(103))

@@ -169,6 +169,21 @@ def test_progress_lines_show_a_long_stage_is_alive_off_a_terminal() -> None:
     assert "... extract erp/orders: 200 records" in text
 
 
+def test_progress_lines_keep_concurrent_pulls_apart_off_a_terminal() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=120, color_system=None)
+    with LineProgress(console, every=0.05) as progress:
+        progress.on_event("stage", {"stage": "extract", "scope": "erp_a/orders"})
+        progress.on_event("stage", {"stage": "extract", "scope": "erp_b/orders"})
+        progress.on_event("page", {"source": "erp_a", "entity": "orders", "records": 300})
+        progress.on_event("page", {"source": "erp_b", "entity": "orders", "records": 50})
+        progress.on_event("page", {"source": "erp_a", "entity": "orders", "records": 300})
+        time.sleep(0.3)
+    text = out.getvalue()
+    assert "... extract erp_a/orders: 600 records" in text
+    assert "... extract erp_b/orders: 50 records" in text
+
+
 def counted_report(source: int, staged: int) -> dict[str, Any]:
     agree = source == staged
     entity = {"source": "tryton", "entity": "customers", "source_count": source}

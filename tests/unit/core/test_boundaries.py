@@ -40,7 +40,7 @@ CORE = (
 """What every stage may import."""
 
 STAGES = (
-    ("concord.pipeline.extract", "concord.pipeline.shards"),
+    ("concord.pipeline.extract", "concord.pipeline.shards", "concord.pipeline.concurrent_extract"),
     (
         "concord.pipeline.map",
         "concord.pipeline.rows",
