@@ -290,7 +290,22 @@ def run_notes(report: Mapping[str, Any]) -> list[RenderableType]:
         if excluded:
             reasons = ", ".join(f"{why} ({n:,})" for why, n in sorted(excluded.items()))
             notes.append(Text(f"{scope}: {sum(excluded.values()):,} records excluded: {reasons}"))
-    check = stages.get("build_360", {}).get("all", {}).get("receivable") or {}
+    built = stages.get("build_360", {}).get("all", {})
+    if built.get("customers"):
+        changed, boundary = built.get("recomputed_changed", 0), built.get("recomputed_boundary", 0)
+        how = (
+            f"rebuilt in full ({built['full_reason']})"
+            if built.get("full_reason")
+            else f"{built.get('recomputed', 0):,} recomputed ({changed:,} changed, "
+            f"{boundary:,} past a date boundary)"
+        )
+        notes.append(
+            Text(
+                f"360: {built['customers']:,} customers, {how}, "
+                f"{built.get('written', 0):,} rows written"
+            )
+        )
+    check = built.get("receivable") or {}
     if check.get("checked"):
         notes.append(
             Text(

@@ -87,6 +87,17 @@ def test_the_summary_says_when_no_target_was_pushed() -> None:
     assert "no target in this run" in text and "every customer pushed" not in text
 
 
+def test_the_summary_says_how_the_360_was_built() -> None:
+    night = {"customers": 36169, "recomputed": 412, "recomputed_changed": 380}
+    night |= {"recomputed_boundary": 32, "written": 36169}
+    report = {"run_id": "r", "stages": {"build_360": {"all": night}}}
+    text = " ".join(rendered(run_summary(report), 80).split())
+    assert "360: 36,169 customers, 412 recomputed (380 changed, 32 past a date boundary)" in text
+    first = {"customers": 60, "recomputed": 60, "full_reason": "first build", "written": 60}
+    report = {"run_id": "r", "stages": {"build_360": {"all": first}}}
+    assert "rebuilt in full (first build)" in rendered(run_summary(report), 80)
+
+
 def _customer(i: int) -> dict[str, Any]:
     return {
         "concord_id": f"cc_{i:02d}1a2b3c4d5e6f7a8",
