@@ -35,6 +35,8 @@ class StageMeter:
         self.current = "setup"
         self.since = time.perf_counter()
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
+        self._cpu_since = self._cpu_now()
         self.peak: dict[str, int] = {}
         self.peak_all = 0
         self._stop = threading.Event()
@@ -53,11 +55,16 @@ class StageMeter:
         self.peak[stage] = max(self.peak.get(stage, 0), rss)
         self.peak_all = max(self.peak_all, rss)
 
+    def _cpu_now(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
     def switch(self, stage: str) -> None:
         self._take()
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), self._cpu_now()
         self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self.since
-        self.current, self.since = stage, now
+        self.cpu[self.current] = self.cpu.get(self.current, 0.0) + cpu - self._cpu_since
+        self.current, self.since, self._cpu_since = stage, now, cpu
 
     def on_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "stage" and data.get("stage") != self.current:
@@ -135,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = {
         stage: {
             "seconds": round(seconds, 3),
+            "cpu_s": round(meter.cpu.get(stage, 0.0), 3),
             "peak_rss_mb": round(meter.peak.get(stage, 0) / mb, 1),
             "records": records.get(stage, 0),
         }

@@ -298,12 +298,34 @@ def run_bench(
 
             log("peer: dlt rest_api on the same sources")
             try:
-                result["peer"] = run_peer(directory, urls, ERP_TOKEN, log=log)
+                result["peer"] = run_peer(
+                    directory, urls, ERP_TOKEN, log=log, postgres_url=postgres
+                )
             except Exception as exc:  # the peer is optional: report why it did not run
                 result["peer"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    log("map ceiling: orjson + the compiled mapping + a raw driver write, against the stage")
+    result["map_ceiling"] = map_ceiling(directory, min(scale.orders, MAP_CEILING_ORDERS), postgres)
     result["machine_after"] = machine()
     result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     return result
+
+
+MAP_CEILING_ORDERS = 50_000
+"""Orders (with their shipments, payments and a fifth as many customers) the map ceiling maps:
+enough for a steady rate, few enough to hold the payloads in memory at every scale."""
+
+
+def map_ceiling(directory: Path, orders: int, postgres: str | None) -> dict[str, Any]:
+    """bench.bench_map in a child process, on the bench's store kind; its figures."""
+    out = directory / "map-ceiling.json"
+    cmd = [sys.executable, "-m", "bench.bench_map", "--orders", str(orders), "--out", str(out)]
+    if postgres:
+        cmd += ["--postgres", postgres, "--only-postgres"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO)
+    if result.returncode != 0:
+        return {"error": f"bench_map failed ({result.returncode}): {result.stderr[-1500:]}"}
+    found: list[dict[str, Any]] = orjson.loads(out.read_bytes())
+    return found[-1]
 
 
 def scale_named(name: str) -> Scale:

@@ -68,5 +68,6 @@ def test_python_m_bench_writes_a_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     text = report.read_text()
     assert "## Targets" in text and "precision" in text
+    assert "## Map ceiling" in text and "of the map ceiling" in text and "bound by" in text
     assert report.with_suffix(".png").stat().st_size > 1000
     assert report.with_suffix(".json").exists()
