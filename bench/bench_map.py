@@ -8,9 +8,8 @@ records) in a fresh store, then times, per entity:
   one raw driver write of ``(source, source_id, JSON of the output)`` per record into a bare
   table (``executemany`` on SQLite, ``COPY`` on PostgreSQL): nothing concord could skip;
 - **concord**: ``concord.pipeline.map.map_entity``, the stage as a sync runs it (reads the staged
-  records, checks, writes canonical rows with their typed columns, rejects, marks them mapped;
-  each batch's write runs on a background thread while the next batch is mapped, so it uses
-  up to two cores where the ceiling uses one).
+  records, checks, writes canonical rows with their typed columns, rejects, marks them mapped),
+  on one core like the ceiling.
 
 Prints records/s of both and the ratio, and writes them as JSON (``--out``); the full bench
 report (``python -m bench``) runs it on the bench's store (``--postgres``: PostgreSQL).

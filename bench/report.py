@@ -80,7 +80,7 @@ def map_lines(result: dict[str, Any]) -> list[str]:
         "then per entity the ceiling (orjson parse + the compiled mapping + one raw driver write "
         "of the output's JSON into a bare table: executemany on SQLite, COPY on PostgreSQL) and "
         "concord's map stage (`map_entity`: validation, canonical JSON and typed columns, "
-        "rejects, the raw records marked mapped, each batch written on a background thread).",
+        "rejects, the raw records marked mapped), both on one core.",
         "",
         "| entity | records | ceiling records/s | concord records/s | ratio |",
         "|---|---:|---:|---:|---:|",

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from enum import Enum
-from functools import partial
 from typing import Any, Literal
 
 import orjson
@@ -27,7 +26,6 @@ from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.replay import mapping_fingerprint, replay_all, replay_changed
 from concord.pipeline.reports import MapReport
 from concord.pipeline.rows import FastDumper
-from concord.pipeline.write_behind import WriteBehind
 from concord.store import Reject, Store
 from concord.store import tables as t
 from concord.store.quarantine import quarantine_rows, release
@@ -156,14 +154,54 @@ def map_entity(
     run_id = ctx.run_id
     canonical_id = ecfg.canonical_id
     apply = mapping.apply
-
-    def write(
-        rows: list[tuple[Any, ...]],
-        rejects: list[Reject],
-        ok_ids: list[str],
-        done: list[tuple[str, str]],
-    ) -> tuple[int, int, int, int]:
-        """One batch's transaction: rows, rejects, quarantine and the raw records marked."""
+    for batch in ctx.store.pending_batches(source_name, entity, ctx.config.batch_size):
+        rows: list[tuple[Any, ...]] = []
+        rejects: list[Reject] = []
+        ok_ids: list[str] = []
+        for sid, payload, _h in batch:
+            record = orjson.loads(payload)
+            if not isinstance(record, dict):
+                rejects.append(
+                    _reject(
+                        source_name,
+                        entity,
+                        sid,
+                        None,
+                        "payload is not a JSON object",
+                        mapping,
+                        payload,
+                    )
+                )
+                continue
+            missing.update(mapping.missing_paths(record))
+            try:
+                out = apply(record)
+                out.pop("id", None)
+                out["ref"] = {"system": source_name, "entity": entity, "id": canonical_id(sid)}
+                fast = dumper.validate(out) if dumper is not None else None
+                if fast is not None and dumper is not None:
+                    values, text = fast, dumper.to_json(fast)
+                else:
+                    model = model_cls.model_validate(out)
+                    values = model.model_dump()
+                    text = model.__pydantic_serializer__.to_json(model)
+            except RecordRejected as exc:
+                rejects.append(
+                    _reject(source_name, entity, sid, exc.field, exc.reason, mapping, payload)
+                )
+                continue
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # pydantic's ValidationError is a ValueError: the model refused the output.
+                if isinstance(exc, ValidationError):
+                    fld, reason = _describe_validation(exc)
+                else:
+                    fld, reason = None, f"unexpected payload shape: {type(exc).__name__}: {exc}"
+                rejects.append(_reject(source_name, entity, sid, fld, reason, mapping, payload))
+                continue
+            drift.update(mapping.unmapped_paths(record))
+            rows.append(builder.row(values, text, run_id, fingerprint))
+            ok_ids.append(sid)
+        report.records += len(batch)
         bad_ids = [canonical_id(r.source_id) for r in rejects if r.source_id is not None]
         with ctx.store.begin() as conn:
             ctx.store.upsert_rows(conn, table, builder.columns, rows, ["source", "source_id"])
@@ -179,7 +217,7 @@ def map_entity(
                     source_ids=ok_ids,
                     run_id=run_id,
                 )
-            quarantined = quarantine_rows(
+            report.quarantined += quarantine_rows(
                 ctx.store,
                 conn,
                 table,
@@ -189,68 +227,12 @@ def map_entity(
                 run_id=run_id,
             )
             ctx.store.add_rejects(conn, rejects, run_id=run_id)
-            ctx.store.mark_mapped(conn, source_name, entity, done, fingerprint)
-        return len(done), len(rows), len(rejects), quarantined
-
-    def written(counts: tuple[int, int, int, int]) -> None:
-        records, mapped, rejected, quarantined = counts
-        report.records += records
-        report.mapped += mapped
-        report.rejected += rejected
-        report.quarantined += quarantined
-        ctx.emit("mapped", source=source_name, entity=entity, records=records)
-
-    # Batch N is written on a background thread while batch N+1 is mapped (write_behind.py).
-    with WriteBehind(written, background=ctx.store.threads_share_database) as writer:
-        for batch in ctx.store.pending_batches(source_name, entity, ctx.config.batch_size):
-            rows: list[tuple[Any, ...]] = []
-            rejects: list[Reject] = []
-            ok_ids: list[str] = []
-            for sid, payload, _h in batch:
-                record = orjson.loads(payload)
-                if not isinstance(record, dict):
-                    rejects.append(
-                        _reject(
-                            source_name,
-                            entity,
-                            sid,
-                            None,
-                            "payload is not a JSON object",
-                            mapping,
-                            payload,
-                        )
-                    )
-                    continue
-                missing.update(mapping.missing_paths(record))
-                try:
-                    out = apply(record)
-                    out.pop("id", None)
-                    out["ref"] = {"system": source_name, "entity": entity, "id": canonical_id(sid)}
-                    fast = dumper.validate(out) if dumper is not None else None
-                    if fast is not None and dumper is not None:
-                        values, text = fast, dumper.to_json(fast)
-                    else:
-                        model = model_cls.model_validate(out)
-                        values = model.model_dump()
-                        text = model.__pydantic_serializer__.to_json(model)
-                except RecordRejected as exc:
-                    rejects.append(
-                        _reject(source_name, entity, sid, exc.field, exc.reason, mapping, payload)
-                    )
-                    continue
-                except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-                    # pydantic's ValidationError is a ValueError: the model refused the output.
-                    if isinstance(exc, ValidationError):
-                        fld, reason = _describe_validation(exc)
-                    else:
-                        fld, reason = None, f"unexpected payload shape: {type(exc).__name__}: {exc}"
-                    rejects.append(_reject(source_name, entity, sid, fld, reason, mapping, payload))
-                    continue
-                drift.update(mapping.unmapped_paths(record))
-                rows.append(builder.row(values, text, run_id, fingerprint))
-                ok_ids.append(sid)
-            done = [(s, h) for s, _p, h in batch]
-            writer.submit(partial(write, rows, rejects, ok_ids, done))
+            ctx.store.mark_mapped(
+                conn, source_name, entity, [(s, h) for s, _p, h in batch], fingerprint
+            )
+        report.mapped += len(rows)
+        report.rejected += len(rejects)
+        ctx.emit("mapped", source=source_name, entity=entity, records=len(batch))
     report.unmapped_fields = dict(drift.most_common(20))
     report.missing_fields = dict(missing.most_common(20))
     record_stage(ctx, "map", f"{source_name}/{entity}", started, report)

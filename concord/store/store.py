@@ -230,11 +230,6 @@ class Store:
             raise StoreError(f"cannot migrate store {self.safe_url}: {exc.orig}") from exc
 
     @property
-    def threads_share_database(self) -> bool:
-        """Whether another thread's connection sees the same database (not in-memory SQLite)."""
-        return self.dialect != "sqlite" or sqlite_file(self.url) is not None
-
-    @property
     def safe_url(self) -> str:
         """The store URL with any password hidden, for messages."""
         return self.url.render_as_string(hide_password=True)

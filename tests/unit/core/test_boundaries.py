@@ -35,7 +35,6 @@ CORE = (
     "concord.mapping",
     "concord.pipeline.context",
     "concord.pipeline.reports",
-    "concord.pipeline.write_behind",
 )
 """What every stage may import."""
 
