@@ -365,7 +365,14 @@ class Store:
             set_={c: stmt.excluded[c] for c in columns if c not in keys},
         )
         conn.execute(stmt)
-        conn.execute(delete(scratch))
+        # TRUNCATE, not DELETE: no autovacuum reaches a temporary table, so deleted rows would
+        # pile up in it and every later INSERT .. SELECT would scan them all (quadratic).
+        truncate = pgsql.SQL("TRUNCATE {}").format(pgsql.Identifier(scratch.name))
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(truncate)
+        finally:
+            cursor.close()
 
     # -- runs and the run lock --------------------------------------------------------------
 
