@@ -158,10 +158,15 @@ class SurvivorshipConfig(_Strict):
 
 
 class ChurnConfig(_Strict):
-    """BG/NBD churn model settings: below ``min_repeat_customers`` the recency heuristic is used."""
+    """MBG/NBD churn model settings: below ``min_repeat_customers`` the recency heuristic is used.
+
+    The fitted parameters score the base for ``refit_days`` business days before the model is
+    fitted again (0: every build), like the identity model's ``retrain_growth``.
+    """
 
     min_repeat_customers: int = Field(default=30, ge=1)
     period_days: int = Field(default=7, ge=1)
+    refit_days: int = Field(default=7, ge=0)
 
 
 def _default_rules() -> list[MatchRuleConfig]:

@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -119,8 +120,24 @@ def _distinct(histories: list[History]) -> tuple[FloatArray, FloatArray]:
     return unique, counts.astype(np.float64)
 
 
-def fit(histories: list[History]) -> MbgParams:
-    """Maximum-likelihood (r, alpha, a, b), bounded and checked; ``FitError`` when it fails."""
+def _start(start: MbgParams | None, scale: float) -> FloatArray:
+    """Where the optimiser starts: the previous night's optimum (a few steps away), else 1s."""
+    if start is None:
+        return np.zeros(4)
+    values = (start.r, start.alpha / scale, start.a, start.b)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return np.zeros(4)
+    logp = np.log(np.asarray(values, dtype=np.float64))
+    return np.asarray(np.clip(logp, -LOG_BOUND + 2 * AT_BOUND, LOG_BOUND - 2 * AT_BOUND))
+
+
+def fit(histories: list[History], start: MbgParams | None = None) -> MbgParams:
+    """Maximum-likelihood (r, alpha, a, b), bounded and checked; ``FitError`` when it fails.
+
+    ``start`` (the last build's parameters) only saves iterations: the tolerances put the
+    optimum it finds within rounding of a cold start's, and a build and a full computation
+    of the same night start from the same point, so they agree exactly.
+    """
     if not histories:
         raise FitError("no customers to fit")
     rows, weights = _distinct(histories)
@@ -138,7 +155,7 @@ def fit(histories: list[History]) -> MbgParams:
 
     result = minimize(
         nll,
-        np.zeros(4),
+        _start(start, scale),
         jac=True,
         method="L-BFGS-B",
         bounds=[(-LOG_BOUND, LOG_BOUND)] * 4,
@@ -191,29 +208,79 @@ class ChurnScores:
     repeat_customers: int
     reason: str
     histories: dict[str, History]
+    fitted: date | None = None  # the business date the parameters were fitted on
 
 
-def score(histories: Mapping[str, History], min_repeat_customers: int = 30) -> ChurnScores:
-    """Fit MBG/NBD on the base and score everyone; fall back to recency, saying why."""
+@dataclass(frozen=True, slots=True)
+class LastFit:
+    """The parameters a previous build fitted, the business date it did and its reason."""
+
+    params: MbgParams
+    fitted: date
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the build's record (``customer360_builds.churn_params``)."""
+        return {**self.params.as_dict(), "fitted": self.fitted.isoformat(), "reason": self.reason}
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any] | None) -> LastFit | None:
+        """From ``as_dict``'s form; None when nothing (or an older form) is stored."""
+        if not stored or "fitted" not in stored:
+            return None
+        params = MbgParams(*(float(stored[k]) for k in ("r", "alpha", "a", "b")))
+        return cls(params, date.fromisoformat(str(stored["fitted"])), str(stored["reason"]))
+
+
+def _scored(params: MbgParams, ordered: Mapping[str, History]) -> dict[str, float]:
+    scores = {k: p_alive(params, h.x, h.t_x, h.T) for k, h in ordered.items()}
+    if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in scores.values()):
+        raise FitError("P(alive) outside [0, 1] for some customer")
+    return scores
+
+
+def score(
+    histories: Mapping[str, History],
+    min_repeat_customers: int = 30,
+    last: LastFit | None = None,
+    *,
+    today: date | None = None,
+    refit_days: int = 0,
+) -> ChurnScores:
+    """Fit MBG/NBD on the base and score everyone; else recency, saying why.
+
+    A fit ``last`` made fewer than ``refit_days`` business days before ``today`` scores the
+    base without refitting (the parameters of a population move slowly; a fit over every
+    customer is most of a quiet night's work); an older one is where the new fit starts.
+    """
     keys = sorted(histories)
     ordered = {k: histories[k] for k in keys}
     repeat = sum(1 for h in ordered.values() if h.x > 0)
     if repeat >= min_repeat_customers:
+        if last is not None and today is not None and 0 <= (today - last.fitted).days < refit_days:
+            try:
+                scores = _scored(last.params, ordered)
+            except (FitError, ValueError, OverflowError, ZeroDivisionError):
+                pass  # the kept parameters no longer score this base: refit
+            else:
+                return ChurnScores(
+                    scores, MODEL, last.params, repeat, last.reason, ordered, last.fitted
+                )
         try:
-            params = fit(list(ordered.values()))
-            scores = {k: p_alive(params, h.x, h.t_x, h.T) for k, h in ordered.items()}
-            if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in scores.values()):
-                raise FitError("P(alive) outside [0, 1] for some customer")
+            params = fit(list(ordered.values()), last.params if last else None)
+            scores = _scored(params, ordered)
         except (FitError, ValueError, OverflowError, ZeroDivisionError) as exc:
             reason = f"MBG/NBD fit failed its checks: {exc}"
         else:
+            when = f" {today.isoformat()}" if today is not None else ""
             return ChurnScores(
                 scores,
                 MODEL,
                 params,
                 repeat,
-                f"fitted on {len(ordered)} customers, {repeat} with repeat purchases",
+                f"fitted{when} on {len(ordered)} customers, {repeat} with repeat purchases",
                 ordered,
+                today,
             )
     else:
         reason = f"{repeat} repeat customers, fewer than {min_repeat_customers} needed to fit"
@@ -230,9 +297,15 @@ def score(histories: Mapping[str, History], min_repeat_customers: int = 30) -> C
 
 
 def churn_scores(
-    accs: Mapping[str, CustomerTotals], today: date, config: PipelineConfig
+    accs: Mapping[str, CustomerTotals],
+    today: date,
+    config: PipelineConfig,
+    last: LastFit | None = None,
 ) -> ChurnScores:
-    """MBG/NBD (or the documented fallback) over every customer with a revenue order."""
+    """MBG/NBD (or the documented fallback) over every customer with a revenue order.
+
+    ``last``: the previous build's fit, kept for ``churn.refit_days`` (``score``).
+    """
     period = float(config.identity.churn.period_days)
     histories = {
         gid: History(
@@ -243,4 +316,7 @@ def churn_scores(
         for gid, a in accs.items()
         if a.first_order_day is not None and a.last_order_day is not None and a.orders > 0
     }
-    return score(histories, config.identity.churn.min_repeat_customers)
+    churn = config.identity.churn
+    return score(
+        histories, churn.min_repeat_customers, last, today=today, refit_days=churn.refit_days
+    )

@@ -30,10 +30,10 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, create_model
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
 
 from concord.config import PipelineConfig
-from concord.customer360.churn import ChurnScores, churn_scores
+from concord.customer360.churn import ChurnScores, LastFit, churn_scores
 from concord.customer360.dates import BusinessCalendar
 from concord.customer360.fx import FxTable, fx_table
 from concord.customer360.metrics import (
@@ -66,7 +66,7 @@ from concord.utc import as_utc, utcnow
 BOOKKEEPING = ("updated_at", "content_hash")
 """Fields of a stored 360 row that change without its content changing."""
 MISSING_LISTED = 20  # dates listed per currency without a rate
-CODE_VERSION = "19.1"
+CODE_VERSION = "19.2"
 """Bump when a change to the figures' code makes every stored row stale (a full rebuild)."""
 CHUNK = 2000  # golden customers read per query of an incremental build
 FULL_SHARE = 0.5  # above this share to recompute, a build reads everything (a full rebuild)
@@ -87,6 +87,10 @@ DAILY = (
     "updated_at",
 )
 """Figures that change with the date or with the whole base: recomputed for every row."""
+PATCHED = (*DAILY, "content_hash")
+"""The fields a daily-only night sets inside a stored row's ``data``."""
+PATCH_COLUMNS = ("content_hash", "value_tier", "updated_at", "run_id")
+"""The columns it sets beside them."""
 Daily: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "Customer360Daily",
     __base__=CanonicalModel,
@@ -98,16 +102,26 @@ Daily: type[BaseModel] = create_model(  # type: ignore[call-overload]
 """The daily figures of a 360 row, serialised exactly as ``Customer360`` serialises them."""
 
 
+def base_hash(data: dict[str, Any]) -> str:
+    """Hash of a 360 row's figures that change only with its documents (not the daily ones)."""
+    return json_digest({k: v for k, v in data.items() if k not in BOOKKEEPING and k not in DAILY})
+
+
+def daily_hash(base: str, daily: dict[str, Any]) -> str:
+    """A row's content hash from its base hash and its daily figures (bookkeeping left out)."""
+    return json_digest([base, {k: daily.get(k) for k in DAILY if k not in BOOKKEEPING}])
+
+
 def row_hash(data: dict[str, Any]) -> str:
     """Stable hash of a 360 row's content (keys sorted), ignoring bookkeeping fields."""
-    return json_digest({k: v for k, v in data.items() if k not in BOOKKEEPING})
+    return daily_hash(base_hash(data), data)
 
 
 def _churn(gid: str, scores: ChurnScores, period_days: int) -> ChurnExplanation | None:
     history = scores.histories.get(gid)
     if history is None:
         return None
-    return ChurnExplanation(
+    return ChurnExplanation.model_construct(  # computed values of the right types
         model=scores.model,
         params=scores.params.as_dict() if scores.params else {},
         x=history.x,
@@ -171,13 +185,17 @@ class Population:
         config: PipelineConfig,
         as_of: datetime,
         today: date,
+        last: LastFit | None = None,
     ) -> Population:
-        """Tiers, RFM and churn over ``accs`` (documents read, or totals stored)."""
+        """Tiers, RFM and churn over ``accs`` (documents read, or totals stored).
+
+        ``last`` is the last build's churn fit (kept for ``churn.refit_days``, then the start).
+        """
         return cls(
             today,
             value_tiers({gid: a.revenue for gid, a in accs.items()}),
             rfm_scores(accs, today),
-            churn_scores(accs, today, config),
+            churn_scores(accs, today, config, last),
             ReceivableCheck(config.base_currency),
             fx,
             config,
@@ -262,6 +280,13 @@ def _row(gid: str, a: CustomerTotals, pop: Population) -> Customer360 | None:
     )
 
 
+def _fit_record(scores: ChurnScores) -> dict[str, Any] | None:
+    """What the next build keeps or starts its churn fit from (None: no fit this build)."""
+    if scores.params is None or scores.fitted is None:
+        return None
+    return LastFit(scores.params, scores.fitted, scores.reason).as_dict()
+
+
 def _report_population(report: Build360Report, pop: Population, config: PipelineConfig) -> None:
     report.as_of = pop.today.isoformat()
     report.timezone = config.timezone
@@ -285,7 +310,8 @@ def compute(
         figures = Figures(fx, calendar, config.base_currency, as_of, invoice_sources)
         collect(conn, accs, figures)
         aggregate(conn, accs, figures)
-    pop = Population.of(accs, fx, config, as_of, figures.today)
+        last = _last_build(conn)
+    pop = Population.of(accs, fx, config, as_of, figures.today, last.churn if last else None)
     _report_population(report, pop, config)
     for gid in sorted(accs):
         row = _row(gid, accs[gid], pop)
@@ -334,49 +360,33 @@ def _counts(conn: Connection) -> dict[str, str]:
     leaves none, but lowers a count here. SQL aggregates over indexed columns.
     """
     il, c = t.identity_links, t.customers
-    counts: dict[str, list[int]] = {}
-
-    def add(i: int, rows: Any) -> None:
-        for gid, n in rows:
-            counts.setdefault(gid, [0] * 7)[i] += int(n)
-
-    add(
-        0,
-        conn.execute(
-            select(il.c.concord_id, func.count())
-            .select_from(
-                c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id))
-            )
-            .group_by(il.c.concord_id)
-        ),
-    )
+    parts: list[Any] = [
+        select(il.c.concord_id.label("gid"), literal(0).label("i")).select_from(
+            c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id))
+        )
+    ]
     for i, table in enumerate(DOCUMENTS, 1):
         link = and_(il.c.source == table.c.source, il.c.source_id == table.c.customer_id)
-        add(
-            i,
-            conn.execute(
-                select(il.c.concord_id, func.count())
-                .select_from(table.join(il, link))
-                .group_by(il.c.concord_id)
-            ),
-        )
+        parts.append(select(il.c.concord_id, literal(i)).select_from(table.join(il, link)))
     # a payment of one customer against another's invoice: each side's figures read the other
     pay, inv = t.payments, t.invoices
     cross = pay.join(inv, and_(inv.c.source == pay.c.source, inv.c.source_id == pay.c.invoice_id))
     for i, (col_source, col_customer) in enumerate(
         ((pay.c.source, pay.c.customer_id), (inv.c.source, inv.c.customer_id)), 5
     ):
-        add(
-            i,
-            conn.execute(
-                select(il.c.concord_id, func.count())
-                .select_from(
-                    cross.join(il, and_(il.c.source == col_source, il.c.source_id == col_customer))
-                )
-                .where(pay.c.customer_id != inv.c.customer_id)
-                .group_by(il.c.concord_id)
-            ),
+        parts.append(
+            select(il.c.concord_id, literal(i))
+            .select_from(
+                cross.join(il, and_(il.c.source == col_source, il.c.source_id == col_customer))
+            )
+            .where(pay.c.customer_id != inv.c.customer_id)
         )
+    every = union_all(*parts).subquery()
+    # one row per customer, counted in SQL: seven grouped queries would fetch seven times more
+    query = select(
+        every.c.gid, *(func.sum(case((every.c.i == i, 1), else_=0)) for i in range(7))
+    ).group_by(every.c.gid)
+    counts = {gid: n for gid, *n in conn.execute(query)}
     return {gid: ",".join(map(str, n)) for gid, n in counts.items() if n[0] > 0}
 
 
@@ -465,6 +475,7 @@ class LastBuild:
     basis: str
     rates: list[list[str]]
     seen_runs: set[str]
+    churn: LastFit | None
 
 
 def _last_build(conn: Connection) -> LastBuild | None:
@@ -480,6 +491,7 @@ def _last_build(conn: Connection) -> LastBuild | None:
         row["basis"],
         list(row["rates"]),
         set(row["seen_runs"]),
+        LastFit.of(row["churn_params"]),
     )
 
 
@@ -608,7 +620,11 @@ def build(
         last = _last_build(conn)
         counts = _counts(conn)
         stored = {r.concord_id: r for r in conn.execute(select(inp))}
-        existing = dict(conn.execute(select(c360.c.concord_id, c360.c.content_hash)).all())
+        existing, bases = {}, {}
+        for gid, content, based in conn.execute(
+            select(c360.c.concord_id, c360.c.content_hash, c360.c.base_hash)
+        ):
+            existing[gid], bases[gid] = content, based
         asked = full or not config.customer360.incremental
         reason = _full_reason(asked, last, basis, as_of, today, len(stored))
         changed: set[str] = set()
@@ -653,39 +669,47 @@ def build(
         kept = [] if reason else sorted(gid for gid in counts if gid not in accs and gid in stored)
         for gid in kept:
             base[gid] = _shell(stored[gid])
-        pop = Population.of(base, fx, config, as_of, today)
+        pop = Population.of(base, fx, config, as_of, today, last.churn if last else None)
         _report_population(report, pop, config)
-        old: dict[str, dict[str, Any]] = {}
-        wanted = [gid for gid in kept if stored[gid].has_row]
-        for i in range(0, len(wanted), CHUNK):
-            for gid, data in conn.execute(
-                select(c360.c.concord_id, c360.c.data).where(
-                    c360.c.concord_id.in_(wanted[i : i + CHUNK])
-                )
-            ):
-                old[gid] = orjson_loads(data)
         seen_rows: set[str] = set()
         batch: list[dict[str, Any]] = []
+        patches: list[tuple[Any, ...]] = []
         inputs: list[dict[str, Any]] = []
+        fixed = store.driver_processors(c360, PATCH_COLUMNS)
+        updated_at, run = (
+            p(v) if p else v for p, v in zip(fixed[2:], (as_of, run_id), strict=True)
+        )
         for gid in sorted(base):
             a = base[gid]
-            if gid in accs:
-                row = _row(gid, a, pop)
-                inputs.append(_inputs_row(gid, a, counts.get(gid, ""), row is not None, run_id))
-                if row is None:
-                    continue
-                data = row.model_dump(mode="json")
-                name = str(row.name.value)
-                tier = row.value_tier.value
-            else:
+            if gid not in accs:
                 if not stored[gid].has_row:
                     continue
-                data = old[gid]
-                data.update(Daily(**pop.daily(gid, a)).model_dump(mode="json"))
-                name = str(data["name"]["value"])
-                tier = data["value_tier"]
+                # the documents did not change: only the daily figures, patched in SQL
+                # computed figures of the right types: serialised without validating again
+                daily = Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
+                h = daily_hash(bases.get(gid) or "", daily)
+                report.customers += 1
+                seen_rows.add(gid)
+                if existing.get(gid) == h:
+                    report.unchanged += 1
+                    continue
+                daily["content_hash"] = h
+                patches.append(
+                    (gid, *(daily[f] for f in PATCHED), h, daily["value_tier"], updated_at, run)
+                )
+                if len(patches) >= CHUNK:
+                    store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
+                    report.written += len(patches)
+                    patches = []
+                continue
+            row = _row(gid, a, pop)
+            inputs.append(_inputs_row(gid, a, counts.get(gid, ""), row is not None, run_id))
+            if row is None:
+                continue
+            data = row.model_dump(mode="json")
             report.customers += 1
-            h = row_hash(data)
+            bh = base_hash(data)
+            h = daily_hash(bh, data)
             seen_rows.add(gid)
             if existing.get(gid) == h:
                 report.unchanged += 1
@@ -694,10 +718,11 @@ def build(
             batch.append(
                 {
                     "concord_id": gid,
-                    "name": name[:300],
+                    "name": str(row.name.value)[:300],
                     "data": data,
                     "content_hash": h,
-                    "value_tier": tier,
+                    "base_hash": bh,
+                    "value_tier": row.value_tier.value,
                     "updated_at": as_of,
                     "run_id": run_id,
                 }
@@ -707,7 +732,8 @@ def build(
                 report.written += len(batch)
                 batch = []
         store.upsert(conn, c360, batch, ["concord_id"])
-        report.written += len(batch)
+        store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
+        report.written += len(batch) + len(patches)
         gone = sorted(set(existing) - seen_rows)
         for i in range(0, len(gone), CHUNK):
             conn.execute(c360.delete().where(c360.c.concord_id.in_(gone[i : i + CHUNK])))
@@ -733,6 +759,7 @@ def build(
                 seen_runs=sorted(seen | {run_id}),
                 mode="full" if reason else "incremental",
                 reason=reason,
+                churn_params=_fit_record(pop.scores),
             )
         )
         old_builds = select(builds.c.id).order_by(builds.c.id.desc()).offset(30).scalar_subquery()

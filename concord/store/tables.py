@@ -298,6 +298,9 @@ customer360 = Table(
     Column("name", String(300), nullable=False),
     Column("data", JSON, nullable=False),
     Column("content_hash", String(32), nullable=False),
+    # hash of the figures that change only with the documents: a night that recomputes only the
+    # daily figures hashes them with this and patches them into ``data`` in SQL
+    Column("base_hash", String(32)),
     Column("value_tier", String(1)),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("run_id", String(64), nullable=False),
@@ -342,6 +345,7 @@ customer360_builds = Table(
     Column("seen_runs", JSON, nullable=False),  # run ids present in the inputs
     Column("mode", String(16), nullable=False),  # full | incremental
     Column("reason", Text, nullable=False),
+    Column("churn_params", JSON),  # the fitted MBG/NBD parameters: the next fit starts there
 )
 
 push_state = Table(

@@ -166,3 +166,28 @@ def test_two_processes_give_identical_parameters() -> None:
     for name in ("r", "alpha", "a", "b"):
         assert runs[0][name] == pytest.approx(runs[1][name], abs=1e-9, rel=0)
         assert here[name] == pytest.approx(runs[0][name], abs=1e-9, rel=0)
+
+
+def test_a_recent_fit_scores_the_base_without_refitting_until_refit_days_pass() -> None:
+    from datetime import date, timedelta
+
+    from concord.customer360.churn import LastFit
+
+    histories = {str(i): h for i, h in enumerate(simulate(TRUTH, 3000, 39.0, seed=5))}
+    fitted_day = date(2026, 11, 20)
+    first = score(histories, 30, None, today=fitted_day, refit_days=7)
+    assert first.params is not None and first.fitted == fitted_day
+    last = LastFit(first.params, fitted_day, first.reason)
+    assert LastFit.of(last.as_dict()) == last
+    kept = score(histories, 30, last, today=fitted_day + timedelta(days=6), refit_days=7)
+    assert (kept.params, kept.fitted, kept.reason) == (first.params, fitted_day, first.reason)
+    older = {k: History(h.x, h.t_x, h.T + 1.0) for k, h in histories.items()}
+    refit = score(older, 30, last, today=fitted_day + timedelta(days=7), refit_days=7)
+    assert refit.fitted == fitted_day + timedelta(days=7) and refit.params != first.params
+    # a warm start lands where a cold one does, within the optimiser's tolerance
+    cold = fit(list(older.values()))
+    assert refit.params is not None
+    assert math.isclose(refit.params.r, cold.r, rel_tol=1e-4)
+    assert math.isclose(refit.params.b, cold.b, rel_tol=1e-4)
+    every = score(histories, 30, last, today=fitted_day + timedelta(days=1), refit_days=0)
+    assert every.fitted == fitted_day + timedelta(days=1)
