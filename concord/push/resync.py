@@ -13,7 +13,7 @@ push state. ``full`` re-sends every customer without reading anything.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -23,6 +23,7 @@ import orjson
 from concord.contracts import ObjectKind, ReadingTarget, RemoteRecord
 from concord.pipeline.context import RunContext
 from concord.push.diff import (
+    RETIRED,
     MapFailure,
     Mapped,
     PlannedUpsert,
@@ -31,6 +32,7 @@ from concord.push.diff import (
     map_customer,
     outbound_mappings,
     planned,
+    revive_properties,
     rows_with_state,
     source_fingerprint,
 )
@@ -82,15 +84,19 @@ def differences(sent: dict[str, Any], held: dict[str, Any]) -> list[str]:
 
 
 def _read_back(
-    target: ReadingTarget, batch: list[tuple[StateRow, Mapped]]
+    target: ReadingTarget, batch: list[tuple[StateRow, Mapped]], extra: Sequence[str] = ()
 ) -> dict[str, RemoteRecord]:
-    """The CRM's records for one page of customers, one read per object kind."""
+    """The CRM's records for one page of customers, one read per object kind.
+
+    ``extra``: properties read besides the mapped ones (the retirement mark, which a customer
+    that came back must lose).
+    """
     found: dict[str, RemoteRecord] = {}
     by_kind: dict[ObjectKind, list[tuple[StateRow, Mapped]]] = {}
     for row, mapped in batch:
         by_kind.setdefault(mapped.object_type, []).append((row, mapped))
     for kind, items in by_kind.items():
-        names = sorted({name for _, m in items for name in m.properties})
+        names = sorted({name for _, m in items for name in m.properties} | set(extra))
         for record in target.read(kind, [row[0] for row, _ in items], names):
             found[record.key] = record
     return found
@@ -107,6 +113,7 @@ def resync_items(
     ``target=None`` is a full resync: every customer is re-sent, nothing is read.
     """
     mappings = outbound_mappings(ctx, target_name)
+    revive = revive_properties(ctx.config.targets[target_name])  # a retired customer came back
     for rows in rows_with_state(ctx, target_name):
         batch: list[tuple[StateRow, Mapped]] = []
         for row in rows:
@@ -116,21 +123,24 @@ def resync_items(
             else:
                 batch.append((row, mapped))
         counts.checked += len(batch)
-        held = _read_back(target, batch) if target is not None else {}
+        # the mark is read only where a retired customer came back: an org without it is fine
+        back = tuple(revive) if any(row[5] == RETIRED for row, _ in batch) else ()
+        held = _read_back(target, batch, back) if target is not None else {}
         for row, mapped in batch:
             fingerprint = source_fingerprint(row[1], mappings.fingerprint)
             if target is None:
-                yield planned(row[0], mapped, row, fingerprint)
+                yield planned(row[0], mapped, row, fingerprint, revive=revive)
                 continue
             remote = held.get(row[0])
             if remote is None:
                 counts.missing += 1
                 yield dataclasses.replace(
-                    planned(row[0], mapped, row, fingerprint, forget_state=True), in_target=False
+                    planned(row[0], mapped, row, fingerprint, forget_state=True, revive=revive),
+                    in_target=False,
                 )
                 continue
             upsert = dataclasses.replace(
-                planned(row[0], mapped, row, fingerprint),
+                planned(row[0], mapped, row, fingerprint, revive=revive),
                 remote_id=remote.remote_id,
                 previous={k: remote.properties.get(k) for k in json_form(mapped.properties)},
                 in_target=True,

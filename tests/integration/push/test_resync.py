@@ -156,3 +156,28 @@ def test_a_target_that_cannot_read_back_says_to_resync_in_full(
     with pytest.raises(PushError, match="--full"):
         resync(pusher.context(), "api")
     assert resync(pusher.context(), "api", full=True).accepted == len(IDS)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_resync_clears_the_retirement_mark_of_a_customer_that_came_back(
+    store: Store, hubspot: CrmServer, full: bool
+) -> None:
+    from sqlalchemy import update
+
+    from concord.store import tables as t
+
+    seeded(store)
+    pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
+    pusher.push("hs")
+    back = IDS[2]
+    # retired on an earlier night (push/retire.py marks the CRM record and the push state);
+    # its records are live again, and the next push to reach the CRM is a resync
+    ps = t.push_state
+    with store.begin() as conn:
+        conn.execute(
+            update(ps).where(ps.c.target == "hs", ps.c.concord_id == back).values(status="retired")
+        )
+    hubspot.objects["companies"][back]["properties"]["concord_status"] = "archived"
+    resync(pusher.context(), "hs", full=full)
+    assert "concord_status" not in hubspot.objects["companies"][back]["properties"]
+    assert push_states(store, "hs")[back]["status"] == "accepted"
