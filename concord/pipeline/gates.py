@@ -9,8 +9,9 @@ extract reports:
   reject to fix, not a failed night). Counted over the whole entity, not this run, a quiet night
   with three bad changes among thousands passes, and a broken entity fails every night until it
   is fixed.
-- **Nothing maps.** The run pulled, dropped or replayed records of the entity and the entity
-  has not one canonical row (a source whose ``id_field`` is wrong, a mapping that refuses all).
+- **Nothing maps.** The run pulled, dropped, replayed or mapped records of the entity (mapped:
+  also those an earlier, stopped run staged) and the entity has not one canonical row (a source
+  whose ``id_field`` is wrong, a mapping that refuses all).
 
 The sync checks the gates after the map stage, before resolve; the push stage checks them again
 before its first call (an Airflow push task, ``concord push``), so nothing is sent past them.
@@ -41,12 +42,17 @@ class GateReport(StageReport):
 
 
 def _this_run(conn: Connection, run_id: str, stage: str, scope: str) -> dict[str, Any]:
-    """The report ``stage`` stored for ``scope`` in this run ({} when it did not run)."""
+    """The report ``stage`` stored for ``scope`` in this run ({} when it did not run), with
+    ``status`` set to the stage's status."""
     sr = t.stage_reports
-    body = conn.execute(
-        select(sr.c.report).where(sr.c.run_id == run_id, sr.c.stage == stage, sr.c.scope == scope)
-    ).scalar()
-    return dict(body or {})
+    found = conn.execute(
+        select(sr.c.report, sr.c.status).where(
+            sr.c.run_id == run_id, sr.c.stage == stage, sr.c.scope == scope
+        )
+    ).first()
+    if found is None:
+        return {}
+    return {**dict(found[0] or {}), "status": found[1]}
 
 
 def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) -> dict[str, Any]:
@@ -71,6 +77,10 @@ def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) ->
     limit, minimum = ctx.config.reject_ratio, ctx.config.reject_min_count
     worked = int(pulled.get("new", 0)) + int(pulled.get("changed", 0)) + dropped
     worked += int(mapped.get("replayed", 0))
+    if pulled.get("status") == "succeeded":
+        # records an earlier, stopped run staged are mapped by this one: they count too (a
+        # failed extract is the run's error to report, not its half-staged page)
+        worked = max(worked, int(mapped.get("records", 0)) + dropped)
     if total and bad >= minimum and bad / total > limit:
         row["failure"] = (
             f"{scope}: {bad} of {total} records rejected ({bad / total:.1%}"
@@ -79,7 +89,7 @@ def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) ->
         )
     elif worked and not canonical:
         row["failure"] = (
-            f"{scope}: {worked} records pulled this run and not one maps"
+            f"{scope}: {worked} records pulled or mapped this run and not one maps"
             + (f" ({dropped} had no '{_id_field(ctx, source, entity)}')" if dropped else "")
             + "; see `concord rejects`"
         )

@@ -177,11 +177,9 @@ def test_an_api_key_echoed_in_next_links_never_reaches_a_checkpoint(
                 "paginator: {type: next_link, next_path: next}",
             )
         )
-        # One entity after the other: the stop after the first page must leave the others
-        # unpulled, so the rerun pulls (and gates) them.
-        config.write_text(
-            text.split("targets:")[0] + "identity:\n  rules: [tax_id]\nextract_concurrency: 1\n"
-        )
+        # The other entities are pulled beside customers: the stop leaves their records staged
+        # and not mapped, and the rerun, with nothing new to pull, maps (and gates) them.
+        config.write_text(text.split("targets:")[0] + "identity:\n  rules: [tax_id]\n")
         with pytest.raises(_StopAfterFirstPage):
             run_sync(
                 load_config(config), RunOptions(window_end=UNTIL), on_event=_stop_at("customers")
