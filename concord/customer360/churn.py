@@ -213,22 +213,27 @@ class ChurnScores:
 
 @dataclass(frozen=True, slots=True)
 class LastFit:
-    """The parameters a previous build fitted, the business date it did and its reason."""
+    """A previous build's fit: its parameters (None: it failed its checks), date and reason."""
 
-    params: MbgParams
+    params: MbgParams | None
     fitted: date
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
         """For the build's record (``customer360_builds.churn_params``)."""
-        return {**self.params.as_dict(), "fitted": self.fitted.isoformat(), "reason": self.reason}
+        params = self.params.as_dict() if self.params else {}
+        return {**params, "fitted": self.fitted.isoformat(), "reason": self.reason}
 
     @classmethod
     def of(cls, stored: Mapping[str, Any] | None) -> LastFit | None:
         """From ``as_dict``'s form; None when nothing (or an older form) is stored."""
         if not stored or "fitted" not in stored:
             return None
-        params = MbgParams(*(float(stored[k]) for k in ("r", "alpha", "a", "b")))
+        params = (
+            MbgParams(*(float(stored[k]) for k in ("r", "alpha", "a", "b")))
+            if "r" in stored
+            else None
+        )
         return cls(params, date.fromisoformat(str(stored["fitted"])), str(stored["reason"]))
 
 
@@ -251,13 +256,18 @@ def score(
 
     A fit ``last`` made fewer than ``refit_days`` business days before ``today`` scores the
     base without refitting (the parameters of a population move slowly; a fit over every
-    customer is most of a quiet night's work); an older one is where the new fit starts.
+    customer is most of a quiet night's work), or, when it failed its checks, the fallback
+    scores it again without another try; an older one is where the new fit starts.
     """
     keys = sorted(histories)
     ordered = {k: histories[k] for k in keys}
     repeat = sum(1 for h in ordered.values() if h.x > 0)
+    tried: date | None = None
     if repeat >= min_repeat_customers:
-        if last is not None and today is not None and 0 <= (today - last.fitted).days < refit_days:
+        age = (today - last.fitted).days if last is not None and today is not None else -1
+        if last is not None and 0 <= age < refit_days:
+            if last.params is None:
+                return _fallback(ordered, repeat, last.reason, last.fitted)
             try:
                 scores = _scored(last.params, ordered)
             except (FitError, ValueError, OverflowError, ZeroDivisionError):
@@ -266,6 +276,7 @@ def score(
                 return ChurnScores(
                     scores, MODEL, last.params, repeat, last.reason, ordered, last.fitted
                 )
+        tried = today
         try:
             params = fit(list(ordered.values()), last.params if last else None)
             scores = _scored(params, ordered)
@@ -284,6 +295,13 @@ def score(
             )
     else:
         reason = f"{repeat} repeat customers, fewer than {min_repeat_customers} needed to fit"
+    return _fallback(ordered, repeat, reason, tried)
+
+
+def _fallback(
+    ordered: dict[str, History], repeat: int, reason: str, tried: date | None
+) -> ChurnScores:
+    """The recency heuristic over the base; ``tried``: the date a fit failed (kept as such)."""
     gaps = [h.t_x / h.x for h in ordered.values() if h.x > 0 and h.t_x > 0]
     typical = float(np.median(gaps)) if gaps else 8.0
     return ChurnScores(
@@ -293,6 +311,7 @@ def score(
         repeat,
         reason,
         ordered,
+        tried,
     )
 
 

@@ -282,7 +282,7 @@ def _row(gid: str, a: CustomerTotals, pop: Population) -> Customer360 | None:
 
 def _fit_record(scores: ChurnScores) -> dict[str, Any] | None:
     """What the next build keeps or starts its churn fit from (None: no fit this build)."""
-    if scores.params is None or scores.fitted is None:
+    if scores.fitted is None:  # no fit tried (too few repeat customers)
         return None
     return LastFit(scores.params, scores.fitted, scores.reason).as_dict()
 
@@ -631,9 +631,10 @@ def build(
         boundary: set[str] = set()
         if not reason:
             assert last is not None
-            runs = sorted(
-                (seen - last.seen_runs) | ({run_id} | _runs_since(conn, last.built_at)) & seen
-            )
+            # the last build's own run wrote its rows before that build (push and reconcile
+            # write no documents or links), unless it is this run again (a rerun)
+            since = _runs_since(conn, last.built_at) - ({last.run_id} - {run_id})
+            runs = sorted((seen - last.seen_runs) | ({run_id} | since) & seen)
             changed = _touched(conn, runs)
             changed.update(
                 gid

@@ -42,8 +42,7 @@ class GateReport(StageReport):
 
 
 def _this_run(conn: Connection, run_id: str, stage: str, scope: str) -> dict[str, Any]:
-    """The report ``stage`` stored for ``scope`` in this run ({} when it did not run), with
-    ``status`` set to the stage's status."""
+    """The report ``stage`` stored for ``scope`` in this run, with its ``status`` ({}: none)."""
     sr = t.stage_reports
     found = conn.execute(
         select(sr.c.report, sr.c.status).where(

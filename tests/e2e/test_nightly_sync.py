@@ -69,6 +69,8 @@ def test_second_run_pushes_nothing_new(
     push = second["stages"]["push"]["sandbox_crm"]
     assert push["planned"] == 0 and push["unchanged"] == len(crm.objects["companies"])
     assert all(m["mapped"] == 0 for m in second["stages"]["map"].values())
+    built = second["stages"]["build_360"]["all"]  # the first run's rows are not read again
+    assert (built["full_reason"], built["recomputed_changed"]) == ("", 0), built
 
 
 def test_changed_order_flows_to_the_crm_in_the_next_incremental_run(
@@ -91,6 +93,8 @@ def test_changed_order_flows_to_the_crm_in_the_next_incremental_run(
     second = sync(cfg)
     assert second["stages"]["extract"]["sandbox_erp/orders"]["changed"] == 1
     assert second["stages"]["map"]["sandbox_erp/orders"]["mapped"] == 1
+    built = second["stages"]["build_360"]["all"]
+    assert built["full_reason"] == "" and 1 <= built["recomputed_changed"] <= 3, built
     sent = {i["id"]: i["properties"] for i in crm.batches[-1]["inputs"]}
     store = Store(sqlite_url)
     with store.engine.connect() as conn:

@@ -191,3 +191,20 @@ def test_a_recent_fit_scores_the_base_without_refitting_until_refit_days_pass() 
     assert math.isclose(refit.params.b, cold.b, rel_tol=1e-4)
     every = score(histories, 30, last, today=fitted_day + timedelta(days=1), refit_days=0)
     assert every.fitted == fitted_day + timedelta(days=1)
+
+
+def test_a_failed_fit_is_not_tried_again_until_refit_days_pass() -> None:
+    from datetime import date, timedelta
+
+    from concord.customer360.churn import LastFit
+
+    day = date(2026, 11, 20)
+    failed = score(degenerate_base(), 30, None, today=day, refit_days=7)
+    assert failed.model == FALLBACK and failed.fitted == day and failed.params is None
+    last = LastFit.of(LastFit(None, day, failed.reason).as_dict())
+    assert last is not None and last.params is None
+    again = score(degenerate_base(), 30, last, today=day + timedelta(days=3), refit_days=7)
+    assert (again.model, again.reason, again.fitted) == (FALLBACK, failed.reason, day)
+    assert again.p_alive == failed.p_alive
+    retried = score(degenerate_base(), 30, last, today=day + timedelta(days=7), refit_days=7)
+    assert retried.fitted == day + timedelta(days=7)
