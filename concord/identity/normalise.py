@@ -443,21 +443,76 @@ def record_name_key(data: dict[str, Any]) -> str:
     return name_key(data.get("name"), bool(data.get("is_person")))
 
 
+NORMALISE_VERSION = "1"
+"""Bump when ``record_from_data`` changes what it makes of a row: the stored records go stale."""
+_FIELDS = tuple(
+    f for f in CustomerRecord.__dataclass_fields__ if f not in ("source", "source_id", "updated_at")
+)
+
+
+def _encoded(rec: CustomerRecord) -> bytes:
+    """A normalised record's fields as JSON (``identity_records.record``)."""
+    values: list[Any] = [getattr(rec, f) for f in _FIELDS]
+    values[_FIELDS.index("identifiers")] = [[k.type, k.value, k.valid] for k in rec.identifiers]
+    return orjson.dumps(values)
+
+
+def _decoded(source: str, sid: str, updated: datetime | None, blob: bytes) -> CustomerRecord:
+    """``_encoded`` back: tuples where the record holds tuples."""
+    values = dict(zip(_FIELDS, orjson.loads(blob), strict=True))
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    values["identifiers"] = tuple(IdentifierKey(*k) for k in values["identifiers"])
+    return CustomerRecord(source=source, source_id=sid, updated_at=updated, **values)
+
+
 def load_customer_records(
-    store: Store, config: IdentityConfig, keys: Iterable[tuple[str, str]] | None = None
+    store: Store,
+    config: IdentityConfig,
+    keys: Iterable[tuple[str, str]] | None = None,
+    *,
+    remember: bool = False,
 ) -> list[CustomerRecord]:
-    """Every canonical customer (or only ``keys``), normalised, sorted by key; streamed."""
+    """Every canonical customer (or only ``keys``), normalised, sorted by key; streamed.
+
+    A row normalised before, with the same data and settings, comes from ``identity_records``
+    (parsing phone numbers and checking tax ids was most of a quiet night's resolve);
+    ``remember`` stores what had to be normalised (the resolve stage) and drops records of
+    customers gone.
+    """
     free_mail = frozenset(d.lower() for d in config.free_mail_domains)
-    c = t.customers
-    q = select(c.c.source, c.c.source_id, c.c.updated_at, cast(c.c.data, Text))
+    salt = f"{NORMALISE_VERSION}\x1f{'|'.join(sorted(free_mail))}\x1f".encode()
+    c, ir = t.customers, t.identity_records
+    q = select(
+        c.c.source, c.c.source_id, c.c.updated_at, cast(c.c.data, Text), ir.c.basis, ir.c.record
+    ).select_from(c.outerjoin(ir, (ir.c.source == c.c.source) & (ir.c.source_id == c.c.source_id)))
     q = q.where(c.c.state.is_(None))  # archived or deleted in the ERP: no longer a customer
     if keys is not None:
         q = q.where(tuple_(c.c.source, c.c.source_id).in_(list(keys)))
     out: list[CustomerRecord] = []
+    fresh: list[dict[str, Any]] = []
     with store.engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=20_000).execute(q)
-        for source, sid, updated, data in result:
-            out.append(record_from_data(source, sid, orjson.loads(data), free_mail, updated))
+        for source, sid, updated, data, stored_basis, blob in result:
+            basis = digest(salt + data.encode())[:32]
+            if stored_basis == basis and blob is not None:
+                out.append(_decoded(source, sid, updated, bytes(blob)))
+                continue
+            rec = record_from_data(source, sid, orjson.loads(data), free_mail, updated)
+            out.append(rec)
+            if remember:
+                fresh.append(
+                    {"source": source, "source_id": sid, "basis": basis, "record": _encoded(rec)}
+                )
+    if remember:
+        with store.begin() as conn:
+            for i in range(0, len(fresh), 5000):
+                store.upsert(conn, ir, fresh[i : i + 5000], ["source", "source_id"])
+            live = select(c.c.source_id).where(
+                c.c.source == ir.c.source, c.c.source_id == ir.c.source_id, c.c.state.is_(None)
+            )
+            conn.execute(ir.delete().where(~live.exists()))
     out.sort(key=lambda r: r.key)
     return out
 

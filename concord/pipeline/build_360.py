@@ -633,8 +633,8 @@ def build(
             assert last is not None
             # the last build's own run wrote its rows before that build (push and reconcile
             # write no documents or links), unless it is this run again (a rerun)
-            since = _runs_since(conn, last.built_at) - ({last.run_id} - {run_id})
-            runs = sorted((seen - last.seen_runs) | ({run_id} | since) & seen)
+            recent = _runs_since(conn, last.built_at) - ({last.run_id} - {run_id})
+            runs = sorted((seen - last.seen_runs) | ({run_id} | recent) & seen)
             changed = _touched(conn, runs)
             changed.update(
                 gid

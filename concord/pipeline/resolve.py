@@ -55,7 +55,7 @@ def resolve_identities(
     incremental night) unless ``full``; the guard holds suspicious clusters for review.
     """
     overrides = load_overrides(overrides_path(config.overrides, base_dir))
-    records = load_customer_records(store, config)
+    records = load_customer_records(store, config, remember=True)
     model = None
     prob = config.rule("probabilistic")
     stored = latest_model(store) if prob is not None else None

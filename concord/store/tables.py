@@ -291,6 +291,17 @@ identity_events = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+# Each canonical customer as identity normalised it, with the digest of the data and settings
+# it came from: a night normalises only the customers whose row changed (``identity.normalise``).
+identity_records = Table(
+    "identity_records",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("source_id", String(200), primary_key=True),
+    Column("basis", String(32), nullable=False),
+    Column("record", LargeBinary, nullable=False),  # orjson of the normalised fields
+)
+
 customer360 = Table(
     "customer360",
     metadata,

@@ -1,4 +1,4 @@
-"""daily 360 figures patched in place: the rows' base hash, the builds' churn parameters
+"""daily 360 figures patched in place (rows' base hash, builds' churn fit); normalised records
 
 Revision ID: 0013_i19_daily_360
 Revises: 0012_i19_incremental_360
@@ -17,6 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "identity_records",
+        sa.Column("source", sa.String(length=100), nullable=False),
+        sa.Column("source_id", sa.String(length=200), nullable=False),
+        sa.Column("basis", sa.String(length=32), nullable=False),
+        sa.Column("record", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("source", "source_id", name=op.f("pk_identity_records")),
+    )
     with op.batch_alter_table("customer360", schema=None) as batch_op:
         batch_op.add_column(sa.Column("base_hash", sa.String(length=32), nullable=True))
     with op.batch_alter_table("customer360_builds", schema=None) as batch_op:
@@ -28,3 +36,4 @@ def downgrade() -> None:
         batch_op.drop_column("churn_params")
     with op.batch_alter_table("customer360", schema=None) as batch_op:
         batch_op.drop_column("base_hash")
+    op.drop_table("identity_records")

@@ -235,3 +235,39 @@ def test_explain_counts_common_name_words_over_the_name_keys_resolve_compares(
     resolved = sorted(r.name_key for r in load_customer_records(store, config()))
     assert sorted(name_keys_in_store(store)) == resolved
     assert resolved.count("john smith") == 2  # a person's words are compared in any order
+
+
+def test_records_normalised_on_an_earlier_night_are_read_back_equal_and_renormalised_on_change(
+    store: Store,
+) -> None:
+    from concord.identity.normalise import load_customer_records
+
+    write(
+        store,
+        customer(
+            "erp",
+            "1",
+            "Müller Logistik GmbH",
+            country="DE",
+            tax_id="DE136695976",
+            phone="+49 40 1234567",
+            email="ap@mueller.example.de",
+            postcode="20095",
+            city="Hamburg",
+        ),
+        customer("crm", "1", "Smith John", is_person=True, email="john@gmail.com"),
+    )
+    fresh = load_customer_records(store, config(), remember=True)
+    assert load_customer_records(store, config()) == fresh  # read back, not normalised again
+    ir = t.identity_records
+    with store.engine.connect() as conn:
+        stored = set(conn.execute(select(ir.c.source, ir.c.source_id)).all())
+    assert stored == {("erp", "1"), ("crm", "1")}
+    write(store, customer("erp", "1", "Müller Logistik GmbH", country="DE", phone="+49 40 7654321"))
+    changed = {r.key: r for r in load_customer_records(store, config(), remember=True)}
+    assert changed["erp:1"].phones != fresh[[r.key for r in fresh].index("erp:1")].phones
+    by_default = {r.key: r for r in fresh}["crm:1"]
+    assert by_default.email_domains == ()  # gmail.com is a free mail domain
+    other = config(free_mail_domains=["example.org"])  # another setting: normalised again
+    again = {r.key: r for r in load_customer_records(store, other)}["crm:1"]
+    assert again.email_domains == ("gmail.com",)
