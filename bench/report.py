@@ -41,6 +41,25 @@ def bound_by(body: dict[str, Any]) -> str:
     return f"waiting {1 - share:.0%}: servers or database ({share:.0%} CPU)"
 
 
+def night_360_line(night: dict[str, Any]) -> list[str]:
+    """What the night's build_360 recomputed from documents, and why (from the run report)."""
+    built = night.get("report", {}).get("stages", {}).get("build_360", {}).get("all")
+    if not built:
+        return []
+    how = (
+        f"in full ({built['full_reason']})"
+        if built.get("full_reason")
+        else f"{built.get('recomputed_changed', 0):,} changed, "
+        f"{built.get('recomputed_boundary', 0):,} past a date boundary"
+    )
+    return [
+        "",
+        f"build_360 recomputed {built.get('recomputed', 0):,} of {built.get('customers', 0):,} "
+        f"customers from their documents ({how}) and wrote {built.get('written', 0):,} rows; "
+        "every other row got the day's figures from stored totals.",
+    ]
+
+
 def stage_table(run: dict[str, Any]) -> list[str]:
     lines = [
         "| stage | records | seconds | records/s | peak RSS (MiB) | bound by |",
@@ -245,6 +264,7 @@ def render(result: dict[str, Any], chart_name: str | None, results_dir: Path) ->
         *stage_table(night),
         "",
         f"End to end {night['wall_s']:.1f} s, peak RSS {night['peak_rss_mb']:.0f} MiB.",
+        *night_360_line(night),
         "",
         "## Wire ceiling",
         "",
