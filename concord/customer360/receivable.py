@@ -12,13 +12,11 @@ checked. The push stage holds the push when the total difference, in the base cu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, select
 
 from concord.config import PipelineConfig
@@ -163,13 +161,12 @@ def gate(conn: Connection, config: PipelineConfig) -> GateVerdict:
     tolerance = config.push_gate.receivable_tolerance
     total = Decimal(0)
     customers = 0
-    c360 = t.customer360
-    for (data,) in conn.execution_options(yield_per=5000).execute(select(c360.c.data)):
-        row: Mapping[str, Any] = orjson.loads(data) if isinstance(data, str | bytes) else data
-        diff = row.get("erp_receivable_difference")
-        if diff is None:
-            continue
+    # the one figure, extracted in SQL: parsing every stored row took seconds a night
+    diff = t.customer360.c.data["erp_receivable_difference"].as_string()
+    for (value,) in conn.execution_options(yield_per=5000).execute(
+        select(diff).where(diff.is_not(None))
+    ):
         customers += 1
-        total += Decimal(str(diff))
+        total += Decimal(str(value))
     held = tolerance is not None and abs(total) > tolerance
     return GateVerdict(held, total, tolerance, customers)
