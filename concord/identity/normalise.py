@@ -450,6 +450,15 @@ _FIELDS = tuple(
 )
 
 
+_TUPLES = [
+    i
+    for i, f in enumerate(_FIELDS)
+    if f in ("emails", "email_domains", "phones", "postcodes", "cities", "crossrefs")
+]
+_RELATIONS, _IDENTIFIERS = _FIELDS.index("relations"), _FIELDS.index("identifiers")
+_UPDATED = list(CustomerRecord.__dataclass_fields__).index("updated_at") - 2
+
+
 def _encoded(rec: CustomerRecord) -> bytes:
     """A normalised record's fields as JSON (``identity_records.record``)."""
     values: list[Any] = [getattr(rec, f) for f in _FIELDS]
@@ -459,12 +468,13 @@ def _encoded(rec: CustomerRecord) -> bytes:
 
 def _decoded(source: str, sid: str, updated: datetime | None, blob: bytes) -> CustomerRecord:
     """``_encoded`` back: tuples where the record holds tuples."""
-    values = dict(zip(_FIELDS, orjson.loads(blob), strict=True))
-    for name, value in values.items():
-        if isinstance(value, list):
-            values[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    values["identifiers"] = tuple(IdentifierKey(*k) for k in values["identifiers"])
-    return CustomerRecord(source=source, source_id=sid, updated_at=updated, **values)
+    values = orjson.loads(blob)
+    for i in _TUPLES:
+        values[i] = tuple(values[i])
+    values[_RELATIONS] = tuple(tuple(pair) for pair in values[_RELATIONS])
+    values[_IDENTIFIERS] = tuple(IdentifierKey(*k) for k in values[_IDENTIFIERS])
+    fields: list[Any] = [source, sid, *values[:_UPDATED], updated, *values[_UPDATED:]]
+    return CustomerRecord(*fields)
 
 
 def load_customer_records(
