@@ -292,17 +292,21 @@ def record_evidence(records: Sequence[CustomerRecord]) -> list[Evidence]:
                 related[i].add(j)
                 targets.add(j)
     out = []
+    no_text: frozenset[str] = frozenset()
+    no_record: frozenset[int] = frozenset()
+    single: dict[str, frozenset[str]] = {}  # one shared set per country and legal form
     for i, rec in enumerate(records):
         ids: dict[str, set[str]] = defaultdict(set)
         for k in rec.identifiers:
             ids[k.type].add(k.value)
+        country, form = rec.country, rec.legal_form
         out.append(
             Evidence(
                 {t: frozenset(v) for t, v in ids.items()},
-                frozenset((rec.country,)) if rec.country else frozenset(),
-                frozenset((rec.legal_form,)) if rec.legal_form else frozenset(),
-                frozenset(related.get(i, ())),
-                frozenset((i,)) if i in targets or i in related else frozenset(),
+                single.setdefault(country, frozenset((country,))) if country else no_text,
+                single.setdefault(form, frozenset((form,))) if form else no_text,
+                frozenset(related[i]) if i in related else no_record,
+                frozenset((i,)) if i in targets or i in related else no_record,
             )
         )
     return out
