@@ -63,21 +63,25 @@ def resolve_identities(
         model = current_model(store, config, len(records), records, run_id)
     keys = [r.key for r in records]
     fingerprints = [record_fingerprint(r) for r in records]
-    il0 = t.identity_links
-    with store.engine.connect() as conn:
-        before = {
-            record_key(s_, sid): (matched, rule, score, fp)
-            for s_, sid, matched, rule, score, fp in conn.execute(
+    il, g = t.identity_links, t.golden
+    with store.engine.connect() as conn:  # one read of the links (the run holds the run lock)
+        prior_rows = {
+            record_key(s, sid): (gid, rule, score, matched, fp)
+            for s, sid, gid, rule, score, matched, fp in conn.execute(
                 select(
-                    il0.c.source,
-                    il0.c.source_id,
-                    il0.c.matched_to,
-                    il0.c.rule,
-                    il0.c.score,
-                    il0.c.fingerprint,
+                    il.c.source,
+                    il.c.source_id,
+                    il.c.concord_id,
+                    il.c.rule,
+                    il.c.score,
+                    il.c.matched_to,
+                    il.c.fingerprint,
                 )
             )
         }
+    before = {
+        k: (matched, rule, score, fp) for k, (_g, rule, score, matched, fp) in prior_rows.items()
+    }
     touched = [i for i, k in enumerate(keys) if k not in before or before[k][3] != fingerprints[i]]
     same_model = stored is not None and model is not None and stored[0] == model
     incremental = (
@@ -115,22 +119,7 @@ def resolve_identities(
     for link in result.links:
         report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
     now = utcnow()
-    il, g = t.identity_links, t.golden
     with store.begin() as conn:
-        prior_rows = {
-            record_key(s, sid): (gid, rule, score, matched, fp)
-            for s, sid, gid, rule, score, matched, fp in conn.execute(
-                select(
-                    il.c.source,
-                    il.c.source_id,
-                    il.c.concord_id,
-                    il.c.rule,
-                    il.c.score,
-                    il.c.matched_to,
-                    il.c.fingerprint,
-                )
-            )
-        }
         prior = {k: v[0] for k, v in prior_rows.items()}
         golden = dict(conn.execute(select(g.c.concord_id, g.c.status)).all())
         rule_types = {r.name: r.type for r in config.rules}
