@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.measure", description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--as-of", default=None, help="the run's business moment (ISO time; default: now)"
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config)
     meter = StageMeter()
     meter.start()
     started = time.perf_counter()
-    report = run_sync(config, RunOptions(trigger="bench"), on_event=meter.on_event)
+    as_of = datetime.fromisoformat(args.as_of) if args.as_of else None
+    report = run_sync(config, RunOptions(trigger="bench", as_of=as_of), on_event=meter.on_event)
     wall = time.perf_counter() - started
     meter.stop()
     records = stage_records(report)

@@ -259,7 +259,8 @@ def render(result: dict[str, Any], chart_name: str | None, results_dir: Path) ->
     if chart_name:
         lines += [f"![stages]({chart_name})", ""]
     lines += [
-        f"## Incremental night ({result['night_changed']:,} records changed, 1% of each entity)",
+        f"## Incremental night ({result['night_changed']:,} records changed, 1% of each entity;"
+        " the next business day)",
         "",
         *stage_table(night),
         "",

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -147,9 +147,11 @@ def write_config(
     return path
 
 
-def measured_sync(config: Path, out: Path) -> dict[str, Any]:
-    """Run bench.measure in a child process; return its numbers."""
+def measured_sync(config: Path, out: Path, as_of: datetime | None = None) -> dict[str, Any]:
+    """Run bench.measure in a child process (``as_of``: the run's business moment)."""
     cmd = [sys.executable, "-m", "bench.measure", "--config", str(config), "--out", str(out)]
+    if as_of is not None:
+        cmd += ["--as-of", as_of.isoformat()]
     result = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"measured sync failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -292,7 +294,10 @@ def run_bench(
         changed = touch_night(directory, 0.01, seed)
         result["night_changed"] = changed
         log(f"incremental night: {changed} records changed")
-        result["night"] = measured_sync(config, directory / "night.json")
+        # the next business day, as a nightly sync runs: every customer's day figures move
+        result["night"] = measured_sync(
+            config, directory / "night.json", datetime.now(UTC) + timedelta(days=1)
+        )
         if with_peer:
             from bench.peer_dlt import run_peer
 
