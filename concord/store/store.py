@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     Column,
+    ColumnElement,
     Connection,
     Engine,
     MetaData,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    literal_column,
     or_,
     select,
     text,
@@ -119,10 +122,6 @@ _STAGE_COLUMNS = (
 _KNOWN_SQLITE = (
     "SELECT source_id, hash, deleted_at FROM raw_records "
     "WHERE source = ? AND entity = ? AND source_id IN "
-)
-_KNOWN_PG = (
-    "SELECT source_id, hash, deleted_at FROM raw_records "
-    "WHERE source = %(source)s AND entity = %(entity)s AND source_id = ANY(%(ids)s)"
 )
 _STAGE_FIXED = ("source", "entity", "pending", "deleted_at", "run_id", "extracted_at")
 
@@ -337,7 +336,14 @@ class Store:
         columns: Sequence[str],
         rows: Sequence[Sequence[Any]],
         keys: Sequence[str],
-    ) -> None:
+        *,
+        only_if: ColumnElement[bool] | None = None,
+    ) -> list[bool]:
+        """``COPY`` the rows into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT``.
+
+        With ``only_if`` (over the table's stored row and ``excluded``), a row whose key exists is
+        updated only where it holds; the result says, per row written, whether it was new.
+        """
         from psycopg import sql as pgsql
 
         scratch = Table(
@@ -363,8 +369,15 @@ class Store:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(keys),
             set_={c: stmt.excluded[c] for c in columns if c not in keys},
+            where=only_if,
         )
-        conn.execute(stmt)
+        written: list[bool] = []
+        if only_if is None:
+            conn.execute(stmt)
+        else:
+            # a row PostgreSQL inserted has no xmax; one it updated carries the conflict's lock
+            new = literal_column(f"{table.name}.xmax = 0", Boolean)
+            written = [bool(n) for n in conn.execute(stmt.returning(new)).scalars()]
         # TRUNCATE, not DELETE: no autovacuum reaches a temporary table, so deleted rows would
         # pile up in it and every later INSERT .. SELECT would scan them all (quadratic).
         truncate = pgsql.SQL("TRUNCATE {}").format(pgsql.Identifier(scratch.name))
@@ -373,6 +386,7 @@ class Store:
             cursor.execute(truncate)
         finally:
             cursor.close()
+        return written
 
     # -- runs and the run lock --------------------------------------------------------------
 
@@ -589,24 +603,26 @@ class Store:
     def stage(
         self, conn: Connection, source: str, entity: str, rows: Sequence[StagedRow], run_id: str
     ) -> StageCounts:
-        """Upsert raw records; only new or changed payloads are written and marked pending."""
+        """Upsert raw records; only new or changed payloads are written and marked pending.
+
+        A record whose stored hash is the same is left alone (a tombstone that comes back counts
+        as changed). SQLite looks the stored hashes up first; PostgreSQL's ``INSERT .. ON
+        CONFLICT DO UPDATE .. WHERE`` decides per row through the primary key, whatever the
+        planner knows of the table.
+        """
         if not rows:
             return StageCounts(0, 0, 0)
         latest: dict[str, StagedRow] = {r.source_id: r for r in rows}  # last wins within a page
         raw = t.raw_records
-        known: dict[str, str] = {}
-        ids = list(latest)
-        for i in range(0, len(ids), 900):
-            # through the driver: SQLAlchemy would compile an IN of up to 900 values per call
-            chunk = ids[i : i + 900]
-            if self.dialect == "postgresql":
-                sql = _KNOWN_PG
-                params: Any = {"source": source, "entity": entity, "ids": chunk}
-            else:
-                sql = _KNOWN_SQLITE + "(" + ",".join("?" * len(chunk)) + ")"
-                params = (source, entity, *chunk)
-            for sid, digest, deleted in conn.exec_driver_sql(sql, params):
-                known[sid] = digest if deleted is None else ""  # a tombstone back: changed
+        # PostgreSQL looks nothing up: its upsert skips unchanged rows itself. A lookup by
+        # ``source_id = ANY(ids)`` was planned on ix_raw_pending while raw_records had no
+        # statistics (never analyzed: autovacuum off, or a first sync faster than it), which
+        # compared every staged record of the entity with each id: each page slower than the last.
+        known = (
+            None
+            if self.dialect == "postgresql"
+            else self._known_sqlite(conn, source, entity, latest)
+        )
         # through the driver (``upsert_rows``): the constant columns converted once, the
         # per-record ones (text and bytes) need no conversion
         processors = self.driver_processors(raw, _STAGE_FIXED)
@@ -617,11 +633,34 @@ class Store:
         writes = [
             (src, ent, r.source_id, r.payload, r.hash, r.cursor, pending, gone, run, now)
             for r in latest.values()
-            if known.get(r.source_id) != r.hash
+            if known is None or known.get(r.source_id) != r.hash
         ]
-        self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, ("source", "entity", "source_id"))
+        keys = ("source", "entity", "source_id")
+        if known is None:
+            # written only where the stored hash differs or the stored record is a tombstone
+            changed = or_(
+                raw.c.hash != postgresql.insert(raw).excluded.hash, raw.c.deleted_at.isnot(None)
+            )
+            news = self._copy_upsert(conn, raw, _STAGE_COLUMNS, writes, keys, only_if=changed)
+            new = sum(news)
+            return StageCounts(new=new, changed=len(news) - new, unchanged=len(latest) - len(news))
+        self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, keys)
         new = sum(1 for sid in latest if sid not in known)
         return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
+
+    def _known_sqlite(
+        self, conn: Connection, source: str, entity: str, latest: dict[str, StagedRow]
+    ) -> dict[str, str]:
+        """The stored hash of each of ``latest``'s ids that is staged ('' for a tombstone)."""
+        known: dict[str, str] = {}
+        ids = list(latest)
+        for i in range(0, len(ids), 900):
+            # through the driver: SQLAlchemy would compile an IN of up to 900 values per call
+            chunk = ids[i : i + 900]
+            sql = _KNOWN_SQLITE + "(" + ",".join("?" * len(chunk)) + ")"
+            for sid, digest, deleted in conn.exec_driver_sql(sql, (source, entity, *chunk)):
+                known[sid] = digest if deleted is None else ""  # a tombstone back: changed
+        return known
 
     def tombstone(
         self,
