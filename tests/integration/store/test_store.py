@@ -84,6 +84,22 @@ def test_stage_leaves_an_unchanged_record_as_stored_and_takes_a_tombstone_back_a
     assert stored == {"1": (b"a", "r1", False, None), "2": (b"b", "r2", True, None)}
 
 
+def test_raw_records_statistics_are_refreshed_when_missing(
+    store_url: str,
+) -> None:
+    store = Store.open(store_url)
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row(str(i), f"b{i}") for i in range(200)], "r1")
+    postgres = store.dialect == "postgresql"
+    assert store.refresh_statistics(t.raw_records) is postgres  # never analyzed: stale
+    if postgres:
+        with store.engine.connect() as conn:
+            planned = conn.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE oid = CAST('raw_records' AS regclass)"
+            ).scalar_one()
+        assert planned == 200
+
+
 def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str) -> None:
     store = Store.open(store_url)
     with store.begin() as conn:
