@@ -125,6 +125,9 @@ class EntityConfig(BaseModel):
 
     def record_id(self, record: dict[str, Any]) -> str | None:
         """The record's id: the ``id_field`` value(s), dotted paths walked; None if one is blank."""
+        single = self.id_field
+        if isinstance(single, str) and type(record.get(single)) is str:  # the common case
+            return str(record[single]) or None
         fields = self.id_field if isinstance(self.id_field, list) else [self.id_field]
         parts: list[str] = []
         for name in fields:

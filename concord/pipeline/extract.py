@@ -104,6 +104,9 @@ def max_cursor(a: str | None, b: str | None) -> str | None:
 def _cursor_value(record: dict[str, Any], path: str | None) -> str | None:
     if not path:
         return None
+    if "." not in path:  # a top-level field: no walk
+        found = record.get(path)
+        return None if found is None else str(found)
     value: Any = record
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
@@ -413,11 +416,15 @@ def pull_window(ctx: RunContext, source_name: str, entity: str) -> PulledWindow:
 
 
 def finish_extract(ctx: RunContext, pulled: PulledWindow) -> ExtractReport:
-    """After the window: the revisit set and triggered reads, a due sweep, the stage report."""
+    """After the window: the revisit set and triggered reads, a due sweep, the stage report.
+
+    On PostgreSQL the raw table's statistics are refreshed when stale (``refresh_statistics``).
+    """
     ecfg = ctx.config.sources[pulled.source].entities[pulled.entity]
     follow_up(ctx, pulled.source, pulled.entity, pulled.report)
     if sweep_due(ctx, ecfg, pulled.swept_at):
         pulled.report.swept = sweep(ctx, pulled.source, pulled.entity)
+    ctx.store.refresh_statistics(t.raw_records)  # the map stage's reads are planned on them
     record_stage(ctx, "extract", f"{pulled.source}/{pulled.entity}", pulled.started, pulled.report)
     return pulled.report
 

@@ -58,6 +58,48 @@ def test_stage_writes_only_new_or_changed_payloads(store_url: str) -> None:
     assert count_pending(store, "erp", "orders") == 3
 
 
+def test_stage_leaves_an_unchanged_record_as_stored_and_takes_a_tombstone_back_as_changed(
+    store_url: str,
+) -> None:
+    store = Store.open(store_url)
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row("1", "a"), _row("2", "b")], "r1")
+        store.mark_mapped(conn, "erp", "orders", [("1", "h-a"), ("2", "h-b")])
+        assert store.tombstone(conn, "erp", "orders", {"1"}, None, "", "r1") == 1
+    with store.begin() as conn:  # within a page the last record of an id wins
+        again = store.stage(
+            conn, "erp", "orders", [_row("1", "x"), _row("1", "a"), _row("2", "b")], "r2"
+        )
+    assert (again.new, again.changed, again.unchanged) == (0, 1, 1)
+    raw = t.raw_records
+    with store.engine.connect() as conn:
+        stored = {
+            str(sid): (bytes(payload), run, bool(pending), deleted)
+            for sid, payload, run, pending, deleted in conn.execute(
+                select(
+                    raw.c.source_id, raw.c.payload, raw.c.run_id, raw.c.pending, raw.c.deleted_at
+                )
+            )
+        }
+    assert stored == {"1": (b"a", "r1", False, None), "2": (b"b", "r2", True, None)}
+
+
+def test_raw_records_statistics_are_refreshed_when_missing(
+    store_url: str,
+) -> None:
+    store = Store.open(store_url)
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row(str(i), f"b{i}") for i in range(200)], "r1")
+    postgres = store.dialect == "postgresql"
+    assert store.refresh_statistics(t.raw_records) is postgres  # never analyzed: stale
+    if postgres:
+        with store.engine.connect() as conn:
+            planned = conn.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE oid = CAST('raw_records' AS regclass)"
+            ).scalar_one()
+        assert planned == 200
+
+
 def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str) -> None:
     store = Store.open(store_url)
     with store.begin() as conn:
