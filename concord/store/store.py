@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,6 +206,7 @@ class Store:
         )
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._analyze_lock = threading.Lock()
         self._sql_cache: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], tuple[str, list[int]]
         ] = {}
@@ -403,7 +405,9 @@ class Store:
         """
         if self.dialect != "postgresql":
             return False
-        with self.engine.connect() as conn:
+        # one at a time: entities finishing side by side would each analyze (ANALYZE waits for
+        # another's lock); the second sees the first's fresh statistics and skips
+        with self._analyze_lock, self.engine.connect() as conn:
             row = conn.execute(
                 text(
                     "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c "
