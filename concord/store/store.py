@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,6 +212,7 @@ class Store:
         )
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._analyze_lock = threading.Lock()
         self._sql_cache: dict[
             tuple[str, tuple[str, ...], tuple[str, ...]], tuple[str, list[int]]
         ] = {}
@@ -460,18 +462,22 @@ class Store:
     def refresh_statistics(self, table: Table) -> bool:
         """PostgreSQL: ``ANALYZE`` the table when its planner statistics are missing or stale.
 
-        Stale as autovacuum judges it (more than 50 + 10% of its rows changed since the last
-        analyze); autovacuum may be off, and even on it looks only once a minute. Without
+        Stale: never analyzed, or grown by more than 50 + 10% of the rows it had then (updates,
+        such as the map stage clearing ``pending``, do not move the estimates that matter here,
+        and a needless ANALYZE costs an incremental night most of a second); autovacuum may be
+        off, and even on it looks only once a minute. Without
         statistics the planner takes ``raw_records``' rows of an entity for a handful and reads
         all of them per batch of the map stage (``pending_batches``, ``mark_mapped``) through
         ``ix_raw_pending``. True when it analyzed; SQLite needs nothing.
         """
         if self.dialect != "postgresql":
             return False
-        with self.engine.connect() as conn:
+        # one at a time: entities finishing side by side would each analyze (ANALYZE waits for
+        # another's lock); the second sees the first's fresh statistics and skips
+        with self._analyze_lock, self.engine.connect() as conn:
             row = conn.execute(
                 text(
-                    "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c "
+                    "SELECT c.reltuples, s.n_live_tup FROM pg_class c "
                     "JOIN pg_stat_user_tables s ON s.relid = c.oid "
                     "WHERE c.oid = CAST(:name AS regclass)"
                 ),
@@ -479,8 +485,8 @@ class Store:
             ).first()
             if row is None:
                 return False
-            tuples, changed = float(row[0]), int(row[1] or 0)
-            if tuples >= 0 and changed <= 50 + 0.1 * tuples:
+            tuples, live = float(row[0]), int(row[1] or 0)
+            if tuples >= 0 and live <= 50 + 1.1 * tuples:
                 return False
             name = self.engine.dialect.identifier_preparer.quote(table.name)
             conn.exec_driver_sql(f"ANALYZE {name}")
