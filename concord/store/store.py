@@ -111,11 +111,14 @@ _STAGE_COLUMNS = (
     "payload",
     "hash",
     "cursor",
-    "pending",
     "deleted_at",
     "run_id",
     "extracted_at",
 )
+# ... and of its map state (``raw_state``): a staged payload is pending; an upsert keeps the
+# fingerprint of the mapping that last mapped the record
+_STATE_COLUMNS = ("source", "entity", "source_id", "hash", "pending", "run_id")
+_STATE_KEYS = ("source", "entity", "source_id")
 _KNOWN_SQLITE = (
     "SELECT source_id, hash, deleted_at FROM raw_records "
     "WHERE source = ? AND entity = ? AND source_id IN "
@@ -124,20 +127,36 @@ _KNOWN_PG = (
     "SELECT source_id, hash, deleted_at FROM raw_records "
     "WHERE source = %(source)s AND entity = %(entity)s AND source_id = ANY(%(ids)s)"
 )
-_STAGE_FIXED = ("source", "entity", "pending", "deleted_at", "run_id", "extracted_at")
+_STAGE_FIXED = ("source", "entity", "deleted_at", "run_id", "extracted_at")
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 # ``mark_mapped``: one statement per record through the driver on SQLite (no SQL to compile per
-# batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays)
+# batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays); both update the
+# narrow ``raw_state`` row, never the raw record with its payload
 _MARK_MAPPED_SQLITE = (
-    "UPDATE raw_records SET pending = 0, mapped_fp = ? "
+    "UPDATE raw_state SET pending = 0, mapped_fp = ? "
     "WHERE source = ? AND entity = ? AND source_id = ? AND hash = ?"
 )
 _MARK_MAPPED_PG = text(
-    "UPDATE raw_records SET pending = false, mapped_fp = :fp "
+    "UPDATE raw_state SET pending = false, mapped_fp = :fp "
     "WHERE source = :source AND entity = :entity AND (source_id, hash) IN "
     "(SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:hashes AS varchar[])))"
+)
+# ``pending_batches``: the ids of pending records through the partial index (``WHERE pending``,
+# written as the index is, so SQLite uses it), then their payloads by key: two plans no table
+# statistics can spoil (a join of the two, on fresh PostgreSQL tables, scanned one per row)
+_PENDING_SQL = (
+    "SELECT source_id FROM raw_state WHERE source = {p} AND entity = {p} AND pending "
+    "AND source_id > {p} ORDER BY source_id LIMIT {p}"
+)
+_PAYLOADS_SQLITE = (
+    "SELECT source_id, payload, hash FROM raw_records "
+    "WHERE source = ? AND entity = ? AND source_id IN "
+)
+_PAYLOADS_PG = (
+    "SELECT source_id, payload, hash FROM raw_records "
+    "WHERE source = %s AND entity = %s AND source_id = ANY(%s)"
 )
 
 
@@ -589,7 +608,11 @@ class Store:
     def stage(
         self, conn: Connection, source: str, entity: str, rows: Sequence[StagedRow], run_id: str
     ) -> StageCounts:
-        """Upsert raw records; only new or changed payloads are written and marked pending."""
+        """Upsert raw records; only new or changed payloads are written and marked pending.
+
+        A written payload's ``raw_state`` row is set pending with its hash and this run, in the
+        same transaction (and keeps the fingerprint of the mapping that last mapped it).
+        """
         if not rows:
             return StageCounts(0, 0, 0)
         latest: dict[str, StagedRow] = {r.source_id: r for r in rows}  # last wins within a page
@@ -610,16 +633,21 @@ class Store:
         # through the driver (``upsert_rows``): the constant columns converted once, the
         # per-record ones (text and bytes) need no conversion
         processors = self.driver_processors(raw, _STAGE_FIXED)
-        src, ent, pending, gone, run, now = (
+        src, ent, gone, run, now = (
             p(v) if p is not None and v is not None else v
-            for p, v in zip(processors, (source, entity, True, None, run_id, utcnow()), strict=True)
+            for p, v in zip(processors, (source, entity, None, run_id, utcnow()), strict=True)
         )
+        changed = [r for r in latest.values() if known.get(r.source_id) != r.hash]
         writes = [
-            (src, ent, r.source_id, r.payload, r.hash, r.cursor, pending, gone, run, now)
-            for r in latest.values()
-            if known.get(r.source_id) != r.hash
+            (src, ent, r.source_id, r.payload, r.hash, r.cursor, gone, run, now) for r in changed
         ]
-        self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, ("source", "entity", "source_id"))
+        self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, _STATE_KEYS)
+        (pending,) = (
+            p(True) if p is not None else True
+            for p in self.driver_processors(t.raw_state, ("pending",))
+        )
+        states = [(src, ent, r.source_id, r.hash, pending, run) for r in changed]
+        self.upsert_rows(conn, t.raw_state, _STATE_COLUMNS, states, _STATE_KEYS)
         new = sum(1 for sid in latest if sid not in known)
         return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
 
@@ -673,16 +701,16 @@ class Store:
         canonical: Table,
         canonical_ids: Sequence[str],
     ) -> None:
-        """Remove staged records (and their canonical rows) that are now excluded."""
-        raw = t.raw_records
-        for i in range(0, len(ids), 900):
-            conn.execute(
-                raw.delete().where(
-                    raw.c.source == source,
-                    raw.c.entity == entity,
-                    raw.c.source_id.in_(ids[i : i + 900]),
+        """Remove staged records (their map state, canonical rows) that are now excluded."""
+        for raw in (t.raw_records, t.raw_state):
+            for i in range(0, len(ids), 900):
+                conn.execute(
+                    raw.delete().where(
+                        raw.c.source == source,
+                        raw.c.entity == entity,
+                        raw.c.source_id.in_(ids[i : i + 900]),
+                    )
                 )
-            )
         for i in range(0, len(canonical_ids), 900):
             conn.execute(
                 canonical.delete().where(
@@ -695,27 +723,29 @@ class Store:
         self, source: str, entity: str, batch_size: int
     ) -> Iterator[list[tuple[str, bytes, str]]]:
         """Yield (source_id, payload, hash) of unmapped raw records, keyset-paged by id."""
-        raw = t.raw_records
+        pg = self.dialect == "postgresql"
+        sql = _PENDING_SQL.format(p="%s" if pg else "?")
+        step = max(batch_size, 1) if pg else 900  # SQLite: at most 900 values in an IN
         after = ""
         while True:
+            found: dict[str, tuple[bytes, str]] = {}
             with self.engine.connect() as conn:
-                batch = list(
-                    conn.execute(
-                        select(raw.c.source_id, raw.c.payload, raw.c.hash)
-                        .where(
-                            raw.c.source == source,
-                            raw.c.entity == entity,
-                            raw.c.pending.is_(True),
-                            raw.c.source_id > after,
-                        )
-                        .order_by(raw.c.source_id)
-                        .limit(batch_size)
-                    )
-                )
-            if not batch:
+                listed = conn.exec_driver_sql(sql, (source, entity, after, batch_size))
+                ids = [str(sid) for (sid,) in listed]
+                for i in range(0, len(ids), step):
+                    chunk = ids[i : i + step]
+                    if pg:
+                        rows = conn.exec_driver_sql(_PAYLOADS_PG, (source, entity, chunk))
+                    else:
+                        query = _PAYLOADS_SQLITE + "(" + ",".join("?" * len(chunk)) + ")"
+                        rows = conn.exec_driver_sql(query, (source, entity, *chunk))
+                    for sid, payload, digest in rows:
+                        found[str(sid)] = (bytes(payload), str(digest))
+            if not ids:
                 return
-            yield [(str(sid), bytes(payload), str(h)) for sid, payload, h in batch]
-            after = batch[-1][0]
+            # a state row always has its raw record (the two are written and deleted together)
+            yield [(sid, *found[sid]) for sid in ids if sid in found]
+            after = ids[-1]
 
     def mark_mapped(
         self,
@@ -726,6 +756,9 @@ class Store:
         mapping_fp: str | None = None,
     ) -> None:
         """Clear ``pending`` for (source_id, hash) pairs, unless the payload changed meanwhile.
+
+        Only the narrow ``raw_state`` rows are written, never the raw records with their
+        payloads (issue 19).
 
         ``mapping_fp`` is remembered as the fingerprint of the mapping that mapped them, so a
         changed mapping finds them again (``mark_for_replay``).
@@ -750,6 +783,37 @@ class Store:
         conn.exec_driver_sql(
             _MARK_MAPPED_SQLITE, [(mapping_fp, source, entity, sid, h) for sid, h in pairs]
         )
+
+    def refresh_statistics(self, tables: Sequence[Table]) -> list[str]:
+        """PostgreSQL: ``ANALYZE`` the tables whose planner statistics are missing or stale.
+
+        Without statistics (a first night: the tables were filled by the extract minutes ago)
+        the planner takes ``source = .. AND entity = ..`` for one row and reads a whole entity
+        for every batch of keys (issue 19: the map and reconcile statements went quadratic).
+        Stale is: never analyzed, or more than a tenth of the rows changed since. SQLite plans
+        from its indexes alone; nothing to do there. Returns the tables analyzed.
+        """
+        if self.dialect != "postgresql":
+            return []
+        done: list[str] = []
+        with self.engine.connect() as conn:
+            for table in tables:
+                row = conn.execute(
+                    text(
+                        "SELECT n_live_tup, n_mod_since_analyze, "
+                        "coalesce(last_analyze, last_autoanalyze) IS NULL "
+                        "FROM pg_stat_user_tables WHERE relid = to_regclass(:name)"
+                    ),
+                    {"name": table.name},
+                ).first()
+                if row is None:
+                    continue
+                live, changed, never = int(row[0] or 0), int(row[1] or 0), bool(row[2])
+                if never or changed > live // 10 + 1000:
+                    conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+                    done.append(table.name)
+            conn.commit()
+        return done
 
     def has_open_work(self, source: str, entity: str, canonical: str) -> bool:
         """Whether the entity has open map rejects or canonical rows in quarantine."""
@@ -778,7 +842,7 @@ class Store:
         With ``unless_fp``, only records last mapped by another mapping (or before mappings were
         fingerprinted); without it, every staged record of the entity (``concord remap``).
         """
-        raw = t.raw_records
+        raw = t.raw_state
         stmt = update(raw).where(
             raw.c.source == source, raw.c.entity == entity, raw.c.pending.is_(False)
         )

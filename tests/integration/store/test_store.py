@@ -23,8 +23,8 @@ def _row(sid: str, body: str) -> StagedRow:
 
 
 def count_pending(store: Store, source: str, entity: str) -> int:
-    """Raw records of one source entity still waiting for the map stage."""
-    raw = t.raw_records
+    """Raw records of one source entity still waiting for the map stage (their ``raw_state``)."""
+    raw = t.raw_state
     with store.engine.connect() as conn:
         return int(
             conn.execute(
