@@ -795,6 +795,8 @@ class Store:
         """
         if self.dialect != "postgresql":
             return []
+        from psycopg import sql as pgsql
+
         done: list[str] = []
         with self.engine.connect() as conn:
             for table in tables:
@@ -810,7 +812,12 @@ class Store:
                     continue
                 live, changed, never = int(row[0] or 0), int(row[1] or 0), bool(row[2])
                 if never or changed > live // 10 + 1000:
-                    conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+                    analyze = pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table.name))
+                    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        cursor.execute(analyze)
+                    finally:
+                        cursor.close()
                     done.append(table.name)
             conn.commit()
         return done
