@@ -47,6 +47,9 @@ def reconcile(ctx: RunContext) -> ReconcileReport:
     """Counts and money totals per source entity and per target; mismatches listed."""
     started = utcnow()
     out = ReconcileReport()
+    # PostgreSQL: the counts join raw_state to the canonical tables, planned by key only with
+    # fresh statistics (a first night's tables have none yet)
+    ctx.store.refresh_statistics([t.raw_state, *t.CANONICAL_TABLES.values()])
     with ctx.store.engine.connect() as conn:
         pulls = extract_reports(conn, ctx.run_id)
         for sname, scfg in ctx.config.sources.items():
