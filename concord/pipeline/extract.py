@@ -424,7 +424,7 @@ def finish_extract(ctx: RunContext, pulled: PulledWindow) -> ExtractReport:
     follow_up(ctx, pulled.source, pulled.entity, pulled.report)
     if sweep_due(ctx, ecfg, pulled.swept_at):
         pulled.report.swept = sweep(ctx, pulled.source, pulled.entity)
-    ctx.store.refresh_statistics(t.raw_records)  # the map stage's reads are planned on them
+    ctx.store.refresh_statistics([t.raw_records, t.raw_state])  # the map's reads plan on them
     record_stage(ctx, "extract", f"{pulled.source}/{pulled.entity}", pulled.started, pulled.report)
     return pulled.report
 

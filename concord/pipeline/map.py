@@ -149,6 +149,8 @@ def map_entity(
     # Nothing to close or release when the entity has no open reject and nothing quarantined
     # (a first night): rows this run rejects or quarantines belong to other records.
     open_work = ctx.store.has_open_work(source_name, entity, table.name)
+    # PostgreSQL plans the batch reads and mark_mapped by key only with fresh statistics
+    ctx.store.refresh_statistics([t.raw_state, t.raw_records])
     drift: Counter[str] = Counter()
     missing: Counter[str] = Counter()
     run_id = ctx.run_id

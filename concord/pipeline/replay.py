@@ -1,7 +1,7 @@
 """Replay: staged records are mapped again when the mapping that mapped them has changed.
 
 Raw staging keeps every payload, and each staged record remembers the fingerprint of the mapping
-that last mapped it (``raw_records.mapped_fp``; canonical rows keep it as ``mapping_fp``). Before
+that last mapped it (``raw_state.mapped_fp``; canonical rows keep it as ``mapping_fp``). Before
 an entity is mapped, records mapped by another fingerprint are marked pending again, so a fixed
 mapping reaches records whose payload never changed, open rejects included, and the map report
 says how many were replayed. ``concord remap`` replays an entity whatever its fingerprint.

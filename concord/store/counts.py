@@ -25,9 +25,11 @@ class EntityCounts:
     rejected: int
 
 
-def canonical_of(table: Table, prefix: str = "") -> Any:
-    """The join of raw records to the canonical rows mapped from them (ids may be prefixed)."""
-    raw = t.raw_records
+def canonical_of(table: Table, prefix: str = "", raw: Table = t.raw_records) -> Any:
+    """The join of raw records (or their ``raw_state``) to the canonical rows mapped from them.
+
+    Ids may be prefixed.
+    """
     source_id = literal(prefix) + raw.c.source_id if prefix else raw.c.source_id
     return and_(table.c.source == raw.c.source, table.c.source_id == source_id)
 
@@ -40,16 +42,20 @@ def entity_counts(
     Canonical rows are counted through the raw records they were mapped from, so two entities
     of one source mapping into the same canonical table (``id_prefix``) are counted apart.
     """
-    raw, rj = t.raw_records, t.rejects
-    at_source = and_(raw.c.source == source, raw.c.entity == entity)
-    staged = conn.execute(select(func.count()).select_from(raw).where(at_source)).scalar_one()
+    raw, st, rj = t.raw_records, t.raw_state, t.rejects
+    staged = conn.execute(
+        select(func.count()).select_from(raw).where(raw.c.source == source, raw.c.entity == entity)
+    ).scalar_one()
+    # the map state of each staged record (``raw_state``: a record without one is counted
+    # staged and nothing else, so the sum shows it)
+    at_source = and_(st.c.source == source, st.c.entity == entity)
     pending = conn.execute(
-        select(func.count()).select_from(raw).where(at_source, raw.c.pending.is_(True))
+        select(func.count()).select_from(st).where(at_source, st.c.pending)
     ).scalar_one()
     canonical = conn.execute(
         select(func.count())
-        .select_from(raw.join(table, canonical_of(table, prefix)))
-        .where(at_source, raw.c.pending.is_(False))
+        .select_from(st.join(table, canonical_of(table, prefix, st)))
+        .where(at_source, st.c.pending.is_(False))
     ).scalar_one()
     rejected = conn.execute(
         select(func.count(func.distinct(rj.c.source_id))).where(

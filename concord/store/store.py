@@ -125,29 +125,48 @@ _STAGE_COLUMNS = (
     "payload",
     "hash",
     "cursor",
-    "pending",
     "deleted_at",
     "run_id",
     "extracted_at",
 )
+# ... and of its map state (``raw_state``): a staged payload is pending; an upsert keeps the
+# fingerprint of the mapping that last mapped the record
+_STATE_COLUMNS = ("source", "entity", "source_id", "hash", "pending", "run_id")
+_STATE_KEYS = ("source", "entity", "source_id")
 _KNOWN_SQLITE = (
     "SELECT source_id, hash, deleted_at FROM raw_records "
     "WHERE source = ? AND entity = ? AND source_id IN "
 )
-_STAGE_FIXED = ("source", "entity", "pending", "deleted_at", "run_id", "extracted_at")
+_STAGE_FIXED = ("source", "entity", "deleted_at", "run_id", "extracted_at")
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 # ``mark_mapped``: one statement per record through the driver on SQLite (no SQL to compile per
-# batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays)
+# batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays); both update the
+# narrow ``raw_state`` row, never the raw record with its payload
 _MARK_MAPPED_SQLITE = (
-    "UPDATE raw_records SET pending = 0, mapped_fp = ? "
+    "UPDATE raw_state SET pending = 0, mapped_fp = ? "
     "WHERE source = ? AND entity = ? AND source_id = ? AND hash = ?"
 )
 _MARK_MAPPED_PG = text(
-    "UPDATE raw_records SET pending = false, mapped_fp = :fp "
+    "UPDATE raw_state SET pending = false, mapped_fp = :fp "
     "WHERE source = :source AND entity = :entity AND (source_id, hash) IN "
     "(SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:hashes AS varchar[])))"
+)
+# ``pending_batches``: the ids of pending records through the partial index (``WHERE pending``,
+# written as the index is, so SQLite uses it), then their payloads by key: two plans no table
+# statistics can spoil (a join of the two, on fresh PostgreSQL tables, scanned one per row)
+_PENDING_SQL = (
+    "SELECT source_id FROM raw_state WHERE source = {p} AND entity = {p} AND pending "
+    "AND source_id > {p} ORDER BY source_id LIMIT {p}"
+)
+_PAYLOADS_SQLITE = (
+    "SELECT source_id, payload, hash FROM raw_records "
+    "WHERE source = ? AND entity = ? AND source_id IN "
+)
+_PAYLOADS_PG = (
+    "SELECT source_id, payload, hash FROM raw_records "
+    "WHERE source = %s AND entity = %s AND source_id = ANY(%s)"
 )
 
 
@@ -409,11 +428,12 @@ class Store:
         keys: Sequence[str],
         *,
         only_if: ColumnElement[bool] | None = None,
-    ) -> list[bool]:
+    ) -> list[tuple[Any, ...]]:
         """``COPY`` the rows into a temporary table, then one ``INSERT .. SELECT .. ON CONFLICT``.
 
         With ``only_if`` (over the table's stored row and ``excluded``), a row whose key exists is
-        updated only where it holds; the result says, per row written, whether it was new.
+        updated only where it holds; the result gives, per row written, its keys and whether it
+        was new (``(*keys, new)``).
         """
         from psycopg import sql as pgsql
 
@@ -442,13 +462,14 @@ class Store:
             set_={c: stmt.excluded[c] for c in columns if c not in keys},
             where=only_if,
         )
-        written: list[bool] = []
+        written: list[tuple[Any, ...]] = []
         if only_if is None:
             conn.execute(stmt)
         else:
             # a row PostgreSQL inserted has no xmax; one it updated carries the conflict's lock
             new = literal_column(f"{table.name}.xmax = 0", Boolean)
-            written = [bool(n) for n in conn.execute(stmt.returning(new)).scalars()]
+            returned = stmt.returning(*[table.c[k] for k in keys], new)
+            written = [tuple(r) for r in conn.execute(returned)]
         # TRUNCATE, not DELETE: no autovacuum reaches a temporary table, so deleted rows would
         # pile up in it and every later INSERT .. SELECT would scan them all (quadratic).
         truncate = pgsql.SQL("TRUNCATE {}").format(pgsql.Identifier(scratch.name))
@@ -458,40 +479,6 @@ class Store:
         finally:
             cursor.close()
         return written
-
-    def refresh_statistics(self, table: Table) -> bool:
-        """PostgreSQL: ``ANALYZE`` the table when its planner statistics are missing or stale.
-
-        Stale: never analyzed, or grown by more than 50 + 10% of the rows it had then (updates,
-        such as the map stage clearing ``pending``, do not move the estimates that matter here,
-        and a needless ANALYZE costs an incremental night most of a second); autovacuum may be
-        off, and even on it looks only once a minute. Without
-        statistics the planner takes ``raw_records``' rows of an entity for a handful and reads
-        all of them per batch of the map stage (``pending_batches``, ``mark_mapped``) through
-        ``ix_raw_pending``. True when it analyzed; SQLite needs nothing.
-        """
-        if self.dialect != "postgresql":
-            return False
-        # one at a time: entities finishing side by side would each analyze (ANALYZE waits for
-        # another's lock); the second sees the first's fresh statistics and skips
-        with self._analyze_lock, self.engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    "SELECT c.reltuples, s.n_live_tup FROM pg_class c "
-                    "JOIN pg_stat_user_tables s ON s.relid = c.oid "
-                    "WHERE c.oid = CAST(:name AS regclass)"
-                ),
-                {"name": table.name},
-            ).first()
-            if row is None:
-                return False
-            tuples, live = float(row[0]), int(row[1] or 0)
-            if tuples >= 0 and live <= 50 + 1.1 * tuples:
-                return False
-            name = self.engine.dialect.identifier_preparer.quote(table.name)
-            conn.exec_driver_sql(f"ANALYZE {name}")
-            conn.commit()
-        return True
 
     # -- runs and the run lock --------------------------------------------------------------
 
@@ -713,7 +700,9 @@ class Store:
         A record whose stored hash is the same is left alone (a tombstone that comes back counts
         as changed). SQLite looks the stored hashes up first; PostgreSQL's ``INSERT .. ON
         CONFLICT DO UPDATE .. WHERE`` decides per row through the primary key, whatever the
-        planner knows of the table.
+        planner knows of the table. A written payload's ``raw_state`` row is set pending with
+        its hash and this run, in the same transaction (and keeps the fingerprint of the
+        mapping that last mapped it).
         """
         if not rows:
             return StageCounts(0, 0, 0)
@@ -731,27 +720,39 @@ class Store:
         # through the driver (``upsert_rows``): the constant columns converted once, the
         # per-record ones (text and bytes) need no conversion
         processors = self.driver_processors(raw, _STAGE_FIXED)
-        src, ent, pending, gone, run, now = (
+        src, ent, gone, run, now = (
             p(v) if p is not None and v is not None else v
-            for p, v in zip(processors, (source, entity, True, None, run_id, utcnow()), strict=True)
+            for p, v in zip(processors, (source, entity, None, run_id, utcnow()), strict=True)
         )
         writes = [
-            (src, ent, r.source_id, r.payload, r.hash, r.cursor, pending, gone, run, now)
+            (src, ent, r.source_id, r.payload, r.hash, r.cursor, gone, run, now)
             for r in latest.values()
             if known is None or known.get(r.source_id) != r.hash
         ]
-        keys = ("source", "entity", "source_id")
         if known is None:
             # written only where the stored hash differs or the stored record is a tombstone
-            changed = or_(
+            differs = or_(
                 raw.c.hash != postgresql.insert(raw).excluded.hash, raw.c.deleted_at.isnot(None)
             )
-            news = self._copy_upsert(conn, raw, _STAGE_COLUMNS, writes, keys, only_if=changed)
-            new = sum(news)
-            return StageCounts(new=new, changed=len(news) - new, unchanged=len(latest) - len(news))
-        self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, keys)
-        new = sum(1 for sid in latest if sid not in known)
-        return StageCounts(new=new, changed=len(writes) - new, unchanged=len(latest) - len(writes))
+            written = self._copy_upsert(
+                conn, raw, _STAGE_COLUMNS, writes, _STATE_KEYS, only_if=differs
+            )
+            ids = {w[2] for w in written}
+            changed = [r for r in latest.values() if r.source_id in ids]
+            new = sum(1 for w in written if w[-1])
+        else:
+            self.upsert_rows(conn, raw, _STAGE_COLUMNS, writes, _STATE_KEYS)
+            changed = [r for r in latest.values() if known.get(r.source_id) != r.hash]
+            new = sum(1 for sid in latest if sid not in known)
+        (pending,) = (
+            p(True) if p is not None else True
+            for p in self.driver_processors(t.raw_state, ("pending",))
+        )
+        states = [(src, ent, r.source_id, r.hash, pending, run) for r in changed]
+        self.upsert_rows(conn, t.raw_state, _STATE_COLUMNS, states, _STATE_KEYS)
+        return StageCounts(
+            new=new, changed=len(changed) - new, unchanged=len(latest) - len(changed)
+        )
 
     def _known_sqlite(
         self, conn: Connection, source: str, entity: str, latest: dict[str, StagedRow]
@@ -817,16 +818,16 @@ class Store:
         canonical: Table,
         canonical_ids: Sequence[str],
     ) -> None:
-        """Remove staged records (and their canonical rows) that are now excluded."""
-        raw = t.raw_records
-        for i in range(0, len(ids), 900):
-            conn.execute(
-                raw.delete().where(
-                    raw.c.source == source,
-                    raw.c.entity == entity,
-                    raw.c.source_id.in_(ids[i : i + 900]),
+        """Remove staged records (their map state, canonical rows) that are now excluded."""
+        for raw in (t.raw_records, t.raw_state):
+            for i in range(0, len(ids), 900):
+                conn.execute(
+                    raw.delete().where(
+                        raw.c.source == source,
+                        raw.c.entity == entity,
+                        raw.c.source_id.in_(ids[i : i + 900]),
+                    )
                 )
-            )
         for i in range(0, len(canonical_ids), 900):
             conn.execute(
                 canonical.delete().where(
@@ -839,27 +840,29 @@ class Store:
         self, source: str, entity: str, batch_size: int
     ) -> Iterator[list[tuple[str, bytes, str]]]:
         """Yield (source_id, payload, hash) of unmapped raw records, keyset-paged by id."""
-        raw = t.raw_records
+        pg = self.dialect == "postgresql"
+        sql = _PENDING_SQL.format(p="%s" if pg else "?")
+        step = max(batch_size, 1) if pg else 900  # SQLite: at most 900 values in an IN
         after = ""
         while True:
+            found: dict[str, tuple[bytes, str]] = {}
             with self.engine.connect() as conn:
-                batch = list(
-                    conn.execute(
-                        select(raw.c.source_id, raw.c.payload, raw.c.hash)
-                        .where(
-                            raw.c.source == source,
-                            raw.c.entity == entity,
-                            raw.c.pending.is_(True),
-                            raw.c.source_id > after,
-                        )
-                        .order_by(raw.c.source_id)
-                        .limit(batch_size)
-                    )
-                )
-            if not batch:
+                listed = conn.exec_driver_sql(sql, (source, entity, after, batch_size))
+                ids = [str(sid) for (sid,) in listed]
+                for i in range(0, len(ids), step):
+                    chunk = ids[i : i + step]
+                    if pg:
+                        rows = conn.exec_driver_sql(_PAYLOADS_PG, (source, entity, chunk))
+                    else:
+                        query = _PAYLOADS_SQLITE + "(" + ",".join("?" * len(chunk)) + ")"
+                        rows = conn.exec_driver_sql(query, (source, entity, *chunk))
+                    for sid, payload, digest in rows:
+                        found[str(sid)] = (bytes(payload), str(digest))
+            if not ids:
                 return
-            yield [(str(sid), bytes(payload), str(h)) for sid, payload, h in batch]
-            after = batch[-1][0]
+            # a state row always has its raw record (the two are written and deleted together)
+            yield [(sid, *found[sid]) for sid in ids if sid in found]
+            after = ids[-1]
 
     def mark_mapped(
         self,
@@ -870,6 +873,9 @@ class Store:
         mapping_fp: str | None = None,
     ) -> None:
         """Clear ``pending`` for (source_id, hash) pairs, unless the payload changed meanwhile.
+
+        Only the narrow ``raw_state`` rows are written, never the raw records with their
+        payloads (issue 19).
 
         ``mapping_fp`` is remembered as the fingerprint of the mapping that mapped them, so a
         changed mapping finds them again (``mark_for_replay``).
@@ -894,6 +900,49 @@ class Store:
         conn.exec_driver_sql(
             _MARK_MAPPED_SQLITE, [(mapping_fp, source, entity, sid, h) for sid, h in pairs]
         )
+
+    def refresh_statistics(self, tables: Sequence[Table]) -> list[str]:
+        """PostgreSQL: ``ANALYZE`` the tables whose planner statistics are missing or stale.
+
+        Without statistics (a first night: the tables were filled minutes ago; autovacuum may be
+        off, and even on it looks only once a minute) the planner takes ``source = .. AND
+        entity = ..`` for a handful of rows and reads a whole entity for every page or batch of
+        keys (issue 19: the staging lookup, the map's reads and ``mark_mapped`` and reconcile
+        went quadratic). Stale is: never analyzed, or grown by more than 50 + 10% of the rows it
+        had then; updates (the map stage clearing ``pending``) do not move the estimates that
+        matter, and a needless ANALYZE costs a quiet night most of a second. One caller at a
+        time (entities finishing side by side: the second sees fresh statistics and skips).
+        SQLite plans from its indexes alone. Returns the tables analyzed.
+        """
+        if self.dialect != "postgresql":
+            return []
+        from psycopg import sql as pgsql
+
+        done: list[str] = []
+        with self._analyze_lock, self.engine.connect() as conn:
+            for table in tables:
+                row = conn.execute(
+                    text(
+                        "SELECT c.reltuples, s.n_live_tup FROM pg_class c "
+                        "JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                        "WHERE c.oid = to_regclass(:name)"
+                    ),
+                    {"name": table.name},
+                ).first()
+                if row is None:
+                    continue
+                tuples, live = float(row[0]), int(row[1] or 0)
+                if tuples >= 0 and live <= 50 + 1.1 * tuples:
+                    continue
+                analyze = pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table.name))
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(analyze)
+                finally:
+                    cursor.close()
+                done.append(table.name)
+            conn.commit()
+        return done
 
     def has_open_work(self, source: str, entity: str, canonical: str) -> bool:
         """Whether the entity has open map rejects or canonical rows in quarantine."""
@@ -922,7 +971,7 @@ class Store:
         With ``unless_fp``, only records last mapped by another mapping (or before mappings were
         fingerprinted); without it, every staged record of the entity (``concord remap``).
         """
-        raw = t.raw_records
+        raw = t.raw_state
         stmt = update(raw).where(
             raw.c.source == source, raw.c.entity == entity, raw.c.pending.is_(False)
         )

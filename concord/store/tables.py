@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from concord.store.types import MoneyType, UtcDateTime
@@ -98,12 +99,35 @@ raw_records = Table(
     Column("payload", LargeBinary, nullable=False),  # orjson bytes, exactly as received
     Column("hash", String(32), nullable=False),
     Column("cursor", String(100)),
-    Column("pending", Boolean, nullable=False),  # changed since last mapped
-    Column("mapped_fp", String(32)),  # fingerprint of the mapping that last mapped it (replay)
     Column("deleted_at", UtcDateTime),  # a tombstone: the source no longer lists this id (sweep)
     Column("run_id", String(64), nullable=False),
     Column("extracted_at", UtcDateTime, nullable=False),
-    Index("ix_raw_pending", "source", "entity", "pending"),
+)
+
+# The map state of each raw record, one narrow row per raw record (issue 19): marking a record
+# mapped rewrites this row, not the raw record with its payload, and the partial index holds only
+# the pending ones. ``hash`` is the staged payload's (a payload staged again while it was being
+# mapped stays pending); ``run_id`` the run that staged it (what reconcile reads of a run).
+raw_state = Table(
+    "raw_state",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("entity", String(100), primary_key=True),
+    Column("source_id", String(200), primary_key=True),
+    Column("hash", String(32), nullable=False),
+    Column("pending", Boolean, nullable=False),  # changed since last mapped
+    Column("mapped_fp", String(32)),  # fingerprint of the mapping that last mapped it (replay)
+    Column("run_id", String(64), nullable=False),
+    Index(
+        "ix_raw_state_pending",
+        "source",
+        "entity",
+        "source_id",
+        sqlite_where=text("pending"),
+        postgresql_where=text("pending"),
+    ),
+    Index("ix_raw_state_run_id", "source", "entity", "run_id"),
+    sqlite_with_rowid=False,
 )
 
 rejects = Table(

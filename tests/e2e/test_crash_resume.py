@@ -96,7 +96,7 @@ def snapshot(store: Store, crm: CrmServer) -> dict[str, Any]:
         "golden": rows(store, t.golden, "concord_id", "status"),
         "c360": c360,
         "push": rows(store, t.push_state, "concord_id", "status", "accepted_hash"),
-        "pending": {r for r in rows(store, t.raw_records, "source_id", "pending") if r[1]},
+        "pending": {r for r in rows(store, t.raw_state, "source_id", "pending") if r[1]},
         "open_rejects": open_rejects,
         "crm": {k: v["properties"] for k, v in crm.objects["companies"].items()},
     }

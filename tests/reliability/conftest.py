@@ -148,7 +148,10 @@ def store_state(store_url: str) -> dict[str, Any]:
                 ).all()
             )
         state["raw_records"] = _rows(
-            store, t.raw_records, ["source", "entity", "source_id"], ["hash", "pending"]
+            store, t.raw_records, ["source", "entity", "source_id"], ["hash"]
+        )
+        state["raw_state"] = _rows(
+            store, t.raw_state, ["source", "entity", "source_id"], ["hash", "pending"]
         )
         return state
     finally:

@@ -171,8 +171,8 @@ def test_malformed_payloads_are_mapped_or_rejected_never_lost(
             )
             pending = conn.execute(
                 select(func.count())
-                .select_from(t.raw_records)
-                .where(t.raw_records.c.source_id.in_(ids), t.raw_records.c.pending.is_(True))
+                .select_from(t.raw_state)
+                .where(t.raw_state.c.source_id.in_(ids), t.raw_state.c.pending.is_(True))
             ).scalar_one()
         assert mapped | rejected == set(ids), "a record was neither mapped nor rejected"
         assert not mapped & rejected, "a record was both mapped and rejected"
