@@ -141,6 +141,16 @@ _STAGE_FIXED = ("source", "entity", "deleted_at", "run_id", "extracted_at")
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
+
+def _execute_composed(conn: Connection, statement: Any) -> None:
+    """Run a psycopg ``sql.Composed`` statement (identifiers quoted by psycopg) on ``conn``."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
 # ``mark_mapped``: one statement per record through the driver on SQLite (no SQL to compile per
 # batch), one statement per 5000 records on PostgreSQL (the pairs as two arrays); both update the
 # narrow ``raw_state`` row, never the raw record with its payload
@@ -472,12 +482,7 @@ class Store:
             written = [tuple(r) for r in conn.execute(returned)]
         # TRUNCATE, not DELETE: no autovacuum reaches a temporary table, so deleted rows would
         # pile up in it and every later INSERT .. SELECT would scan them all (quadratic).
-        truncate = pgsql.SQL("TRUNCATE {}").format(pgsql.Identifier(scratch.name))
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(truncate)
-        finally:
-            cursor.close()
+        _execute_composed(conn, pgsql.SQL("TRUNCATE {}").format(pgsql.Identifier(scratch.name)))
         return written
 
     # -- runs and the run lock --------------------------------------------------------------
@@ -934,12 +939,9 @@ class Store:
                 tuples, live = float(row[0]), int(row[1] or 0)
                 if tuples >= 0 and live <= 50 + 1.1 * tuples:
                     continue
-                analyze = pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table.name))
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.execute(analyze)
-                finally:
-                    cursor.close()
+                _execute_composed(
+                    conn, pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(table.name))
+                )
                 done.append(table.name)
             conn.commit()
         return done
