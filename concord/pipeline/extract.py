@@ -41,6 +41,7 @@ from concord.contracts import (
 from concord.errors import SourceError
 from concord.hashing import record_digest
 from concord.pipeline.context import RunContext, record_stage
+from concord.pipeline.prefetch import prefetched
 from concord.pipeline.reports import ExtractReport, PullCounts
 from concord.redact import contains_secret
 from concord.store import Reject, StagedRow
@@ -169,7 +170,10 @@ def pull(
 
         def one_pass(start_at: str | None, high: str | None) -> str | None:
             received.clear()
-            pages = source.extract(entity, window, Checkpoint(start_at) if start_at else None)
+            pages = prefetched(
+                source.extract(entity, window, Checkpoint(start_at) if start_at else None),
+                name=f"pull-{source_name}-{entity}",
+            )
             return stage_pages(
                 ctx, pages, source_name, entity, high, report, save_progress, excluder, received
             )

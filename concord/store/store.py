@@ -109,11 +109,22 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
+# SQLite's page cache per connection and its WAL checkpoint interval. The defaults (2 MiB, 1000
+# pages) made a medium first night's staging spend most of its time re-reading evicted index
+# pages and checkpointing every 4 MiB of WAL (issue 19: 51 s against 37 s with these, same
+# pull). The cache is allocated as it is used; the checkpoint copies each page's last version
+# once per 40 MiB of WAL instead of once per 4 MiB.
+_SQLITE_CACHE_KIB = 65536
+_SQLITE_CHECKPOINT_PAGES = 10000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+    cur.execute(f"PRAGMA wal_autocheckpoint={_SQLITE_CHECKPOINT_PAGES}")
     cur.close()
 
 

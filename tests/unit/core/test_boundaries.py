@@ -39,7 +39,12 @@ CORE = (
 """What every stage may import."""
 
 STAGES = (
-    ("concord.pipeline.extract", "concord.pipeline.shards", "concord.pipeline.concurrent_extract"),
+    (
+        "concord.pipeline.extract",
+        "concord.pipeline.prefetch",
+        "concord.pipeline.shards",
+        "concord.pipeline.concurrent_extract",
+    ),
     (
         "concord.pipeline.map",
         "concord.pipeline.rows",
