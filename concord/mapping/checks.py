@@ -8,21 +8,9 @@ clash with the field (``type: bool`` into a ``Decimal``). Outbound: every source
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from concord.errors import MappingError
-from concord.mapping.spec import (
-    AllOf,
-    AnyOf,
-    Compare,
-    Condition,
-    EachHolds,
-    Expr,
-    MappingSpec,
-    Mark,
-    Not,
-    SourcePath,
-)
+from concord.mapping.paths import expr_reads
+from concord.mapping.spec import Expr, MappingSpec, Mark, SourcePath
 from concord.mapping.targets import Target, model_targets
 from concord.model import ENTITY_MODELS, Customer360
 
@@ -181,8 +169,9 @@ class _Checker:
     def check_outbound(self) -> None:
         root = model_targets(Customer360)
         for expr in self.spec.fields.values():
-            for path in _paths(expr, in_each=False):
-                self.check_source_path(path, expr.field, root)
+            for read in expr_reads(expr):
+                if not read.nested:  # paths below an ``each`` item are not checked here
+                    self.check_source_path(read.path, expr.field, root)
 
     def check_source_path(self, path: SourcePath, field: str, root: dict[str, Target]) -> None:
         current: Target = Target("object", fields=root, model="Customer360")
@@ -207,41 +196,6 @@ class _Checker:
                         f"path '{path.text}': '{'.'.join(walked)}' is not a list", path.mark, field
                     )
                 current = current.item
-
-
-def _paths(expr: Expr, *, in_each: bool) -> Iterator[SourcePath]:
-    """Every source path an expression reads at its own level (not relative to ``each``)."""
-    if expr.path is not None and (expr.path.root or not in_each):
-        yield expr.path
-    if expr.each is not None and (expr.each.root or not in_each):
-        yield expr.each
-    for sub in [
-        *(expr.coalesce or []),
-        *(expr.concat or []),
-        *(expr.object or {}).values(),
-        *([expr.else_] if expr.else_ else []),
-    ]:
-        yield from _paths(sub, in_each=in_each)
-    for case in expr.when or []:
-        yield from _condition_paths(case.condition, in_each)
-        yield from _paths(case.then, in_each=in_each)
-    if expr.negate_if is not None:
-        yield from _condition_paths(expr.negate_if, in_each)
-    for sub in (expr.each_fields or {}).values():
-        yield from _paths(sub, in_each=True)
-
-
-def _condition_paths(cond: Condition, in_each: bool) -> Iterator[SourcePath]:
-    if isinstance(cond, Compare):
-        yield from _paths(cond.subject, in_each=in_each)
-    elif isinstance(cond, Not):
-        yield from _condition_paths(cond.item, in_each)
-    elif isinstance(cond, EachHolds):
-        yield from _paths(cond.items, in_each=in_each)
-        yield from _condition_paths(cond.item, True)
-    elif isinstance(cond, AllOf | AnyOf):
-        for item in cond.items:
-            yield from _condition_paths(item, in_each)
 
 
 def _describe(target: Target) -> str:

@@ -44,20 +44,20 @@ _FAST_TYPES = ("str", "decimal", "datetime", "enum")
 
 @dataclass
 class Compiled:
-    """The compiled function, its generated source (for debugging) and the paths it reads."""
+    """The compiled function and its generated source (for debugging).
+
+    The paths it reads are found by ``concord.mapping.paths`` from the spec, not here.
+    """
 
     apply: Apply
     source: str
-    value_paths: frozenset[str]
-    container_paths: frozenset[str]
 
 
 @dataclass
 class _Scope:
-    """Where an expression reads from: the variable holding the current object and its path."""
+    """Where an expression reads from: the variable holding the current object."""
 
     base: str
-    prefix: str
     item: str | None = None  # the loop index variable inside ``each``
 
 
@@ -221,8 +221,6 @@ class _Compiler:
     targets: dict[str, Target] | None
     lines: list[str] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=dict)
-    value_paths: set[str] = field(default_factory=set)
-    container_paths: set[str] = field(default_factory=set)
     _names: dict[tuple[type, Any], str] = field(default_factory=dict)
     _counter: int = 0
 
@@ -287,7 +285,7 @@ class _Compiler:
         self.emit(1, "if not isinstance(r, dict):")
         self.emit(2, "raise _Rejected(_label + ': the record is not an object')")
         self.emit(1, "o = {}")
-        scope = _Scope("r", "")
+        scope = _Scope("r")
         if self.spec.id is not None:
             id_target = Target("str", required=True, nullable=False, natural="str")
             self.output_field(self.spec.id, "id", id_target, scope, "o", 1)
@@ -299,7 +297,7 @@ class _Compiler:
         code = compile(source, f"<mapping {self.spec.file}>", "exec")
         exec(code, self.namespace)  # noqa: S102 - generated source, user values are constants
         apply: Apply = self.namespace["apply"]
-        return Compiled(apply, source, frozenset(self.value_paths), frozenset(self.container_paths))
+        return Compiled(apply, source)
 
     def output_field(
         self, expr: Expr, name: str, target: Target | None, scope: _Scope, out: str, indent: int
@@ -424,8 +422,6 @@ class _Compiler:
 
     def read_path(self, path: SourcePath, expr: Expr, scope: _Scope, indent: int, v: str) -> None:
         base = "r" if path.root else scope.base
-        prefix = "" if path.root else scope.prefix
-        self.value_paths.add(prefix + path.dotted)
         on_missing = expr.on_missing or self.spec.on_missing
         if WILDCARD in path.steps:
             self.emit(indent, f"{v} = _walk({base}, {self.const(path.steps)})")
@@ -613,9 +609,6 @@ class _Compiler:
         assert path is not None
         items = self.var("s")
         self.read_path(path, cond.items, scope, indent, items)
-        container = ("" if path.root else scope.prefix) + path.dotted
-        self.value_paths.discard(container)
-        self.container_paths.add(container)
         wanted = cond.quantifier == "any"
         index, item = self.var("i"), self.var("it")
         self.emit(indent, f"{flag} = False")
@@ -628,7 +621,7 @@ class _Compiler:
             f"raise _Conv('item ' + str({index} + 1) + ' of ' + "
             f"{self.const(repr(path.text))} + ' is not an object')",
         )
-        inner = _Scope(item, container + ".", index)
+        inner = _Scope(item, index)
         held = self.condition(cond.item, inner, indent + 2)
         self.emit(indent + 2, f"if {'' if wanted else 'not '}{held}:")
         self.emit(indent + 3, f"{flag} = {wanted}")
@@ -661,10 +654,6 @@ class _Compiler:
         item_fields = target.item.fields if target is not None and target.item is not None else {}
         items = self.var("s")
         self.read_path(expr.each, expr, scope, indent, items)
-        base_prefix = "" if expr.each.root else scope.prefix
-        container = base_prefix + expr.each.dotted
-        self.value_paths.discard(container)
-        self.container_paths.add(container)
         index, item = self.var("i"), self.var("it")
         self.emit(indent, f"{v} = []")
         self.emit(indent, f"if {items} is not None:")
@@ -679,7 +668,7 @@ class _Compiler:
             f"raise _Conv('item ' + str({index} + 1) + ' of ' + "
             f"{self.const(repr(expr.each.text))} + ' is not an object')",
         )
-        inner = _Scope(item, container + ".", index)
+        inner = _Scope(item, index)
         if expr.each_filter is not None:
             keep = self.condition(expr.each_filter, inner, indent + 2)
             self.emit(indent + 2, f"if not {keep}:")

@@ -15,24 +15,18 @@ from concord.errors import MappingError
 from concord.mapping.checks import check_mapping
 from concord.mapping.compiler import Apply, compile_mapping
 from concord.mapping.parser import parse_mapping
-from concord.mapping.spec import (
-    Compare,
-    Condition,
-    EachHolds,
-    Expr,
-    MappingSpec,
-    Mark,
-    Not,
-    SourcePath,
-)
+from concord.mapping.paths import expr_reads, joined, spec_reads
+from concord.mapping.spec import Expr, MappingSpec, Mark
 
 
 class Mapping:
     """A compiled mapping file.
 
     ``apply(record)`` maps one source record (raises ``RecordRejected`` naming the output field);
-    ``read_paths`` are the dotted source paths it reads; ``unmapped_paths(record)`` are paths in
-    a record it does not read (schema drift); ``python_source`` is the generated code.
+    ``read_paths`` are all the dotted source paths it reads (the ``id`` expression and every
+    field, conditions and ``negate_if`` included); ``value_paths`` those read as values (not only
+    walked as lists by ``each`` or a list condition); ``unmapped_paths(record)`` are paths in a
+    record it does not read (schema drift); ``python_source`` is the generated code.
     """
 
     apply: Apply
@@ -43,8 +37,6 @@ class Mapping:
         spec: MappingSpec,
         apply: Apply,
         python_source: str,
-        value_paths: frozenset[str],
-        container_paths: frozenset[str],
     ) -> None:
         self.path = path
         self.spec = spec
@@ -55,8 +47,9 @@ class Mapping:
         self.fields: tuple[str, ...] = tuple(spec.fields)
         self.apply = apply
         self.python_source = python_source
-        self._value_paths = value_paths
-        self.read_paths: frozenset[str] = value_paths | container_paths
+        reads = list(spec_reads(spec))
+        self.value_paths: frozenset[str] = frozenset(r.dotted for r in reads if not r.container)
+        self.read_paths: frozenset[str] = frozenset(r.dotted for r in reads)
         self._shapes: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
         self._missing: dict[tuple[Any, ...], frozenset[str]] = {}
         self._top_paths = tuple(p for p in self.read_paths if "." not in p)
@@ -92,7 +85,7 @@ class Mapping:
         for size in range(len(parts), 0, -1):
             found = self._field_exprs.get(".".join(parts[:size]))
             if found is not None:
-                return sorted(set(_expr_paths(*found)))
+                return sorted({r.dotted for r in expr_reads(*found)})
         return []
 
     def __repr__(self) -> str:
@@ -133,7 +126,7 @@ class Mapping:
             unread = tuple(
                 (key, prefix + str(key))
                 for key in value
-                if prefix + str(key) not in self._value_paths
+                if prefix + str(key) not in self.value_paths
             )
             if len(self._shapes) < 4096:
                 self._shapes[shape] = unread
@@ -165,44 +158,8 @@ def _collect_marks(
         found.setdefault(expr.field, (expr, prefix))
         _collect_marks(list((expr.object or {}).values()), into, found, prefix)
         if expr.each is not None:
-            inner = _joined(prefix, expr.each)
+            inner = joined(prefix, expr.each)
             _collect_marks(list((expr.each_fields or {}).values()), into, found, inner)
-
-
-def _joined(prefix: str, path: SourcePath) -> str:
-    return path.dotted if path.root or not prefix else f"{prefix}.{path.dotted}"
-
-
-def _condition_paths(cond: Condition | None, prefix: str) -> list[str]:
-    if cond is None:
-        return []
-    if isinstance(cond, Compare):
-        return _expr_paths(cond.subject, prefix)
-    if isinstance(cond, Not):
-        return _condition_paths(cond.item, prefix)
-    if isinstance(cond, EachHolds):
-        assert cond.items.path is not None
-        inner = _joined(prefix, cond.items.path)
-        return [inner, *_condition_paths(cond.item, inner)]
-    return [p for item in cond.items for p in _condition_paths(item, prefix)]
-
-
-def _expr_paths(expr: Expr, prefix: str) -> list[str]:
-    """Every source path an expression reads, dotted (inside ``each``, below its list path)."""
-    found = [_joined(prefix, expr.path)] if expr.path is not None else []
-    for sub in [*(expr.coalesce or []), *(expr.concat or []), *(expr.object or {}).values()]:
-        found += _expr_paths(sub, prefix)
-    for case in expr.when or []:
-        found += _condition_paths(case.condition, prefix) + _expr_paths(case.then, prefix)
-    if expr.else_ is not None:
-        found += _expr_paths(expr.else_, prefix)
-    if expr.each is not None:
-        inner = _joined(prefix, expr.each)
-        found.append(inner)
-        for sub in (expr.each_fields or {}).values():
-            found += _expr_paths(sub, inner)
-        found += _condition_paths(expr.each_filter, inner)
-    return found
 
 
 def _shape(value: Any) -> tuple[str, ...] | str:
@@ -259,6 +216,4 @@ def mapping_from_text(path: Path, text: str) -> Mapping:
     spec = parse_mapping(path, text)
     targets = check_mapping(spec)
     compiled = compile_mapping(spec, targets)
-    return Mapping(
-        path, spec, compiled.apply, compiled.source, compiled.value_paths, compiled.container_paths
-    )
+    return Mapping(path, spec, compiled.apply, compiled.source)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import Text, cast, func, select
 
 from concord.contracts import ObjectKind, PushRecord, TargetConfig
@@ -23,6 +24,7 @@ from concord.hashing import digest, json_digest
 from concord.mapping import Mapping, load_mapping
 from concord.model import Customer360
 from concord.pipeline.context import RunContext
+from concord.push.projection import projection
 from concord.store import Reject
 from concord.store import tables as t
 
@@ -147,13 +149,30 @@ Candidate = PlannedUpsert | MapFailure | Refresh
 """What the diff yields per customer: an upsert to send, a mapping failure, or a refresh."""
 
 
+PUSH_READS = frozenset({"is_person", "name.value", "source_ids"})
+"""The 360 paths the push itself reads besides the mappings (the person switch, plan lines)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundMappings:
-    """A target's outbound mappings: companies, persons (optional), and their fingerprint."""
+    """A target's outbound mappings: companies, persons (optional), and their fingerprint.
+
+    ``model`` is what a stored 360 row is validated into before mapping: the projection of
+    ``Customer360`` onto the paths both mappings and the push read (``push/projection.py``).
+    """
 
     company: Mapping
     person: Mapping | None
     fingerprint: bytes
+    model: type[BaseModel] = Customer360
+
+
+def customer_model(*mappings: Mapping | None) -> type[BaseModel]:
+    """The ``Customer360`` projection holding every path these mappings and the push read."""
+    used = [m for m in mappings if m is not None]
+    values = PUSH_READS.union(*(m.value_paths for m in used))
+    containers = frozenset().union(*(m.read_paths - m.value_paths for m in used))
+    return projection(Customer360, values, containers)
 
 
 def outbound_mappings(ctx: RunContext, target_name: str) -> OutboundMappings:
@@ -163,14 +182,17 @@ def outbound_mappings(ctx: RunContext, target_name: str) -> OutboundMappings:
         ctx.config.resolve_path(tcfg.mapping)
     )
     person = ctx.mappings.get(("target-person", target_name))
-    return OutboundMappings(company, person, mapping_fingerprint(company, person))
+    return OutboundMappings(
+        company, person, mapping_fingerprint(company, person), customer_model(company, person)
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Mapped:
-    """One customer's outbound properties, ready to compare or send."""
+    """One customer's outbound properties, ready to compare or send, with its plan-line facts."""
 
-    customer: Customer360
+    name: str  # the golden name
+    source_ids: tuple[str, ...]  # the ERP records behind the customer (source:number)
     object_type: ObjectKind
     properties: dict[str, Any]
 
@@ -178,12 +200,16 @@ class Mapped:
 def map_customer(
     gid: str, data: dict[str, Any], mappings: OutboundMappings, target_name: str
 ) -> Mapped | MapFailure:
-    """A stored 360 row through the target's outbound mapping (persons through its own)."""
-    customer = Customer360.model_validate(data)
-    is_person = customer.is_person and mappings.person is not None
+    """A stored 360 row through the target's outbound mapping (persons through its own).
+
+    The row is validated into ``mappings.model``, which holds only what the mappings and the
+    push read, with the same types and validators as ``Customer360``.
+    """
+    record = mappings.model.model_validate(data).model_dump(mode="python")
+    is_person = bool(record["is_person"]) and mappings.person is not None
     mapping = mappings.person if is_person and mappings.person else mappings.company
     try:
-        props = mapping.apply(customer.model_dump(mode="python"))
+        props = mapping.apply(record)
     except RecordRejected as exc:
         return MapFailure(
             Reject(
@@ -197,7 +223,12 @@ def map_customer(
                 payload=orjson.dumps(data),
             )
         )
-    return Mapped(customer, PERSON if is_person else COMPANY, props)
+    return Mapped(
+        str(record["name"]["value"]),
+        tuple(record["source_ids"]),
+        PERSON if is_person else COMPANY,
+        props,
+    )
 
 
 StateRow = tuple[str, str, str | None, str | None, str | None, str | None, int | None, str | None]
@@ -274,8 +305,8 @@ def planned(
         prior_status=status if known else None,
         prior_attempts=attempts or 0,
         source_hash=fingerprint,
-        name=str(mapped.customer.name.value),
-        source_ids=tuple(mapped.customer.source_ids),
+        name=mapped.name,
+        source_ids=mapped.source_ids,
         clear=clear,
     )
 
