@@ -28,12 +28,12 @@ import orjson
 from sqlalchemy import create_engine, text
 
 from bench.generate import SCALES, _SourceGen
+from bench.runner import fresh_store
 from concord.hashing import record_digest
 from concord.store import StagedRow, Store
 
 ENTITIES = ("orders", "shipments", "payments", "customers")
 SOURCE = "erp_a"
-SCHEMA = "concord_bench_stage"
 
 
 def pages(entity: str, count: int, size: int, seed: int = 7) -> list[list[StagedRow]]:
@@ -60,19 +60,6 @@ def pages(entity: str, count: int, size: int, seed: int = 7) -> list[list[Staged
             )
         out.append(page)
     return out
-
-
-def fresh_url(postgres: str | None, directory: Path) -> str:
-    """A new SQLite file, or a new schema on ``postgres``."""
-    if postgres is None:
-        return f"sqlite:///{directory / 'stage.db'}"
-    url = postgres.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
-    engine.dispose()
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{SCHEMA}"
 
 
 def stage_entity(
@@ -166,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {e: pages(e, args.pages, args.page_size) for e in entities}
     print(f"generated in {time.perf_counter() - generated:.1f} s", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        url = fresh_url(args.postgres, Path(tmp))
+        url = fresh_store(Path(tmp), args.postgres, "stage")  # schema concord_bench_stage
         store = Store.open(url)
         passes = ["first"] + (["again (unchanged)"] if args.restage else [])
         for label in passes:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 
 from concord.contracts import (
     Checkpoint,
@@ -458,14 +458,20 @@ def _reread(ctx: RunContext, pages: Iterable[Page], source_name: str, entity: st
 
 def _changed_this_run(ctx: RunContext, source: str, entity: str, path: str) -> list[str]:
     """Values at ``path`` of the entity's records staged (new or changed) by this run."""
-    raw = t.raw_records
+    raw, state = t.raw_records, t.raw_state
     values: set[str] = set()
     parts = path.split(".")
+    # this run's records through raw_state's run index, their payloads by key
+    same = and_(
+        raw.c.source == state.c.source,
+        raw.c.entity == state.c.entity,
+        raw.c.source_id == state.c.source_id,
+    )
     with ctx.store.engine.connect() as conn:
         rows = conn.execute(
-            select(raw.c.payload).where(
-                raw.c.source == source, raw.c.entity == entity, raw.c.run_id == ctx.run_id
-            )
+            select(raw.c.payload)
+            .select_from(state.join(raw, same))
+            .where(state.c.source == source, state.c.entity == entity, state.c.run_id == ctx.run_id)
         ).scalars()
         for payload in rows:
             value: Any = orjson.loads(payload)

@@ -89,8 +89,10 @@ def run_stages(ctx: RunContext) -> None:
     config, options = ctx.config, ctx.options
     entities = gate_entities(ctx)
     extract_all(ctx, entities)
+    ctx.store.release_idle()  # the extract's threads each left a connection with its cache
     for sname, ename in entities:
         run_scoped(ctx, "map", f"{sname}/{ename}", partial(map_entity, ctx, sname, ename))
+    ctx.store.release_idle()
     ctx.emit("stage", stage="gate", scope="all")
     try:
         require_gates(ctx)

@@ -305,3 +305,39 @@ def test_an_unsupported_store_url_says_what_is_supported() -> None:
 
     with pytest.raises(StoreError, match=r"mysql is not supported.*SQLite.*PostgreSQL"):
         Store("mysql://concord@db/concord")
+
+
+def test_a_sqlite_store_connection_has_the_larger_page_cache_and_checkpoint_interval(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'concord.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536  # KiB
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 10000
+
+
+def test_release_idle_closes_pooled_sqlite_connections_and_the_store_goes_on(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'concord.db'}")
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row("1", "{}")], "run-1")
+    pool = store.engine.pool
+    assert pool.checkedin() >= 1  # type: ignore[attr-defined]
+    store.release_idle()
+    assert store.engine.pool is not pool  # the old pool and its idle connections are closed
+    with store.engine.connect() as conn:
+        staged = conn.execute(select(func.count()).select_from(t.raw_records)).scalar_one()
+    assert staged == 1
+
+
+def test_release_idle_keeps_an_in_memory_sqlite_store() -> None:
+    store = Store.open("sqlite://")
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", [_row("1", "{}")], "run-1")
+    store.release_idle()
+    with store.engine.connect() as conn:
+        staged = conn.execute(select(func.count()).select_from(t.raw_records)).scalar_one()
+    assert staged == 1
