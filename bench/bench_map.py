@@ -33,6 +33,7 @@ from concord.config import load_config
 from concord.hashing import digest
 from concord.pipeline import RunOptions, open_context
 from concord.pipeline.map import map_entity
+from concord.pipeline.map_batches import MapPool
 from concord.store import StagedRow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +121,7 @@ def run(orders: int, store_url: str | None, workdir: Path) -> dict[str, Any]:
     ctx = open_context(config, RunOptions(trigger="bench"))
     data = records(orders)
     result: dict[str, Any] = {"store": ctx.store.dialect, "entities": {}}
-    total_ceiling = total_concord = 0.0
+    total_ceiling = total_concord = total_pooled = 0.0
     total_records = 0
     for entity in ENTITIES:
         payloads = data[entity]
@@ -141,20 +142,31 @@ def run(orders: int, store_url: str | None, workdir: Path) -> dict[str, Any]:
         took = time.perf_counter() - started
         n = len(payloads)
         assert report.mapped == n, (entity, report.mapped, report.rejected)
+        # again with the config's map workers (every record replayed: the replay is counted)
+        with MapPool(ctx.config.map_workers) as pool:
+            started = time.perf_counter()
+            again = map_entity(ctx, SOURCE, entity, replay="all", pool=pool)
+            pooled = time.perf_counter() - started
+        assert again.mapped == n, (entity, again.mapped, again.rejected)
         result["entities"][entity] = {
             "records": n,
             "ceiling_rps": round(n / ceiling),
             "concord_rps": round(n / took),
             "ratio": round(ceiling / took, 3),
+            "workers": again.workers,
+            "workers_rps": round(n / pooled),
         }
         total_ceiling += ceiling
         total_concord += took
+        total_pooled += pooled
         total_records += n
     ctx.store.dispose()
     result["records"] = total_records
     result["ceiling_rps"] = round(total_records / total_ceiling)
     result["concord_rps"] = round(total_records / total_concord)
     result["ratio"] = round(total_ceiling / total_concord, 3)
+    result["map_workers"] = config.map_workers
+    result["workers_rps"] = round(total_records / total_pooled)
     return result
 
 

@@ -36,7 +36,7 @@ class StageMeter:
         self.current = "setup"
         self.since = time.perf_counter()
         self.seconds: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process and its children
         self._cpu_since = self._cpu_now()
         self.peak: dict[str, int] = {}
         self.peak_all = 0
@@ -50,15 +50,36 @@ class StageMeter:
         while not self._stop.wait(self.interval):
             self._take()
 
+    def _children(self) -> list[psutil.Process]:
+        try:
+            found: list[psutil.Process] = self.process.children(recursive=True)
+        except psutil.Error:
+            return []
+        return found
+
     def _take(self) -> None:
+        # the map stage's worker processes count: their memory is the run's too
         rss = int(self.process.memory_info().rss)
+        for child in self._children():
+            try:
+                rss += int(child.memory_info().rss)
+            except psutil.Error:  # it ended between the listing and the reading
+                continue
         stage = self.current
         self.peak[stage] = max(self.peak.get(stage, 0), rss)
         self.peak_all = max(self.peak_all, rss)
 
     def _cpu_now(self) -> float:
+        """CPU seconds of this process, its ended children and its live ones (map workers)."""
         times = self.process.cpu_times()
-        return float(times.user + times.system)
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in self._children():
+            try:
+                own = child.cpu_times()
+            except psutil.Error:
+                continue
+            total += own.user + own.system
+        return float(total)
 
     def switch(self, stage: str) -> None:
         self._take()

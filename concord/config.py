@@ -302,6 +302,13 @@ class PipelineConfig(_Strict):
         description="Source entities a sync pulls at once (each source within its own rate "
         "limit); 1 pulls them one after the other",
     )
+    map_workers: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="Worker processes that map a big entity's batches (one of at least 20,000 "
+        "pending records) while the stage writes the results; 0 maps in the stage's own process",
+    )
     schedule: str = "0 2 * * *"
     sources: dict[str, SourceConfig]
     targets: dict[str, TargetConfig] = Field(default_factory=dict)

@@ -47,6 +47,7 @@ from concord.pipeline.lifecycle import (
     take_lock,
 )
 from concord.pipeline.map import map_entity
+from concord.pipeline.map_batches import MapPool
 from concord.pipeline.push import push
 from concord.pipeline.reconcile import reconcile
 from concord.pipeline.reports import FailedStage, RunReport, StageReport
@@ -261,10 +262,10 @@ def commit_shards_task(run: TaskRun, sharded: list[ShardedEntity]) -> dict[str, 
 
 
 def map_task(run: TaskRun, item: EntityItem) -> dict[str, Any]:
-    """Map one source entity's pending records."""
-    with locked_task(run) as ctx:
+    """Map one source entity's pending records (a big entity's in worker processes)."""
+    with locked_task(run) as ctx, MapPool(ctx.config.map_workers) as pool:
         return _guarded(
-            ctx, "map", item, lambda: map_entity(ctx, item.source, item.entity)
+            ctx, "map", item, lambda: map_entity(ctx, item.source, item.entity, pool=pool)
         ).as_dict()
 
 

@@ -122,6 +122,7 @@ class MapReport(StageReport):
     quarantined: int = 0
     mapping_fp: str = ""
     canonical_entity: str = ""
+    workers: int = 0  # worker processes that mapped the batches (0: the stage's own process)
     unmapped_fields: dict[str, int] = field(default_factory=dict)
     missing_fields: dict[str, int] = field(default_factory=dict)
 

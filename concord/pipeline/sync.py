@@ -29,6 +29,7 @@ from concord.pipeline.extract import extract
 from concord.pipeline.gates import gate_entities, require_gates
 from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.map import map_entity
+from concord.pipeline.map_batches import MapPool
 from concord.pipeline.push import push
 from concord.pipeline.reconcile import reconcile
 from concord.pipeline.reports import RunReport, StageReport
@@ -90,8 +91,10 @@ def run_stages(ctx: RunContext) -> None:
     entities = gate_entities(ctx)
     extract_all(ctx, entities)
     ctx.store.release_idle()  # the extract's threads each left a connection with its cache
-    for sname, ename in entities:
-        run_scoped(ctx, "map", f"{sname}/{ename}", partial(map_entity, ctx, sname, ename))
+    with MapPool(config.map_workers) as pool:
+        for sname, ename in entities:
+            body = partial(map_entity, ctx, sname, ename, pool=pool)
+            run_scoped(ctx, "map", f"{sname}/{ename}", body)
     ctx.store.release_idle()
     ctx.emit("stage", stage="gate", scope="all")
     try:
@@ -124,9 +127,10 @@ def run_sync(
 
 def remap_stages(ctx: RunContext, entities: list[tuple[str, str]]) -> None:
     """Map the entities' staged records again, then resolve, build the 360 and reconcile."""
-    for sname, ename in entities:
-        ctx.emit("stage", stage="map", scope=f"{sname}/{ename}")
-        map_entity(ctx, sname, ename, replay="all")
+    with MapPool(ctx.config.map_workers) as pool:
+        for sname, ename in entities:
+            ctx.emit("stage", stage="map", scope=f"{sname}/{ename}")
+            map_entity(ctx, sname, ename, replay="all", pool=pool)
     ctx.emit("stage", stage="resolve", scope="all")
     resolve(ctx)
     ctx.emit("stage", stage="build_360", scope="all")

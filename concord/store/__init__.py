@@ -5,7 +5,14 @@ operations the stages need (upserts through the driver's executemany with ``ON C
 """
 
 from concord.store.rejects import Reject
-from concord.store.store import StagedRow, Store, WatermarkState
+from concord.store.store import StagedRow, Store, WatermarkState, driver_processors
 from concord.store.types import MONEY_SCALE
 
-__all__ = ["MONEY_SCALE", "Reject", "StagedRow", "Store", "WatermarkState"]
+__all__ = [
+    "MONEY_SCALE",
+    "Reject",
+    "StagedRow",
+    "Store",
+    "WatermarkState",
+    "driver_processors",
+]

@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.schema import CreateTable
 
@@ -218,6 +218,22 @@ def sqlite_file(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database)
+
+
+def driver_processors(
+    dialect: Dialect, table: Table, columns: Sequence[str]
+) -> list[Callable[[Any], Any] | None]:
+    """``Store.driver_processors`` for a dialect alone (a map worker process has no store)."""
+    out: list[Callable[[Any], Any] | None] = []
+    for name in columns:
+        col_type = table.c[name].type
+        if isinstance(col_type, MoneyType):
+            out.append(money_param)
+        elif isinstance(col_type, UtcDateTime):
+            out.append(sqlite_utc_param if dialect.name == "sqlite" else utc_param)
+        else:
+            out.append(col_type.dialect_impl(dialect).bind_processor(dialect))
+    return out
 
 
 class Store:
@@ -394,17 +410,7 @@ class Store:
         value once with these (money to integer millionths, UTC datetimes to naive, SQLite's
         datetime text) and the rows skip SQLAlchemy's per-row statement and bind processing.
         """
-        dialect = self.engine.dialect
-        out: list[Callable[[Any], Any] | None] = []
-        for name in columns:
-            col_type = table.c[name].type
-            if isinstance(col_type, MoneyType):
-                out.append(money_param)
-            elif isinstance(col_type, UtcDateTime):
-                out.append(sqlite_utc_param if self.dialect == "sqlite" else utc_param)
-            else:
-                out.append(col_type.dialect_impl(dialect).bind_processor(dialect))
-        return out
+        return driver_processors(self.engine.dialect, table, columns)
 
     def upsert_rows(
         self,
@@ -413,26 +419,33 @@ class Store:
         columns: Sequence[str],
         rows: Sequence[Sequence[Any]],
         keys: Sequence[str],
+        *,
+        unique: bool = False,
     ) -> None:
         """``upsert`` of rows in the driver's form (``driver_processors``), through the driver.
 
         SQLite: one ``executemany`` of the ``INSERT .. ON CONFLICT DO UPDATE`` SQLAlchemy
         compiles once. PostgreSQL: ``COPY`` into a temporary table of the same columns, then one
         ``INSERT .. SELECT .. ON CONFLICT``. Both in the caller's transaction; within ``rows``
-        the last row of a key wins. JSON columns take JSON text.
+        the last row of a key wins (``unique``: the caller knows no key repeats, nothing to
+        pick). JSON columns take JSON text.
         """
         if not rows:
             return
-        key = operator.itemgetter(*[list(columns).index(k) for k in keys])
-        latest = {key(r): r for r in rows}
+        latest: Sequence[Sequence[Any]] = rows
+        if not unique:
+            key = operator.itemgetter(*[list(columns).index(k) for k in keys])
+            latest = list({key(r): r for r in rows}.values())
         if self.dialect == "postgresql":
-            self._copy_upsert(conn, table, columns, list(latest.values()), keys)
+            self._copy_upsert(conn, table, columns, latest, keys)
             return
         sql, order = self._compiled_upsert(table, tuple(columns), tuple(keys))
         if order == list(range(len(columns))):
-            params = [tuple(r) for r in latest.values()]
+            params: list[Sequence[Any]] = [tuple(r) for r in latest]
+        elif len(order) == 1:  # an itemgetter of one index gives the value, not a tuple
+            params = [(r[order[0]],) for r in latest]
         else:
-            params = [tuple(r[i] for i in order) for r in latest.values()]
+            params = list(map(operator.itemgetter(*order), latest))
         conn.exec_driver_sql(sql, params)
 
     def _compiled_upsert(
@@ -891,6 +904,17 @@ class Store:
             # a state row always has its raw record (the two are written and deleted together)
             yield [(sid, *found[sid]) for sid in ids if sid in found]
             after = ids[-1]
+
+    def pending_count(self, source: str, entity: str) -> int:
+        """How many of the entity's staged records wait for the map stage (the partial index)."""
+        st = t.raw_state
+        query = (
+            select(func.count())
+            .select_from(st)
+            .where(st.c.source == source, st.c.entity == entity, st.c.pending)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def mark_mapped(
         self,

@@ -149,3 +149,80 @@ def test_a_record_mapped_again_replaces_its_row_and_a_repeat_in_one_batch_keeps_
         )
     with ctx.store.engine.connect() as conn:
         assert conn.execute(select(t.orders.c.status)).scalars().all() == ["cancelled"]
+
+
+def _mapped_state(ctx: RunContext, entity: str) -> tuple[dict[str, Any], list[Any], int]:
+    mapping = ctx.mappings[("sandbox_erp", entity)]
+    table = t.CANONICAL_TABLES[mapping.entity]
+    with ctx.store.engine.connect() as conn:
+        rows = {
+            r["source_id"]: {k: v for k, v in dict(r).items() if k != "run_id"}
+            for r in conn.execute(select(table)).mappings()
+        }
+        rejects = sorted(
+            conn.execute(
+                select(t.rejects.c.source_id, t.rejects.c.field, t.rejects.c.payload).where(
+                    t.rejects.c.entity == entity
+                )
+            ).all()
+        )
+        pending = conn.execute(
+            select(t.raw_state.c.source_id).where(
+                t.raw_state.c.entity == entity, t.raw_state.c.pending.is_(True)
+            )
+        ).all()
+    return rows, rejects, len(pending)
+
+
+def test_batches_mapped_by_worker_processes_store_what_the_stage_itself_stores(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concord.pipeline import map as map_stage
+    from concord.pipeline.map_batches import MapPool
+
+    dataset = ErpDataset.generate(seed=11, customers=30)
+    records = list(dataset.iter_all("orders"))[:150]
+    records[3] = {**records[3], "amount_total": "not a number"}  # a reject, payload kept
+    records[7] = {**records[7], "order_date": None}
+    outcomes = []
+    for workers in (0, 1):
+        config = write_config(
+            tmp_path / f"c{workers}.yaml",
+            store_url=store_url,
+            erp_url="http://127.0.0.1:9",
+            crm_url="http://127.0.0.1:9",
+            batch_size=40,
+        )
+        context = open_context(load_config(config), RunOptions(trigger="test"))
+        context.store.migrate()
+        with context.store.begin() as conn:  # the same store for both: start empty
+            for table in (t.orders, t.rejects, t.raw_state, t.raw_records):
+                conn.execute(table.delete())
+        _stage(context, "orders", records)
+        monkeypatch.setattr(map_stage, "MIN_RECORDS_FOR_WORKERS", 1)
+        with MapPool(workers) as pool:
+            report = map_entity(context, "sandbox_erp", "orders", pool=pool)
+        assert report.workers == workers
+        outcomes.append((report.mapped, report.rejected, *_mapped_state(context, "orders")))
+        context.store.dispose()
+    in_process, in_workers = outcomes
+    assert in_process[1] >= 2  # the two broken records were refused, with their payloads
+    assert in_workers == in_process
+    assert in_workers[4] == 0  # nothing left pending
+
+
+def test_a_worker_refuses_a_mapping_file_that_changed_since_the_run_loaded_it(
+    tmp_path: Path,
+) -> None:
+    from concord.errors import MappingError
+    from concord.pipeline.map_batches import BatchJob, MapPool
+
+    source = Path("mappings/sandbox_erp/orders.yaml").resolve()
+    copy = tmp_path / "orders.yaml"
+    copy.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    job = BatchJob(
+        "sandbox_erp", "orders", str(copy), "fingerprint-of-another-file", "", "sqlite", "r"
+    )
+    payload = orjson.dumps({"id": "SO-1"})
+    with MapPool(1) as pool, pytest.raises(MappingError, match="changed while the run"):
+        list(pool.mapped(job, [[("SO-1", payload, digest(payload))]]))

@@ -47,6 +47,7 @@ STAGES = (
     ),
     (
         "concord.pipeline.map",
+        "concord.pipeline.map_batches",
         "concord.pipeline.rows",
         "concord.pipeline.replay",
         "concord.pipeline.gates",
