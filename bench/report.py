@@ -102,7 +102,8 @@ def map_lines(result: dict[str, Any]) -> list[str]:
         "rejects, the raw records marked mapped), both on one core. The last column maps every "
         f"record again (`remap`, the replay counted) with `map_workers: "
         f"{found.get('map_workers', 0)}` worker processes where an entity has 20,000 pending "
-        "records or more (the workers column), the stage reading and writing in its own process.",
+        "records or more (the workers column), the stage reading and writing in its own process; "
+        "one pool for all entities, as a sync has, its start counted once.",
         "",
         "| entity | records | ceiling records/s | concord records/s | ratio | workers | "
         "with workers records/s |",
