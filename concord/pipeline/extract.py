@@ -323,6 +323,7 @@ def stage_pages(
         token = page.checkpoint.token if page.checkpoint else None
         refuse_secret_checkpoint(source_name, token)
         with ctx.store.begin() as conn:
+            ctx.store.widen_cache(conn)  # SQLite: index pages stay cached across pages
             if ctx.store.dialect == "postgresql" and save_progress is not _no_progress:
                 # No wait for the WAL flush: a page and its checkpoint commit together, so a
                 # page a server crash loses is lost with its checkpoint and pulled again, and

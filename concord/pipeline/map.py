@@ -133,6 +133,7 @@ def map_entity(
         report.records += len(batch)
         bad_ids = [canonical_id(r.source_id) for r in rejects if r.source_id is not None]
         with ctx.store.begin() as conn:
+            ctx.store.widen_cache(conn)  # SQLite: index pages stay cached across batches
             # one row per staged record of the batch: no key repeats
             ctx.store.upsert_rows(
                 conn, table, builder.columns, rows, ["source", "source_id"], unique=True

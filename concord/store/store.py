@@ -109,11 +109,13 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
-# SQLite's page cache per connection and its WAL checkpoint interval. The defaults (2 MiB, 1000
-# pages) made a medium first night's staging spend most of its time re-reading evicted index
-# pages and checkpointing every 4 MiB of WAL (issue 19: 51 s against 37 s with these, same
-# pull). The cache is allocated as it is used; the checkpoint copies each page's last version
-# once per 40 MiB of WAL instead of once per 4 MiB.
+# SQLite's WAL checkpoint interval, and the page cache of a connection that bulk-writes
+# (``Store.widen_cache``). The defaults (1000 pages, 2 MiB) made a medium first night's staging
+# spend most of its time checkpointing every 4 MiB of WAL and re-reading evicted index pages
+# (issue 19: 51 s against 37 s with these, same pull). The checkpoint now copies each page's
+# last version once per 40 MiB of WAL; the cache is allocated as it is used, and only the
+# staging and map writers get the big one (every connection with it raised a medium run's peak
+# memory by a sixth).
 _SQLITE_CACHE_KIB = 65536
 _SQLITE_CHECKPOINT_PAGES = 10000
 
@@ -123,7 +125,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
     cur.execute(f"PRAGMA wal_autocheckpoint={_SQLITE_CHECKPOINT_PAGES}")
     cur.close()
 
@@ -305,14 +306,23 @@ class Store:
         """Close the engine's connections."""
         self.engine.dispose()
 
+    def widen_cache(self, conn: Connection) -> None:
+        """SQLite: give the connection a page cache of ``_SQLITE_CACHE_KIB`` (bulk writers).
+
+        The connection keeps it in the pool until ``release_idle`` closes it. PostgreSQL: its
+        cache is the server's.
+        """
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+
     def release_idle(self) -> None:
         """SQLite: close the pooled connections, and with them their page caches.
 
         A stage that ran on several connections (the concurrent extract's threads) leaves each
-        in the pool holding up to ``_SQLITE_CACHE_KIB`` of cache the next stage, on one
-        connection, never reads; kept, they added up to a quarter of a medium run's peak
-        memory. A connection in use is closed when it is returned. PostgreSQL keeps its pool;
-        so does an in-memory SQLite store (its one connection is the database).
+        in the pool holding up to ``_SQLITE_CACHE_KIB`` of cache (``widen_cache``) the next
+        stage, on one connection, never reads; kept, they added up to a quarter of a medium
+        run's peak memory. A connection in use is closed when it is returned. PostgreSQL keeps
+        its pool; so does an in-memory SQLite store (its one connection is the database).
         """
         if sqlite_file(self.url) is not None:
             self.engine.dispose()

@@ -26,10 +26,10 @@ from sandbox.erp_data import ENTITIES, ErpDataset
 from tests.reliability.conftest import write_config
 
 
-@pytest.fixture
-def ctx(store_url: str, tmp_path: Path) -> Iterator[RunContext]:
+def _context(store_url: str, config_path: Path) -> RunContext:
+    """A run context on the store: the sandbox ERP's mappings, 40-record map batches."""
     config = write_config(
-        tmp_path / "c.yaml",
+        config_path,
         store_url=store_url,
         erp_url="http://127.0.0.1:9",
         crm_url="http://127.0.0.1:9",
@@ -37,6 +37,12 @@ def ctx(store_url: str, tmp_path: Path) -> Iterator[RunContext]:
     )
     context = open_context(load_config(config), RunOptions(trigger="test"))
     context.store.migrate()
+    return context
+
+
+@pytest.fixture
+def ctx(store_url: str, tmp_path: Path) -> Iterator[RunContext]:
+    context = _context(store_url, tmp_path / "c.yaml")
     yield context
     context.store.dispose()
 
@@ -186,15 +192,7 @@ def test_batches_mapped_by_worker_processes_store_what_the_stage_itself_stores(
     records[7] = {**records[7], "order_date": None}
     outcomes = []
     for workers in (0, 1):
-        config = write_config(
-            tmp_path / f"c{workers}.yaml",
-            store_url=store_url,
-            erp_url="http://127.0.0.1:9",
-            crm_url="http://127.0.0.1:9",
-            batch_size=40,
-        )
-        context = open_context(load_config(config), RunOptions(trigger="test"))
-        context.store.migrate()
+        context = _context(store_url, tmp_path / f"c{workers}.yaml")
         with context.store.begin() as conn:  # the same store for both: start empty
             for table in (t.orders, t.rejects, t.raw_state, t.raw_records):
                 conn.execute(table.delete())

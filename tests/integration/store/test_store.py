@@ -307,15 +307,17 @@ def test_an_unsupported_store_url_says_what_is_supported() -> None:
         Store("mysql://concord@db/concord")
 
 
-def test_a_sqlite_store_connection_has_the_larger_page_cache_and_checkpoint_interval(
+def test_a_sqlite_store_checkpoints_every_40_mib_and_widens_a_bulk_writers_cache(
     tmp_path: Path,
 ) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'concord.db'}")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
-        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536  # KiB
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 10000
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -2000  # the default
+        store.widen_cache(conn)
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536  # KiB
 
 
 def test_release_idle_closes_pooled_sqlite_connections_and_the_store_goes_on(
