@@ -116,8 +116,8 @@ def _owner_is_dead(owner: str) -> bool:
 # last version once per 40 MiB of WAL; the cache is allocated as it is used, and only the
 # staging and map writers get the big one (every connection with it raised a medium run's peak
 # memory by a sixth).
-_SQLITE_CACHE_KIB = 65536
-_SQLITE_CHECKPOINT_PAGES = 10000
+_WIDEN_CACHE_PRAGMA = "PRAGMA cache_size=-65536"  # KiB: 64 MiB
+_CHECKPOINT_PRAGMA = "PRAGMA wal_autocheckpoint=10000"  # pages: 40 MiB
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -125,7 +125,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute(f"PRAGMA wal_autocheckpoint={_SQLITE_CHECKPOINT_PAGES}")
+    cur.execute(_CHECKPOINT_PRAGMA)
     cur.close()
 
 
@@ -307,22 +307,22 @@ class Store:
         self.engine.dispose()
 
     def widen_cache(self, conn: Connection) -> None:
-        """SQLite: give the connection a page cache of ``_SQLITE_CACHE_KIB`` (bulk writers).
+        """SQLite: give the connection a 64 MiB page cache (``_WIDEN_CACHE_PRAGMA``; bulk writers).
 
         The connection keeps it in the pool until ``release_idle`` closes it. PostgreSQL: its
         cache is the server's.
         """
         if self.dialect == "sqlite":
-            conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+            conn.exec_driver_sql(_WIDEN_CACHE_PRAGMA)
 
     def release_idle(self) -> None:
         """SQLite: close the pooled connections, and with them their page caches.
 
         A stage that ran on several connections (the concurrent extract's threads) leaves each
-        in the pool holding up to ``_SQLITE_CACHE_KIB`` of cache (``widen_cache``) the next
-        stage, on one connection, never reads; kept, they added up to a quarter of a medium
-        run's peak memory. A connection in use is closed when it is returned. PostgreSQL keeps
-        its pool; so does an in-memory SQLite store (its one connection is the database).
+        in the pool holding up to 64 MiB of cache (``widen_cache``) the next stage, on one
+        connection, never reads; kept, they added up to a quarter of a medium run's peak memory.
+        A connection in use is closed when it is returned. PostgreSQL keeps its pool; so does
+        an in-memory SQLite store (its one connection is the database).
         """
         if sqlite_file(self.url) is not None:
             self.engine.dispose()
