@@ -18,11 +18,10 @@ import os
 import pstats
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import runner
-from bench.generate import BENCH_ENTITIES, SCALES, SOURCES, generate, source_path
+from bench.generate import SCALES, SOURCES, generate, source_path
 from bench.wire import sequential
 from concord.config import load_config
 from concord.pipeline.context import RunOptions, open_context
@@ -44,13 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate(directory, SCALES[args.scale])
     os.environ.update(runner.child_env())
     with runner.servers(directory) as urls:
-        spec = {
-            "sources": {s: urls[s] for s in SOURCES},
-            "entities": list(BENCH_ENTITIES),
-            "page_size": runner.PAGE_SIZE,
-            "token": runner.ERP_TOKEN,
-            "window_end": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        spec = runner.wire_spec(urls)
         sequential(spec)  # warm: server caches, imports
         wire = sequential(spec)
         store_url = runner.fresh_store(directory, None, args.scale)

@@ -222,15 +222,20 @@ def fresh_store(directory: Path, postgres: str | None, scale: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
-def wire_ceiling(directory: Path, urls: dict[str, str]) -> dict[str, Any]:
-    """bench.wire in a child process: the same pages by a bare requests + orjson loop."""
-    spec = {
+def wire_spec(urls: dict[str, str]) -> dict[str, Any]:
+    """What bench.wire pulls: the bench sources' pages as concord's REST sources ask for them."""
+    return {
         "sources": {s: urls[s] for s in SOURCES},
         "entities": list(BENCH_ENTITIES),
         "page_size": PAGE_SIZE,
         "token": ERP_TOKEN,
         "window_end": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def wire_ceiling(directory: Path, urls: dict[str, str]) -> dict[str, Any]:
+    """bench.wire in a child process: the same pages by a bare requests + orjson loop."""
+    spec = wire_spec(urls)
     spec_path, out = directory / "wire-spec.json", directory / "wire.json"
     spec_path.write_bytes(orjson.dumps(spec))
     cmd = [sys.executable, "-m", "bench.wire", "--spec", str(spec_path), "--out", str(out)]

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, select
 
 from concord.contracts import (
     Checkpoint,
@@ -463,15 +463,10 @@ def _changed_this_run(ctx: RunContext, source: str, entity: str, path: str) -> l
     values: set[str] = set()
     parts = path.split(".")
     # this run's records through raw_state's run index, their payloads by key
-    same = and_(
-        raw.c.source == state.c.source,
-        raw.c.entity == state.c.entity,
-        raw.c.source_id == state.c.source_id,
-    )
     with ctx.store.engine.connect() as conn:
         rows = conn.execute(
             select(raw.c.payload)
-            .select_from(state.join(raw, same))
+            .select_from(state.join(raw, t.RAW_WITH_STATE))
             .where(state.c.source == source, state.c.entity == entity, state.c.run_id == ctx.run_id)
         ).scalars()
         for payload in rows:

@@ -166,14 +166,9 @@ def _mapped_payloads(
     medium first night's 23 s reconcile).
     """
     raw, st = t.raw_records, t.raw_state
-    same = and_(
-        raw.c.source == st.c.source,
-        raw.c.entity == st.c.entity,
-        raw.c.source_id == st.c.source_id,
-    )
     rows = conn.execution_options(yield_per=BATCH).execute(
         select(st.c.source_id, raw.c.payload, table.c.currency, table.c[column])
-        .select_from(st.join(raw, same).join(table, canonical_of(table, prefix, st)))
+        .select_from(st.join(raw, t.RAW_WITH_STATE).join(table, canonical_of(table, prefix, st)))
         .where(where)
     )
     for part in rows.partitions():

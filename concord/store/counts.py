@@ -34,6 +34,18 @@ def canonical_of(table: Table, prefix: str = "", raw: Table = t.raw_records) -> 
     return and_(table.c.source == raw.c.source, table.c.source_id == source_id)
 
 
+def pending_count(conn: Connection, source: str, entity: str) -> int:
+    """How many of the entity's staged records wait for the map stage (their ``raw_state``)."""
+    st = t.raw_state
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(st)
+            .where(st.c.source == source, st.c.entity == entity, st.c.pending)
+        ).scalar_one()
+    )
+
+
 def entity_counts(
     conn: Connection, source: str, entity: str, table: Table, prefix: str = ""
 ) -> EntityCounts:
@@ -49,9 +61,7 @@ def entity_counts(
     # the map state of each staged record (``raw_state``: a record without one is counted
     # staged and nothing else, so the sum shows it)
     at_source = and_(st.c.source == source, st.c.entity == entity)
-    pending = conn.execute(
-        select(func.count()).select_from(st).where(at_source, st.c.pending)
-    ).scalar_one()
+    pending = pending_count(conn, source, entity)
     canonical = conn.execute(
         select(func.count())
         .select_from(st.join(table, canonical_of(table, prefix, st)))

@@ -50,6 +50,7 @@ from sqlalchemy.schema import CreateTable
 
 from concord.errors import LockBusy, StoreError
 from concord.store import tables as t
+from concord.store.counts import pending_count
 from concord.store.rejects import Reject
 from concord.store.types import MoneyType, UtcDateTime, money_param, sqlite_utc_param, utc_param
 from concord.utc import utcnow
@@ -916,15 +917,9 @@ class Store:
             after = ids[-1]
 
     def pending_count(self, source: str, entity: str) -> int:
-        """How many of the entity's staged records wait for the map stage (the partial index)."""
-        st = t.raw_state
-        query = (
-            select(func.count())
-            .select_from(st)
-            .where(st.c.source == source, st.c.entity == entity, st.c.pending)
-        )
+        """How many of the entity's staged records wait for the map stage."""
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            return pending_count(conn, source, entity)
 
     def mark_mapped(
         self,

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     text,
 )
 
@@ -129,6 +130,14 @@ raw_state = Table(
     Index("ix_raw_state_run_id", "source", "entity", "run_id"),
     sqlite_with_rowid=False,
 )
+
+RAW_WITH_STATE = and_(
+    raw_records.c.source == raw_state.c.source,
+    raw_records.c.entity == raw_state.c.entity,
+    raw_records.c.source_id == raw_state.c.source_id,
+)
+"""A raw record joined to its ``raw_state`` row (the same key)."""
+
 
 rejects = Table(
     "rejects",
