@@ -3,7 +3,7 @@
 Run with the Python of the separate Tryton venv, never imported by the test process:
 ``python tryton_360_script.py CONFIG DATABASE seed_360``. Kept apart from ``tryton_script.py``
 so the cached template (keyed by that script) is not rebuilt for it. On top of the template it
-sets the company's time zone, adds USD with dated rates and a dated EUR rate (Tryton's rates are
+sets the company's time zone (ahead of UTC, see ``TIMEZONE``), adds USD with dated rates and a dated EUR rate (Tryton's rates are
 relative to an arbitrary base, so the company currency's own rate matters), a quotation, a draft
 and a cancelled sale, a USD sale and a USD invoice dated in the past, an invoice due today, and
 payments through the invoice "Pay" wizard (full, two partial, one in USD), a draft
@@ -21,7 +21,10 @@ import json
 import sys
 from decimal import Decimal
 
-TIMEZONE = "America/New_York"
+# A zone ahead of UTC: the template numbered its invoices with the server's (UTC) date, and
+# Tryton numbers invoices in date order, so a company date behind it (as New York's is from
+# midnight to five UTC) could not post an invoice dated its today.
+TIMEZONE = "Pacific/Auckland"
 
 
 def seed_360(config_file: str, database: str) -> dict:
