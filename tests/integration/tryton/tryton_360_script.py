@@ -3,12 +3,12 @@
 Run with the Python of the separate Tryton venv, never imported by the test process:
 ``python tryton_360_script.py CONFIG DATABASE seed_360``. Kept apart from ``tryton_script.py``
 so the cached template (keyed by that script) is not rebuilt for it. On top of the template it
-sets the company's time zone (ahead of UTC, see ``TIMEZONE``), adds USD with dated rates and a dated EUR rate (Tryton's rates are
-relative to an arbitrary base, so the company currency's own rate matters), a quotation, a draft
-and a cancelled sale, a USD sale and a USD invoice dated in the past, an invoice due today, and
-payments through the invoice "Pay" wizard (full, two partial, one in USD), a draft
-``account.payment`` and an invoice due twelve days ago. Prints one JSON object (what it made) on
-its last stdout line.
+sets the company's time zone (ahead of UTC, see ``TIMEZONE``), adds USD with dated rates and a
+dated EUR rate (Tryton's rates are relative to an arbitrary base, so the company currency's own
+rate matters), a quotation, a draft and a cancelled sale, a USD sale and a USD invoice dated in
+the past, an invoice due today, and payments through the invoice "Pay" wizard (full, two
+partial, one in USD), a draft ``account.payment`` and an invoice due twelve days ago. Prints one
+JSON object (what it made) on its last stdout line.
 """
 # mypy: ignore-errors
 # ruff: noqa: N806
