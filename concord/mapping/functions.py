@@ -272,6 +272,8 @@ def negate(value: Any) -> Any:
 
 def stringify(value: Any) -> str:
     """The text a string-only target (HubSpot properties) gets for a value; None gives ''."""
+    if value.__class__ is str:  # the common case first: most properties are text already
+        return value
     if value is None:
         return ""
     if isinstance(value, list | tuple):

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, create_model
-from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import Connection, and_, func, or_, select
 
 from concord.config import PipelineConfig
 from concord.customer360.churn import ChurnScores, LastFit, churn_scores
@@ -357,36 +357,45 @@ def _counts(conn: Connection) -> dict[str, str]:
     """Per golden customer with a record: how many records, documents and cross allocations.
 
     A row a run writes carries its run id; a row removed (quarantined, excluded, a link gone)
-    leaves none, but lowers a count here. SQL aggregates over indexed columns.
+    leaves none, but lowers a count here. Each table is counted per ERP customer in SQL, from
+    the ``(source, customer_id)`` index alone; the links name each ERP customer's golden one.
     """
     il, c = t.identity_links, t.customers
-    parts: list[Any] = [
-        select(il.c.concord_id.label("gid"), literal(0).label("i")).select_from(
-            c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id))
-        )
-    ]
+    links: dict[tuple[str, str], str] = {
+        (source, sid): gid
+        for source, sid, gid in conn.execute(select(il.c.source, il.c.source_id, il.c.concord_id))
+    }
+    counts: dict[str, list[int]] = {}
+
+    def add(source: str, customer: str, i: int, n: int) -> None:
+        gid = links.get((source, customer))
+        if gid is not None:
+            counts.setdefault(gid, [0] * 7)[i] += n
+
+    for source, sid in conn.execute(select(c.c.source, c.c.source_id)):
+        add(source, sid, 0, 1)
     for i, table in enumerate(DOCUMENTS, 1):
-        link = and_(il.c.source == table.c.source, il.c.source_id == table.c.customer_id)
-        parts.append(select(il.c.concord_id, literal(i)).select_from(table.join(il, link)))
+        per_customer = select(table.c.source, table.c.customer_id, func.count()).group_by(
+            table.c.source, table.c.customer_id
+        )
+        for source, customer, n in conn.execute(per_customer):
+            add(source, customer, i, n)
     # a payment of one customer against another's invoice: each side's figures read the other
     pay, inv = t.payments, t.invoices
-    cross = pay.join(inv, and_(inv.c.source == pay.c.source, inv.c.source_id == pay.c.invoice_id))
-    for i, (col_source, col_customer) in enumerate(
-        ((pay.c.source, pay.c.customer_id), (inv.c.source, inv.c.customer_id)), 5
-    ):
-        parts.append(
-            select(il.c.concord_id, literal(i))
-            .select_from(
-                cross.join(il, and_(il.c.source == col_source, il.c.source_id == col_customer))
-            )
-            .where(pay.c.customer_id != inv.c.customer_id)
+    cross = (
+        select(inv.c.source, pay.c.customer_id, inv.c.customer_id, func.count())
+        .select_from(
+            inv.join(pay, and_(pay.c.source == inv.c.source, pay.c.invoice_id == inv.c.source_id))
         )
-    every = union_all(*parts).subquery()
-    # one row per customer, counted in SQL: seven grouped queries would fetch seven times more
-    query = select(
-        every.c.gid, *(func.sum(case((every.c.i == i, 1), else_=0)) for i in range(7))
-    ).group_by(every.c.gid)
-    counts = {gid: n for gid, *n in conn.execute(query)}
+        .where(pay.c.customer_id != inv.c.customer_id)
+        # grouped by the invoice's side: SQLite then scans the payments once rather than through
+        # their customer index, a table lookup per payment
+        .group_by(inv.c.source, inv.c.customer_id, pay.c.customer_id)
+    )
+    if conn.execute(select(inv.c.source).limit(1)).first() is not None:
+        for source, payer, invoiced, n in conn.execute(cross):
+            add(source, payer, 5, n)
+            add(source, invoiced, 6, n)
     return {gid: ",".join(map(str, n)) for gid, n in counts.items() if n[0] > 0}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -139,10 +140,16 @@ def mapping_fingerprint(*mappings: Mapping | None) -> bytes:
     return bytes.fromhex(digest(b"".join(parts)))
 
 
-def source_fingerprint(data_text: str | bytes, mappings: bytes) -> str:
-    """Fingerprint of one stored 360 row (its JSON text) as mapped by the given mappings."""
-    body = data_text.encode() if isinstance(data_text, str) else data_text
-    return digest(body + mappings)
+def source_fingerprint(data: dict[str, Any], mappings: OutboundMappings) -> str:
+    """Fingerprint of one stored 360 row as the given mappings read it.
+
+    Only the row's fields the projection holds (``mappings.reads``) count: a night that moves
+    only figures no mapping reads (as_of, days since the last order, p_alive) leaves it alone,
+    so the row is skipped without validating or mapping it. A field absent and a field null
+    differ.
+    """
+    read = {name: data[name] for name in mappings.reads if name in data}
+    return digest(orjson.dumps(read, option=orjson.OPT_SORT_KEYS) + mappings.fingerprint)
 
 
 Candidate = PlannedUpsert | MapFailure | Refresh
@@ -158,13 +165,24 @@ class OutboundMappings:
     """A target's outbound mappings: companies, persons (optional), and their fingerprint.
 
     ``model`` is what a stored 360 row is validated into before mapping: the projection of
-    ``Customer360`` onto the paths both mappings and the push read (``push/projection.py``).
+    ``Customer360`` onto the paths both mappings and the push read (``push/projection.py``);
+    ``reads`` its top-level fields, all a mapped result can depend on.
     """
 
     company: Mapping
     person: Mapping | None
     fingerprint: bytes
     model: type[BaseModel] = Customer360
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The 360 row's top-level fields the projection validates (sorted)."""
+        return _field_names(self.model)
+
+
+@lru_cache(maxsize=64)
+def _field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(sorted(model.model_fields))
 
 
 def customer_model(*mappings: Mapping | None) -> type[BaseModel]:
@@ -335,10 +353,11 @@ def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
     for rows in rows_with_state(ctx, target_name):
         for row in rows:
             gid, data_text, accepted, _remote, _props, status, _attempts, seen = row
-            fingerprint = source_fingerprint(data_text, mappings.fingerprint)
+            data = orjson.loads(data_text)
+            fingerprint = source_fingerprint(data, mappings)
             if status == "accepted" and seen == fingerprint:
                 continue
-            mapped = map_customer(gid, orjson.loads(data_text), mappings, target_name)
+            mapped = map_customer(gid, data, mappings, target_name)
             if isinstance(mapped, MapFailure):
                 yield mapped
                 continue

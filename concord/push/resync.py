@@ -115,19 +115,20 @@ def resync_items(
     mappings = outbound_mappings(ctx, target_name)
     revive = revive_properties(ctx.config.targets[target_name])  # a retired customer came back
     for rows in rows_with_state(ctx, target_name):
-        batch: list[tuple[StateRow, Mapped]] = []
+        batch: list[tuple[StateRow, Mapped, str]] = []
         for row in rows:
-            mapped = map_customer(row[0], orjson.loads(row[1]), mappings, target_name)
+            data = orjson.loads(row[1])
+            mapped = map_customer(row[0], data, mappings, target_name)
             if isinstance(mapped, MapFailure):
                 yield mapped
             else:
-                batch.append((row, mapped))
+                batch.append((row, mapped, source_fingerprint(data, mappings)))
         counts.checked += len(batch)
         # the mark is read only where a retired customer came back: an org without it is fine
-        back = tuple(revive) if any(row[5] == RETIRED for row, _ in batch) else ()
-        held = _read_back(target, batch, back) if target is not None else {}
-        for row, mapped in batch:
-            fingerprint = source_fingerprint(row[1], mappings.fingerprint)
+        back = tuple(revive) if any(row[5] == RETIRED for row, _, _ in batch) else ()
+        pairs = [(row, m) for row, m, _ in batch]
+        held = _read_back(target, pairs, back) if target is not None else {}
+        for row, mapped, fingerprint in batch:
             if target is None:
                 yield planned(row[0], mapped, row, fingerprint, revive=revive)
                 continue

@@ -71,7 +71,7 @@ def test_only_the_changed_customer_is_sent_with_its_new_values(
     assert hubspot.objects["companies"]["K001"]["properties"]["lifetime_revenue"] == "250.50"
 
 
-def test_a_360_change_the_mapping_does_not_send_is_not_pushed(
+def test_a_360_change_in_a_field_no_mapping_reads_is_skipped_unmapped(
     store: Store, hubspot: CrmServer
 ) -> None:
     seed(store, customer("K001"))
@@ -79,7 +79,26 @@ def test_a_360_change_the_mapping_does_not_send_is_not_pushed(
     pusher.push("hs")
     before = push_states(store, "hs")["K001"]["source_hash"]
     changed = customer("K001")
-    changed["revenue_12m"] = "77"  # not in the outbound mapping
+    changed["revenue_12m"] = "77"  # read by neither outbound mapping
+    changed["days_since_last_order"] = 5
+    seed(store, changed)
+
+    report = pusher.push("hs")
+    assert (report.planned, report.unchanged, report.calls) == (0, 1, 0)
+    assert push_states(store, "hs")["K001"]["source_hash"] == before  # not even re-mapped
+
+
+def test_a_read_field_whose_sent_value_is_the_same_is_not_pushed(
+    store: Store, hubspot: CrmServer
+) -> None:
+    first = customer("K001")
+    first["churn_risk"] = 0.1234
+    seed(store, first)
+    pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
+    pusher.push("hs")
+    before = push_states(store, "hs")["K001"]["source_hash"]
+    changed = customer("K001")
+    changed["churn_risk"] = 0.1236  # the mapping sends it rounded to 0.12, as before
     seed(store, changed)
 
     report = pusher.push("hs")
