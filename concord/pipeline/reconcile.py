@@ -127,26 +127,29 @@ def entity_counts(
         "canonical": counts.canonical,
         "rejected": counts.rejected,
         "pending": counts.pending,
-        "money": canonical_money(conn, table, source, entity),
+        "money": canonical_money(conn, table, source, entity, prefix),
     }
 
 
-def canonical_money(conn: Connection, table: Table, source: str, entity: str) -> dict[str, str]:
-    """Money totals per currency of a source entity's canonical rows ({} without money)."""
+def canonical_money(
+    conn: Connection, table: Table, source: str, entity: str, prefix: str = ""
+) -> dict[str, str]:
+    """Money totals per currency of a source entity's canonical rows ({} without money).
+
+    The rows are found as the counts find them, through the entity's ``raw_state`` rows (its
+    index) and the canonical keys: no JSON is read, a third of the time of filtering every
+    row of the source on ``data.ref.entity``.
+    """
     column = MONEY_COLUMNS.get(table.name)
     if column is None:
         return {}
-    if conn.dialect.name == "sqlite":
-        # JSON_EXTRACT as is: SQLAlchemy's ``as_string()`` quotes and extracts again per row,
-        # five times slower over a whole entity
-        of_entity: Any = func.json_extract(table.c.data, "$.ref.entity")
-    else:
-        of_entity = table.c.data["ref"]["entity"].as_string()
+    st = t.raw_state
     rows = conn.execute(
         select(table.c.currency, func.sum(table.c[column]))
+        .select_from(st.join(table, canonical_of(table, prefix, st)))
         .where(
-            table.c.source == source,
-            of_entity == entity,
+            st.c.source == source,
+            st.c.entity == entity,
             table.c.state.is_(None),  # what the source still holds: tombstones left out
         )
         .group_by(table.c.currency)
