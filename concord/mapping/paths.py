@@ -94,3 +94,51 @@ def spec_reads(spec: MappingSpec) -> Iterator[PathRead]:
     exprs: Iterable[Expr] = [*([spec.id] if spec.id else []), *spec.fields.values()]
     for expr in exprs:
         yield from expr_reads(expr)
+
+
+_STEPS_BESIDE_ROUND = (
+    "extract",
+    "split",
+    "map",
+    "lookup",
+    "type",
+    "format",
+    "tz",
+    "negate_if",
+    "join",
+)
+"""``Expr`` steps that, set, make a field more than its source value rounded."""
+
+
+def _rounded_top_field(expr: Expr) -> tuple[str, int] | None:
+    """(field, places) when ``expr`` is a top-level field with ``round`` and no other step."""
+    path = expr.path
+    if path is None or expr.round is None or path.root or len(path.steps) != 1:
+        return None
+    (step,) = path.steps
+    if not isinstance(step, str) or expr.transforms or expr.as_list:
+        return None
+    if expr.has_default or expr.has_otherwise:
+        return None
+    if any(getattr(expr, name) is not None for name in _STEPS_BESIDE_ROUND):
+        return None
+    return step, expr.round
+
+
+def rounded_reads(spec: MappingSpec) -> dict[str, int]:
+    """Top-level source fields the mapping reads only rounded: the field and its places.
+
+    A field read so (``{path: churn_risk, round: 2}`` and no other step, in every expression
+    that reads it) gives an output that depends on the rounded value alone: two records whose
+    values round alike map alike there. Any other read of the field, or two different places,
+    leaves it out.
+    """
+    places: dict[str, set[int]] = {}
+    raw: set[str] = set()
+    for expr in [*([spec.id] if spec.id else []), *spec.fields.values()]:
+        rounded = _rounded_top_field(expr)
+        if rounded is not None:
+            places.setdefault(rounded[0], set()).add(rounded[1])
+            continue
+        raw.update(r.dotted.split(".")[0] for r in expr_reads(expr))
+    return {f: next(iter(p)) for f, p in places.items() if len(p) == 1 and f not in raw}

@@ -10,9 +10,11 @@ accepted from the same 360 data and mappings is skipped without mapping it.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from types import NoneType
 from typing import Any
 
 import orjson
@@ -23,6 +25,7 @@ from concord.contracts import ObjectKind, PushRecord, TargetConfig
 from concord.errors import RecordRejected
 from concord.hashing import digest, json_digest
 from concord.mapping import Mapping, load_mapping
+from concord.mapping.paths import rounded_reads
 from concord.model import Customer360
 from concord.pipeline.context import RunContext
 from concord.push.projection import projection
@@ -147,8 +150,20 @@ def source_fingerprint(data: dict[str, Any], mappings: OutboundMappings) -> str:
     only figures no mapping reads (as_of, days since the last order, p_alive) leaves it alone,
     so the row is skipped without validating or mapping it. A field absent and a field null
     differ.
+    A field the mappings read only rounded (``mappings.rounded``) counts rounded, as they read
+    it: a figure that moves in its fourth decimal every night (``churn_risk``) leaves the row
+    alone until it moves at the places sent.
     """
-    read = {name: data[name] for name in mappings.reads if name in data}
+    read: dict[str, Any] = {}
+    rounded = mappings.rounded
+    for name in mappings.reads:
+        if name in data:
+            value = data[name]
+            places = rounded.get(name)
+            # a float as the mapping's round step rounds it (the projection keeps floats as is)
+            read[name] = (
+                round(value, places) if places is not None and type(value) is float else value
+            )
     return digest(orjson.dumps(read, option=orjson.OPT_SORT_KEYS) + mappings.fingerprint)
 
 
@@ -166,13 +181,15 @@ class OutboundMappings:
 
     ``model`` is what a stored 360 row is validated into before mapping: the projection of
     ``Customer360`` onto the paths both mappings and the push read (``push/projection.py``);
-    ``reads`` its top-level fields, all a mapped result can depend on.
+    ``reads`` its top-level fields, all a mapped result can depend on; ``rounded`` those of
+    them (float fields) that every mapping reads only rounded, with the places.
     """
 
     company: Mapping
     person: Mapping | None
     fingerprint: bytes
     model: type[BaseModel] = Customer360
+    rounded: dict[str, int] = field(default_factory=dict)
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -193,6 +210,30 @@ def customer_model(*mappings: Mapping | None) -> type[BaseModel]:
     return projection(Customer360, values, containers)
 
 
+def float_rounded_reads(model: type[BaseModel], *mappings: Mapping | None) -> dict[str, int]:
+    """Float fields of ``model`` that every one of ``mappings`` reads only rounded, alike.
+
+    Only floats: the round step rounds them as ``round`` does, whatever the projection's
+    validation made of the stored value; a Decimal field stored as text is left out.
+    """
+    used = [m for m in mappings if m is not None]
+    raw = {p.split(".")[0] for p in PUSH_READS}
+    places: dict[str, set[int]] = {}
+    for m in used:
+        rounded = rounded_reads(m.spec)
+        raw.update(p.split(".")[0] for p in m.read_paths if p.split(".")[0] not in rounded)
+        for name, n in rounded.items():
+            places.setdefault(name, set()).add(n)
+    out: dict[str, int] = {}
+    for name, found in places.items():
+        info = model.model_fields.get(name)
+        if info is None or name in raw or len(found) != 1:
+            continue
+        if info.annotation is float or set(typing.get_args(info.annotation)) == {float, NoneType}:
+            out[name] = found.pop()
+    return out
+
+
 def outbound_mappings(ctx: RunContext, target_name: str) -> OutboundMappings:
     """The target's outbound mappings as the run loaded them (or from the config)."""
     tcfg = ctx.config.targets[target_name]
@@ -200,8 +241,13 @@ def outbound_mappings(ctx: RunContext, target_name: str) -> OutboundMappings:
         ctx.config.resolve_path(tcfg.mapping)
     )
     person = ctx.mappings.get(("target-person", target_name))
+    model = customer_model(company, person)
     return OutboundMappings(
-        company, person, mapping_fingerprint(company, person), customer_model(company, person)
+        company,
+        person,
+        mapping_fingerprint(company, person),
+        model,
+        float_rounded_reads(model, company, person),
     )
 
 

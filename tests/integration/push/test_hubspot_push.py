@@ -91,21 +91,41 @@ def test_a_360_change_in_a_field_no_mapping_reads_is_skipped_unmapped(
 def test_a_read_field_whose_sent_value_is_the_same_is_not_pushed(
     store: Store, hubspot: CrmServer
 ) -> None:
-    first = customer("K001")
-    first["churn_risk"] = 0.1234
-    seed(store, first)
+    seed(store, customer("K001", email="sales@acme-tools.de"))
     pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
     pusher.push("hs")
     before = push_states(store, "hs")["K001"]["source_hash"]
-    changed = customer("K001")
-    changed["churn_risk"] = 0.1236  # the mapping sends it rounded to 0.12, as before
-    seed(store, changed)
+    # read (the contact mapping sends e-mails), but a company sends only the domain: the same
+    seed(store, customer("K001", email="info@acme-tools.de"))
 
     report = pusher.push("hs")
     assert (report.planned, report.unchanged, report.calls) == (0, 1, 0)
     after = push_states(store, "hs")["K001"]["source_hash"]
     assert after is not None and after != before  # next time the row is skipped unmapped
     assert pusher.push("hs").unchanged == 1
+
+
+def test_a_figure_read_rounded_is_skipped_until_it_moves_at_the_places_sent(
+    store: Store, hubspot: CrmServer
+) -> None:
+    first = customer("K001")
+    first["churn_risk"] = 0.1234
+    seed(store, first)
+    pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
+    pusher.push("hs")
+    before = push_states(store, "hs")["K001"]["source_hash"]
+    first["churn_risk"] = 0.1236  # sent rounded to 0.12, as before
+    seed(store, first)
+
+    report = pusher.push("hs")
+    assert (report.planned, report.unchanged, report.calls) == (0, 1, 0)
+    assert push_states(store, "hs")["K001"]["source_hash"] == before  # not even re-mapped
+
+    first["churn_risk"] = 0.1251  # now 0.13
+    seed(store, first)
+    report = pusher.push("hs")
+    assert (report.planned, report.accepted) == (1, 1)
+    assert hubspot.objects["companies"]["K001"]["properties"]["churn_risk"] == "0.13"
 
 
 def test_persons_become_contacts_and_companies_stay_companies(

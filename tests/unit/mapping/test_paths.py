@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from concord.errors import MappingError
-from concord.mapping.paths import spec_reads
+from concord.mapping.paths import rounded_reads, spec_reads
 from tests.unit.mapping.helpers import mapping, order_mapping
 
 
@@ -76,3 +76,30 @@ def test_outbound_checks_see_a_root_path_in_an_each_filter() -> None:
                 filter: {path: $.no_such_field, eq: x}
                 fields: {n: number}
             """)
+
+
+def test_a_field_read_only_rounded_is_named_with_its_places() -> None:
+    m = mapping("""\
+        direction: outbound
+        target: crm
+        fields:
+          risk: {path: churn_risk, round: 2}
+          revenue: {path: lifetime_revenue, round: 0}
+          balance: {path: open_balance, round: 2}
+          balance_text: {concat: [open_balance, base_currency], sep: " "}
+          alive: {path: p_alive, round: 2, negate_if: {path: is_person, eq: true}}
+          tier: value_tier
+        """)
+    # open_balance is read raw too; p_alive has a step beside round; value_tier is not rounded
+    assert rounded_reads(m.spec) == {"churn_risk": 2, "lifetime_revenue": 0}
+
+
+def test_a_field_rounded_to_two_different_places_is_not_named() -> None:
+    m = mapping("""\
+        direction: outbound
+        target: crm
+        fields:
+          risk: {path: churn_risk, round: 2}
+          risk_fine: {path: churn_risk, round: 4}
+        """)
+    assert rounded_reads(m.spec) == {}
