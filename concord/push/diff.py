@@ -5,7 +5,8 @@ accepted, kept in ``push_state`` with those properties themselves (so a dry run 
 new values). ``candidates`` keyset-pages the 360 table and yields, per customer that needs it, a
 ``PlannedUpsert`` (with the field-level diff), a ``MapFailure`` (the outbound mapping refused the
 customer) or a ``Refresh`` (unchanged for the target, but the 360 row changed); a row already
-accepted from the same 360 data and mappings is skipped without mapping it.
+accepted from the same read 360 fields and mappings (``source_fingerprint``) is skipped without
+mapping it.
 """
 
 from __future__ import annotations
@@ -149,10 +150,9 @@ def source_fingerprint(data: dict[str, Any], mappings: OutboundMappings) -> str:
     Only the row's fields the projection holds (``mappings.reads``) count: a night that moves
     only figures no mapping reads (as_of, days since the last order, p_alive) leaves it alone,
     so the row is skipped without validating or mapping it. A field absent and a field null
-    differ.
-    A field the mappings read only rounded (``mappings.rounded``) counts rounded, as they read
-    it: a figure that moves in its fourth decimal every night (``churn_risk``) leaves the row
-    alone until it moves at the places sent.
+    differ. A field the mappings read only rounded (``mappings.rounded``) counts rounded, as
+    they read it: a figure that moves in its fourth decimal every night (``churn_risk``) leaves
+    the row alone until it moves at the places sent.
     """
     read: dict[str, Any] = {}
     rounded = mappings.rounded
@@ -160,7 +160,7 @@ def source_fingerprint(data: dict[str, Any], mappings: OutboundMappings) -> str:
         if name in data:
             value = data[name]
             places = rounded.get(name)
-            # a float as the mapping's round step rounds it (the projection keeps floats as is)
+            # a float, as the mapping's round step rounds it (the projection keeps floats as is)
             read[name] = (
                 round(value, places) if places is not None and type(value) is float else value
             )
