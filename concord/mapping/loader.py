@@ -15,7 +15,7 @@ from concord.errors import MappingError
 from concord.mapping.checks import check_mapping
 from concord.mapping.compiler import Apply, compile_mapping
 from concord.mapping.parser import parse_mapping
-from concord.mapping.paths import expr_reads, joined, spec_reads
+from concord.mapping.paths import expr_reads, joined, spec_exprs, spec_reads
 from concord.mapping.spec import Expr, MappingSpec, Mark
 
 
@@ -58,7 +58,7 @@ class Mapping:
         self._containers = tuple(sorted({p.split(".")[0] for p in self._shallow_paths}))
         self._field_marks: dict[str, Mark] = {}
         self._field_exprs: dict[str, tuple[Expr, str]] = {}
-        exprs = [*([spec.id] if spec.id else []), *spec.fields.values()]
+        exprs = spec_exprs(spec)
         _collect_marks(exprs, self._field_marks, self._field_exprs)
 
     def location(self, field: str | None = None) -> str:

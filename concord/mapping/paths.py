@@ -10,7 +10,7 @@ from the record root, so a caller never has to know the scoping rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from concord.mapping.spec import (
@@ -89,10 +89,14 @@ def condition_reads(cond: Condition, prefix: str = "") -> Iterator[PathRead]:
             yield from condition_reads(item, prefix)
 
 
+def spec_exprs(spec: MappingSpec) -> list[Expr]:
+    """The mapping's top-level expressions: the ``id`` expression (if any) and every field."""
+    return [*([spec.id] if spec.id else []), *spec.fields.values()]
+
+
 def spec_reads(spec: MappingSpec) -> Iterator[PathRead]:
     """Every source path the whole mapping reads: the ``id`` expression and every field."""
-    exprs: Iterable[Expr] = [*([spec.id] if spec.id else []), *spec.fields.values()]
-    for expr in exprs:
+    for expr in spec_exprs(spec):
         yield from expr_reads(expr)
 
 
@@ -135,7 +139,7 @@ def rounded_reads(spec: MappingSpec) -> dict[str, int]:
     """
     places: dict[str, set[int]] = {}
     raw: set[str] = set()
-    for expr in [*([spec.id] if spec.id else []), *spec.fields.values()]:
+    for expr in spec_exprs(spec):
         rounded = _rounded_top_field(expr)
         if rounded is not None:
             places.setdefault(rounded[0], set()).add(rounded[1])
