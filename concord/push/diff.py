@@ -12,7 +12,7 @@ mapping it.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import NoneType
@@ -26,6 +26,7 @@ from concord.contracts import ObjectKind, PushRecord, TargetConfig
 from concord.errors import RecordRejected
 from concord.hashing import digest, json_digest
 from concord.mapping import Mapping, load_mapping
+from concord.mapping.functions import rounder
 from concord.mapping.paths import rounded_reads
 from concord.model import Customer360
 from concord.pipeline.context import RunContext
@@ -159,11 +160,9 @@ def source_fingerprint(data: dict[str, Any], mappings: OutboundMappings) -> str:
     for name in mappings.reads:
         if name in data:
             value = data[name]
-            places = rounded.get(name)
-            # a float, as the mapping's round step rounds it (the projection keeps floats as is)
-            read[name] = (
-                round(value, places) if places is not None and type(value) is float else value
-            )
+            step = rounded.get(name)
+            # a float, through the mapping's own round step (the projection keeps floats as is)
+            read[name] = step(value) if step is not None and type(value) is float else value
     return digest(orjson.dumps(read, option=orjson.OPT_SORT_KEYS) + mappings.fingerprint)
 
 
@@ -182,14 +181,14 @@ class OutboundMappings:
     ``model`` is what a stored 360 row is validated into before mapping: the projection of
     ``Customer360`` onto the paths both mappings and the push read (``push/projection.py``);
     ``reads`` its top-level fields, all a mapped result can depend on; ``rounded`` those of
-    them (float fields) that every mapping reads only rounded, with the places.
+    them (float fields) that every mapping reads only rounded, with the round step they apply.
     """
 
     company: Mapping
     person: Mapping | None
     fingerprint: bytes
     model: type[BaseModel] = Customer360
-    rounded: dict[str, int] = field(default_factory=dict)
+    rounded: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -210,11 +209,14 @@ def customer_model(*mappings: Mapping | None) -> type[BaseModel]:
     return projection(Customer360, values, containers)
 
 
-def float_rounded_reads(model: type[BaseModel], *mappings: Mapping | None) -> dict[str, int]:
+def float_rounded_reads(
+    model: type[BaseModel], *mappings: Mapping | None
+) -> dict[str, Callable[[Any], Any]]:
     """Float fields of ``model`` that every one of ``mappings`` reads only rounded, alike.
 
-    Only floats: the round step rounds them as ``round`` does, whatever the projection's
-    validation made of the stored value; a Decimal field stored as text is left out.
+    Each with the mapping language's round step for its places (``functions.rounder``). Only
+    floats: a stored float is the value the projection validates it into, so the step sees
+    it as the mapping does; a Decimal field stored as text is left out.
     """
     used = [m for m in mappings if m is not None]
     raw = {p.split(".")[0] for p in PUSH_READS}
@@ -224,13 +226,13 @@ def float_rounded_reads(model: type[BaseModel], *mappings: Mapping | None) -> di
         raw.update(p.split(".")[0] for p in m.read_paths if p.split(".")[0] not in rounded)
         for name, n in rounded.items():
             places.setdefault(name, set()).add(n)
-    out: dict[str, int] = {}
+    out: dict[str, Callable[[Any], Any]] = {}
     for name, found in places.items():
         info = model.model_fields.get(name)
         if info is None or name in raw or len(found) != 1:
             continue
         if info.annotation is float or set(typing.get_args(info.annotation)) == {float, NoneType}:
-            out[name] = found.pop()
+            out[name] = rounder(found.pop())
     return out
 
 
