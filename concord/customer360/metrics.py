@@ -275,10 +275,38 @@ def aggregate(
     ``only``: just these golden customers (``accs`` holds only them).
     """
     orders(conn, accs, figures, only)
+    aggregate_billing(conn, accs, figures, only)
+
+
+def aggregate_billing(
+    conn: Connection,
+    accs: dict[str, CustomerTotals],
+    figures: Figures,
+    only: Sequence[str] | None = None,
+) -> None:
+    """``aggregate`` but the orders: invoice, allocation, ERP balance and shipment figures.
+
+    A build reads the orders of everyone first (the base's scores rest on them alone), then
+    the rest a chunk of customers at a time.
+    """
     invoices(conn, accs, figures, only)
     unallocated(conn, accs, figures, only)
-    erp_balances(accs, figures)
+    erp_balances(accs, figures, only)
     shipments(conn, accs, figures.as_of, only)
+
+
+def linked_customers(conn: Connection, only: Sequence[str] | None = None) -> list[str]:
+    """The golden customers ``collect`` reads records of (a linked customer row), in order."""
+    c, il = t.customers, t.identity_links
+    q = (
+        select(il.c.concord_id)
+        .select_from(c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id)))
+        .distinct()
+        .order_by(il.c.concord_id)
+    )
+    if only is not None:
+        q = q.where(il.c.concord_id.in_(only))
+    return list(_stream(conn, q).scalars())
 
 
 def orders(
@@ -588,10 +616,12 @@ def unallocated(
             a.unallocated += received
 
 
-def erp_balances(accs: dict[str, CustomerTotals], figures: Figures) -> None:
+def erp_balances(
+    accs: dict[str, CustomerTotals], figures: Figures, only: Sequence[str] | None = None
+) -> None:
     """Records of sources without invoices take their open balance from the ERP's receivable."""
     today = figures.today
-    for a in accs.values():
+    for a in accs.values() if only is None else (accs[g] for g in only if g in accs):
         for record in a.records.values():
             if record.has_invoices or record.erp_receivable is None:
                 continue

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, create_model
@@ -42,8 +42,11 @@ from concord.customer360.metrics import (
     Figures,
     RecordBalance,
     aggregate,
+    aggregate_billing,
     collect,
     country_of,
+    linked_customers,
+    orders,
 )
 from concord.customer360.receivable import ReceivableCheck, check_records
 from concord.customer360.segments import lifecycle_stage, rfm_scores, value_tiers
@@ -578,21 +581,29 @@ def _inputs_row(
     }
 
 
-def _read(
+class StoredInputs(NamedTuple):
+    """What deciding a build needs of a customer's stored inputs (the rest is read if kept)."""
+
+    counts: str
+    has_row: bool
+
+
+def _order_totals(
     conn: Connection, figures: Figures, gids: Sequence[str] | None
 ) -> dict[str, CustomerTotals]:
-    """Documents of ``gids`` (None: everyone) into totals, a chunk of customers at a time."""
+    """The order figures of ``gids`` (None: every linked customer), all a base's scores read.
+
+    The records and the other documents are read later, a chunk of customers at a time, as
+    the rows are written: only the chunk's candidates and invoices are in memory at once.
+    """
     if gids is None:
-        accs: dict[str, CustomerTotals] = {}
-        collect(conn, accs, figures)
-        aggregate(conn, accs, figures)
+        accs = {gid: CustomerTotals() for gid in linked_customers(conn)}
+        orders(conn, accs, figures)
         return accs
     out: dict[str, CustomerTotals] = {}
     for i in range(0, len(gids), CHUNK):
-        part: dict[str, CustomerTotals] = {}
-        chunk = gids[i : i + CHUNK]
-        collect(conn, part, figures, chunk)
-        aggregate(conn, part, figures, chunk)
+        part = {gid: CustomerTotals() for gid in linked_customers(conn, gids[i : i + CHUNK])}
+        orders(conn, part, figures, list(part))
         out.update(part)
     return out
 
@@ -628,7 +639,12 @@ def build(
         seen = _seen_runs(conn)
         last = _last_build(conn)
         counts = _counts(conn)
-        stored = {r.concord_id: r for r in conn.execute(select(inp))}
+        stored = {
+            gid: StoredInputs(n, has_row)
+            for gid, n, has_row in conn.execute(
+                select(inp.c.concord_id, inp.c.counts, inp.c.has_row)
+            )
+        }
         existing, bases = {}, {}
         for gid, content, based in conn.execute(
             select(c360.c.concord_id, c360.c.content_hash, c360.c.base_hash)
@@ -667,19 +683,21 @@ def build(
                 reason = (
                     f"{len(changed) + len(boundary):,} of {len(counts):,} customers to recompute"
                 )
-        if reason:
-            accs = _read(conn, figures, None)
-        else:
-            accs = _read(conn, figures, sorted(changed | boundary))
+        accs = _order_totals(conn, figures, None if reason else sorted(changed | boundary))
         report.full_reason = reason
         report.recomputed = len(accs)
         report.recomputed_changed = 0 if reason else len(changed)
         report.recomputed_boundary = 0 if reason else len(boundary)
-        base = dict(accs)
-        kept = [] if reason else sorted(gid for gid in counts if gid not in accs and gid in stored)
-        for gid in kept:
-            base[gid] = _shell(stored[gid])
+        base: dict[str, CustomerTotals] = dict(accs)
+        kept = set() if reason else {gid for gid in counts if gid not in accs and gid in stored}
+        kept_missing: list[list[Any]] = []
+        if kept:
+            for kept_row in conn.execute(select(inp), execution_options={"yield_per": CHUNK}):
+                if kept_row.concord_id in kept:
+                    base[kept_row.concord_id] = _shell(kept_row)
+                    kept_missing.extend(kept_row.missing)
         pop = Population.of(base, fx, config, as_of, today, last.churn if last else None)
+        in_base = set(base)
         _report_population(report, pop, config)
         seen_rows: set[str] = set()
         batch: list[dict[str, Any]] = []
@@ -689,73 +707,80 @@ def build(
         updated_at, run = (
             p(v) if p else v for p, v in zip(fixed[2:], (as_of, run_id), strict=True)
         )
-        for gid in sorted(base):
-            a = base[gid]
-            if gid not in accs:
-                if not stored[gid].has_row:
+        order = sorted(base)
+        for start in range(0, len(order), CHUNK):
+            chunk = order[start : start + CHUNK]
+            read = [gid for gid in chunk if gid not in kept]
+            if read:
+                collect(conn, accs, figures, read)
+                aggregate_billing(conn, accs, figures, read)
+            for gid in chunk:
+                a = base.pop(gid)  # done with it after this row: the memory is the chunk's
+                if gid in kept:
+                    if not stored[gid].has_row:
+                        continue
+                    # the documents did not change: only the daily figures, patched in SQL
+                    # computed figures of the right types: serialised without validating again
+                    daily = Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
+                    h = daily_hash(bases.get(gid) or "", daily)
+                    report.customers += 1
+                    seen_rows.add(gid)
+                    if existing.get(gid) == h:
+                        report.unchanged += 1
+                        continue
+                    daily["content_hash"] = h
+                    patches.append(
+                        (gid, *(daily[f] for f in PATCHED), h, daily["value_tier"], updated_at, run)
+                    )
+                    if len(patches) >= CHUNK:
+                        store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
+                        report.written += len(patches)
+                        patches = []
                     continue
-                # the documents did not change: only the daily figures, patched in SQL
-                # computed figures of the right types: serialised without validating again
-                daily = Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
-                h = daily_hash(bases.get(gid) or "", daily)
+                del accs[gid]
+                row = _row(gid, a, pop)
+                inputs.append(_inputs_row(gid, a, counts.get(gid, ""), row is not None, run_id))
+                if row is None:
+                    continue
+                data = row.model_dump(mode="json")
                 report.customers += 1
+                bh = base_hash(data)
+                h = daily_hash(bh, data)
                 seen_rows.add(gid)
                 if existing.get(gid) == h:
                     report.unchanged += 1
                     continue
-                daily["content_hash"] = h
-                patches.append(
-                    (gid, *(daily[f] for f in PATCHED), h, daily["value_tier"], updated_at, run)
+                data["content_hash"] = h
+                batch.append(
+                    {
+                        "concord_id": gid,
+                        "name": str(row.name.value)[:300],
+                        "data": data,
+                        "content_hash": h,
+                        "base_hash": bh,
+                        "value_tier": row.value_tier.value,
+                        "updated_at": as_of,
+                        "run_id": run_id,
+                    }
                 )
-                if len(patches) >= CHUNK:
-                    store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
-                    report.written += len(patches)
-                    patches = []
-                continue
-            row = _row(gid, a, pop)
-            inputs.append(_inputs_row(gid, a, counts.get(gid, ""), row is not None, run_id))
-            if row is None:
-                continue
-            data = row.model_dump(mode="json")
-            report.customers += 1
-            bh = base_hash(data)
-            h = daily_hash(bh, data)
-            seen_rows.add(gid)
-            if existing.get(gid) == h:
-                report.unchanged += 1
-                continue
-            data["content_hash"] = h
-            batch.append(
-                {
-                    "concord_id": gid,
-                    "name": str(row.name.value)[:300],
-                    "data": data,
-                    "content_hash": h,
-                    "base_hash": bh,
-                    "value_tier": row.value_tier.value,
-                    "updated_at": as_of,
-                    "run_id": run_id,
-                }
-            )
-            if len(batch) >= CHUNK:
-                store.upsert(conn, c360, batch, ["concord_id"])
-                report.written += len(batch)
-                batch = []
+                if len(batch) >= CHUNK:
+                    store.upsert(conn, c360, batch, ["concord_id"])
+                    report.written += len(batch)
+                    batch = []
+            store.upsert(conn, inp, inputs, ["concord_id"])
+            inputs = []
         store.upsert(conn, c360, batch, ["concord_id"])
         store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
         report.written += len(batch) + len(patches)
         gone = sorted(set(existing) - seen_rows)
         for i in range(0, len(gone), CHUNK):
             conn.execute(c360.delete().where(c360.c.concord_id.in_(gone[i : i + CHUNK])))
-        for i in range(0, len(inputs), CHUNK):
-            store.upsert(conn, inp, inputs[i : i + CHUNK], ["concord_id"])
-        dropped = sorted(set(stored) - set(base))
+        dropped = sorted(set(stored) - in_base)
         for i in range(0, len(dropped), CHUNK):
             conn.execute(inp.delete().where(inp.c.concord_id.in_(dropped[i : i + CHUNK])))
         missing = Counter(fx.missing)
-        for gid in kept:
-            for currency, day, n in stored[gid].missing:
-                missing[(currency, date.fromisoformat(day))] += n
+        for currency, day, n in kept_missing:
+            missing[(currency, date.fromisoformat(day))] += n
         _missing(report, dict(missing))
         report.receivable = pop.check.as_dict()
         conn.execute(
