@@ -502,8 +502,10 @@ def load_customer_records(
         q = q.where(tuple_(c.c.source, c.c.source_id).in_(list(keys)))
     out: list[CustomerRecord] = []
     fresh: list[dict[str, Any]] = []
-    with store.engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=20_000).execute(q)
+    # remember: the records normalised are stored as the read goes, in its transaction (a
+    # night's worth held until the end was a first night's resolve peak memory)
+    with store.begin() if remember else store.engine.connect() as conn:
+        result = conn.execute(q, execution_options={"yield_per": _BATCH})  # this one streamed
         for source, sid, updated, data, stored_basis, blob in result:
             basis = digest(salt + data.encode())[:32]
             if stored_basis == basis and blob is not None:
@@ -515,16 +517,21 @@ def load_customer_records(
                 fresh.append(
                     {"source": source, "source_id": sid, "basis": basis, "record": _encoded(rec)}
                 )
-    if remember:
-        with store.begin() as conn:
-            for i in range(0, len(fresh), 5000):
-                store.upsert(conn, ir, fresh[i : i + 5000], ["source", "source_id"])
+                if len(fresh) >= _BATCH:
+                    store.upsert(conn, ir, fresh, ["source", "source_id"])
+                    fresh = []
+        if remember:
+            store.upsert(conn, ir, fresh, ["source", "source_id"])
             live = select(c.c.source_id).where(
                 c.c.source == ir.c.source, c.c.source_id == ir.c.source_id, c.c.state.is_(None)
             )
             conn.execute(ir.delete().where(~live.exists()))
     out.sort(key=lambda r: r.key)
     return out
+
+
+_BATCH = 5000
+"""Rows read per fetch and normalised records stored per statement."""
 
 
 def name_keys_in_store(store: Store) -> Iterator[str]:
