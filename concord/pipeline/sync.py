@@ -30,6 +30,7 @@ from concord.pipeline.gates import gate_entities, require_gates
 from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.map import map_entity
 from concord.pipeline.map_batches import MapPool
+from concord.pipeline.memory import release_memory
 from concord.pipeline.push import push
 from concord.pipeline.reconcile import reconcile
 from concord.pipeline.reports import RunReport, StageReport
@@ -91,11 +92,13 @@ def run_stages(ctx: RunContext) -> None:
     entities = gate_entities(ctx)
     extract_all(ctx, entities)
     ctx.store.release_idle()  # the extract's threads each left a connection with its cache
+    release_memory()
     with MapPool(config.map_workers) as pool:
         for sname, ename in entities:
             body = partial(map_entity, ctx, sname, ename, pool=pool)
             run_scoped(ctx, "map", f"{sname}/{ename}", body)
     ctx.store.release_idle()
+    release_memory()
     ctx.emit("stage", stage="gate", scope="all")
     try:
         require_gates(ctx)
@@ -104,11 +107,14 @@ def run_stages(ctx: RunContext) -> None:
         raise
     ctx.emit("stage", stage="resolve", scope="all")
     resolve(ctx)
+    release_memory()
     ctx.emit("stage", stage="build_360", scope="all")
     build_360(ctx)
+    release_memory()
     for tcfg in config.targets.values():
         if tcfg.enabled and (options.targets is None or tcfg.name in options.targets):
             run_scoped(ctx, "push", tcfg.name, partial(push, ctx, tcfg.name, gates=False))
+    release_memory()
     ctx.emit("stage", stage="reconcile", scope="all")
     reconcile(ctx)
 
@@ -131,10 +137,13 @@ def remap_stages(ctx: RunContext, entities: list[tuple[str, str]]) -> None:
         for sname, ename in entities:
             ctx.emit("stage", stage="map", scope=f"{sname}/{ename}")
             map_entity(ctx, sname, ename, replay="all", pool=pool)
+    release_memory()
     ctx.emit("stage", stage="resolve", scope="all")
     resolve(ctx)
+    release_memory()
     ctx.emit("stage", stage="build_360", scope="all")
     build_360(ctx)
+    release_memory()
     ctx.emit("stage", stage="reconcile", scope="all")
     reconcile(ctx)
 

@@ -62,6 +62,7 @@ STAGES = (
 RUNNERS = (
     "concord.pipeline.lifecycle",
     "concord.pipeline.sync",
+    "concord.pipeline.memory",
     "concord.pipeline.dry_run",
     "concord.airflow",
     "concord.cli",
