@@ -708,67 +708,70 @@ def build(
             p(v) if p else v for p, v in zip(fixed[2:], (as_of, run_id), strict=True)
         )
         order = sorted(base)
-        for start in range(0, len(order), CHUNK):
-            chunk = order[start : start + CHUNK]
-            read = [gid for gid in chunk if gid not in kept]
-            if read:
-                collect(conn, accs, figures, read)
-                aggregate_billing(conn, accs, figures, read)
-            for gid in chunk:
-                a = base.pop(gid)  # done with it after this row: the memory is the chunk's
-                if gid in kept:
-                    if not stored[gid].has_row:
-                        continue
-                    # the documents did not change: only the daily figures, patched in SQL
-                    # computed figures of the right types: serialised without validating again
-                    daily = Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
-                    h = daily_hash(bases.get(gid) or "", daily)
-                    report.customers += 1
-                    seen_rows.add(gid)
-                    if existing.get(gid) == h:
-                        report.unchanged += 1
-                        continue
-                    daily["content_hash"] = h
-                    patches.append(
-                        (gid, *(daily[f] for f in PATCHED), h, daily["value_tier"], updated_at, run)
-                    )
-                    if len(patches) >= CHUNK:
-                        store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
-                        report.written += len(patches)
-                        patches = []
+        todo = sorted(accs)  # read a chunk of these at a time, as the loop reaches them
+        done = 0
+        for gid in order:
+            a = base.pop(gid)  # done with it after this row: the memory is the chunk's
+            if gid not in kept and done % CHUNK == 0:
+                chunk = todo[done : done + CHUNK]
+                collect(conn, accs, figures, chunk)
+                aggregate_billing(conn, accs, figures, chunk)
+            if gid in kept:
+                if not stored[gid].has_row:
                     continue
-                del accs[gid]
-                row = _row(gid, a, pop)
-                inputs.append(_inputs_row(gid, a, counts.get(gid, ""), row is not None, run_id))
-                if row is None:
-                    continue
-                data = row.model_dump(mode="json")
+                # the documents did not change: only the daily figures, patched in SQL
+                # computed figures of the right types: serialised without validating again
+                daily = Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
+                h = daily_hash(bases.get(gid) or "", daily)
                 report.customers += 1
-                bh = base_hash(data)
-                h = daily_hash(bh, data)
                 seen_rows.add(gid)
                 if existing.get(gid) == h:
                     report.unchanged += 1
                     continue
-                data["content_hash"] = h
-                batch.append(
-                    {
-                        "concord_id": gid,
-                        "name": str(row.name.value)[:300],
-                        "data": data,
-                        "content_hash": h,
-                        "base_hash": bh,
-                        "value_tier": row.value_tier.value,
-                        "updated_at": as_of,
-                        "run_id": run_id,
-                    }
+                daily["content_hash"] = h
+                patches.append(
+                    (gid, *(daily[f] for f in PATCHED), h, daily["value_tier"], updated_at, run)
                 )
-                if len(batch) >= CHUNK:
-                    store.upsert(conn, c360, batch, ["concord_id"])
-                    report.written += len(batch)
-                    batch = []
-            store.upsert(conn, inp, inputs, ["concord_id"])
-            inputs = []
+                if len(patches) >= CHUNK:
+                    store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
+                    report.written += len(patches)
+                    patches = []
+                continue
+            del accs[gid]
+            done += 1
+            row = _row(gid, a, pop)
+            inputs.append(_inputs_row(gid, a, counts.get(gid, ""), row is not None, run_id))
+            if len(inputs) >= CHUNK:
+                store.upsert(conn, inp, inputs, ["concord_id"])
+                inputs = []
+            if row is None:
+                continue
+            data = row.model_dump(mode="json")
+            report.customers += 1
+            bh = base_hash(data)
+            h = daily_hash(bh, data)
+            seen_rows.add(gid)
+            if existing.get(gid) == h:
+                report.unchanged += 1
+                continue
+            data["content_hash"] = h
+            batch.append(
+                {
+                    "concord_id": gid,
+                    "name": str(row.name.value)[:300],
+                    "data": data,
+                    "content_hash": h,
+                    "base_hash": bh,
+                    "value_tier": row.value_tier.value,
+                    "updated_at": as_of,
+                    "run_id": run_id,
+                }
+            )
+            if len(batch) >= CHUNK:
+                store.upsert(conn, c360, batch, ["concord_id"])
+                report.written += len(batch)
+                batch = []
+        store.upsert(conn, inp, inputs, ["concord_id"])
         store.upsert(conn, c360, batch, ["concord_id"])
         store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
         report.written += len(batch) + len(patches)
