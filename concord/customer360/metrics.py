@@ -188,6 +188,18 @@ def _linked(table: Any, *cols: Any, only: Sequence[str] | None = None) -> Any:
     return q if only is None else q.where(il.c.concord_id.in_(only))
 
 
+def _linked_records(*cols: Any, only: Sequence[str] | None = None) -> Any:
+    """``select`` of ``cols`` of each linked customer record, with its golden customer.
+
+    ``_linked`` for the customers themselves: they join the links on their own id.
+    """
+    c, il = t.customers, t.identity_links
+    q = select(il.c.concord_id, *cols).select_from(
+        c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id))
+    )
+    return q if only is None else q.where(il.c.concord_id.in_(only))
+
+
 def _in_base(
     a: CustomerTotals, figures: Figures, amount: Any, currency: str, day: date, source: str
 ) -> Decimal | None:
@@ -225,13 +237,8 @@ def collect(
     ``only``: just these golden customers (an incremental build).
     """
     c, il = t.customers, t.identity_links
-    q = (
-        select(il.c.concord_id, c.c.source, c.c.source_id, c.c.updated_at, c.c.data)
-        .select_from(c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id)))
-        .order_by(il.c.concord_id, c.c.source, c.c.source_id)
-    )
-    if only is not None:
-        q = q.where(il.c.concord_id.in_(only))
+    q = _linked_records(c.c.source, c.c.source_id, c.c.updated_at, c.c.data, only=only)
+    q = q.order_by(il.c.concord_id, c.c.source, c.c.source_id)
     with_invoices = figures.invoice_sources
     if with_invoices is None:
         with_invoices = frozenset(
@@ -297,15 +304,8 @@ def aggregate_billing(
 
 def linked_customers(conn: Connection, only: Sequence[str] | None = None) -> list[str]:
     """The golden customers ``collect`` reads records of (a linked customer row), in order."""
-    c, il = t.customers, t.identity_links
-    q = (
-        select(il.c.concord_id)
-        .select_from(c.join(il, and_(il.c.source == c.c.source, il.c.source_id == c.c.source_id)))
-        .distinct()
-        .order_by(il.c.concord_id)
-    )
-    if only is not None:
-        q = q.where(il.c.concord_id.in_(only))
+    il = t.identity_links
+    q = _linked_records(only=only).distinct().order_by(il.c.concord_id)
     return list(_stream(conn, q).scalars())
 
 
