@@ -505,7 +505,8 @@ def load_customer_records(
     # remember: the records normalised are stored as the read goes, in its transaction (a
     # night's worth held until the end was a first night's resolve peak memory)
     with store.begin() if remember else store.engine.connect() as conn:
-        result = conn.execute(q, execution_options={"yield_per": _BATCH})  # this one streamed
+        # streamed per statement: the upserts on the same connection use plain cursors
+        result = conn.execute(q, execution_options={"yield_per": _BATCH})
         for source, sid, updated, data, stored_basis, blob in result:
             basis = digest(salt + data.encode())[:32]
             if stored_basis == basis and blob is not None:

@@ -712,10 +712,6 @@ def build(
         done = 0
         for gid in order:
             a = base.pop(gid)  # done with it after this row: the memory is the chunk's
-            if gid not in kept and done % CHUNK == 0:
-                chunk = todo[done : done + CHUNK]
-                collect(conn, accs, figures, chunk)
-                aggregate_billing(conn, accs, figures, chunk)
             if gid in kept:
                 if not stored[gid].has_row:
                     continue
@@ -737,6 +733,10 @@ def build(
                     report.written += len(patches)
                     patches = []
                 continue
+            if done % CHUNK == 0:  # a's records and billing come with the next chunk's
+                chunk = todo[done : done + CHUNK]
+                collect(conn, accs, figures, chunk)
+                aggregate_billing(conn, accs, figures, chunk)
             del accs[gid]
             done += 1
             row = _row(gid, a, pop)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import platform
+import weakref
 
 import pytest
 
@@ -15,9 +17,6 @@ def test_glibc_malloc_trim_is_found() -> None:
 
 
 def test_release_memory_collects_garbage_cycles() -> None:
-    import gc
-    import weakref
-
     class Node:
         other: Node | None = None
 
