@@ -205,30 +205,83 @@ class Population:
             as_of,
         )
 
-    def daily(self, gid: str, a: CustomerTotals) -> dict[str, Any]:
-        """The row's daily figures (checks its records against the ERPs' receivables)."""
+    def __post_init__(self) -> None:
+        self._period_days = self.config.identity.churn.period_days
+        self._params = self.scores.params.as_dict() if self.scores.params else {}
+        # the figures every row shares, in the JSON form Customer360 serialises them to
+        shared_values: dict[str, Any] = {"as_of": self.today, "updated_at": self.as_of}
+        shared = Daily.model_construct(**shared_values)
+        self._shared_json = shared.model_dump(mode="json", include={"as_of", "updated_at"})
+
+    def _figures(self, gid: str, a: CustomerTotals) -> tuple[Any, ...]:
+        """One row's figures of the day (it checks the records against the ERPs' receivables).
+
+        (days since the last order, ERP receivable, difference, R, F, M, tier, lifecycle,
+        P(alive)).
+        """
         today = self.today
         erp_receivable, erp_difference = check_records(
             gid, a, self.fx, self.config.base_currency, today, self.check
         )
-        alive = self.scores.p_alive.get(gid)
-        r_score, f_score, m_score = self.rfm.get(gid, (None, None, None))
+        return (
+            (today - a.last_order_day).days if a.last_order_day else None,
+            None if erp_receivable is None else erp_receivable.quantize(CENT),
+            None if erp_difference is None else erp_difference.quantize(CENT),
+            *self.rfm.get(gid, (None, None, None)),
+            self.tiers.get(gid, ValueTier.C),
+            lifecycle_stage(a, today),
+            self.scores.p_alive.get(gid),
+        )
+
+    def daily(self, gid: str, a: CustomerTotals) -> dict[str, Any]:
+        """The row's daily figures, as ``Customer360`` holds them."""
+        days, erp, diff, r_score, f_score, m_score, tier, stage, alive = self._figures(gid, a)
         return {
-            "as_of": today,
-            "days_since_last_order": (today - a.last_order_day).days if a.last_order_day else None,
-            "erp_receivable": None if erp_receivable is None else erp_receivable.quantize(CENT),
-            "erp_receivable_difference": None
-            if erp_difference is None
-            else erp_difference.quantize(CENT),
+            "as_of": self.today,
+            "days_since_last_order": days,
+            "erp_receivable": erp,
+            "erp_receivable_difference": diff,
             "rfm_recency": r_score,
             "rfm_frequency": f_score,
             "rfm_monetary": m_score,
-            "value_tier": self.tiers.get(gid, ValueTier.C),
-            "lifecycle_stage": lifecycle_stage(a, today),
+            "value_tier": tier,
+            "lifecycle_stage": stage,
             "p_alive": None if alive is None else round(alive, 4),
             "churn_risk": None if alive is None else round(1.0 - alive, 4),
-            "churn": _churn(gid, self.scores, self.config.identity.churn.period_days),
+            "churn": _churn(gid, self.scores, self._period_days),
             "updated_at": self.as_of,
+        }
+
+    def daily_json(self, gid: str, a: CustomerTotals) -> dict[str, Any]:
+        """The row's daily figures in JSON form, as ``Daily`` dumps ``daily()`` (a test holds).
+
+        Built without a model per row: a night patches them into every kept customer's row.
+        """
+        days, erp, diff, r_score, f_score, m_score, tier, stage, alive = self._figures(gid, a)
+        history = self.scores.histories.get(gid)
+        return {
+            **self._shared_json,
+            "days_since_last_order": days,
+            "erp_receivable": None if erp is None else str(erp),
+            "erp_receivable_difference": None if diff is None else str(diff),
+            "rfm_recency": r_score,
+            "rfm_frequency": f_score,
+            "rfm_monetary": m_score,
+            "value_tier": tier.value,
+            "lifecycle_stage": stage.value,
+            "p_alive": None if alive is None else round(alive, 4),
+            "churn_risk": None if alive is None else round(1.0 - alive, 4),
+            "churn": None
+            if history is None
+            else {
+                "model": self.scores.model,
+                "params": dict(self._params),
+                "x": history.x,
+                "t_x": round(history.t_x, 6),
+                "T": round(history.T, 6),
+                "period_days": self._period_days,
+                "reason": self.scores.reason,
+            },
         }
 
 
@@ -716,8 +769,7 @@ def build(
                 if not stored[gid].has_row:
                     continue
                 # the documents did not change: only the daily figures, patched in SQL
-                # computed figures of the right types: serialised without validating again
-                daily = Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
+                daily = pop.daily_json(gid, a)
                 h = daily_hash(bases.get(gid) or "", daily)
                 report.customers += 1
                 seen_rows.add(gid)

@@ -19,6 +19,9 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from concord.config import PipelineConfig
+from concord.customer360.dates import BusinessCalendar
+from concord.customer360.fx import fx_table
+from concord.customer360.metrics import Figures, aggregate, collect
 from concord.model import (
     CanonicalModel,
     Customer,
@@ -29,7 +32,14 @@ from concord.model import (
     Shipment,
     SourceRef,
 )
-from concord.pipeline.build_360 import BOOKKEEPING, build, compute, row_hash
+from concord.pipeline.build_360 import (
+    BOOKKEEPING,
+    Daily,
+    Population,
+    build,
+    compute,
+    row_hash,
+)
 from concord.pipeline.map import canonical_row
 from concord.pipeline.reports import Build360Report
 from concord.pipeline.resolve import resolve_identities
@@ -368,3 +378,27 @@ def test_a_config_without_incremental_builds_rebuild_in_full(store: Store) -> No
     assert again.full_reason == "full rebuild asked for" and again.recomputed == 12
     incremental = build(store, config(), START + timedelta(days=2), "night_3")
     assert incremental.full_reason == "" and incremental.recomputed < 12
+
+
+def test_daily_json_is_the_daily_figures_as_a_row_serialises_them(store: Store) -> None:
+    """A night patches kept rows with ``daily_json``: it must equal the model's own dump."""
+    cfg = config()
+    seed(store)
+    write(store, "night_1", customer(99, erp_receivable=Decimal("12.5")))
+    write(store, "night_1", invoice("i99", 99, START - timedelta(days=3), "20.00", "20.00"))
+    resolve_identities(store, cfg.identity, "night_1")
+    accs: dict[str, Any] = {}
+    with store.engine.connect() as conn:
+        fx = fx_table(conn, cfg)
+        figures = Figures(fx, BusinessCalendar(cfg.timezone), "EUR", START, None)
+        collect(conn, accs, figures)
+        aggregate(conn, accs, figures)
+    pop = Population.of(accs, fx, cfg, START, figures.today)
+    got = {gid: pop.daily_json(gid, a) for gid, a in accs.items()}
+    want = {
+        gid: Daily.model_construct(**pop.daily(gid, a)).model_dump(mode="json")
+        for gid, a in accs.items()
+    }
+    assert got == want
+    assert any(d["churn"] for d in got.values()), "the churn explanation is compared"
+    assert any(d["erp_receivable_difference"] for d in got.values()), "and the receivable check"
