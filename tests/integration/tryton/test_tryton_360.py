@@ -317,14 +317,27 @@ def test_the_company_party_is_excluded_and_quotations_are_not_orders(
     assert quoting["open_quotes"] == 1
 
 
-def test_the_seeded_cases_are_there(synced: dict[str, Any]) -> None:
+def test_the_seeded_cases_are_there(synced: dict[str, Any], tryton_server: TrytonServer) -> None:
     seeded = synced["seeded"]
     assert seeded["paid_in_full_state"] == "paid"  # the Pay wizard reconciled it
     by_name = {r["name"]["value"]: r for r in synced["rows"]}
     usd = by_name["Gamma Tools Oy"]
     assert [f["currency"] for f in usd["fx"]] == ["USD"] and usd["fx"][0]["source"] == "tryton"
+    # the invoice due today is open, not overdue. The party's template invoice, dated the
+    # server's (UTC) day, is overdue while the company's zone is a day ahead of UTC
+    (inv,) = Rest(tryton_server).get(
+        "account.invoice",
+        ["amount_to_pay", "lines_to_pay.maturity_date"],
+        [["id", "=", seeded["due_today"]]],
+    )
+    assert [m["maturity_date"] for m in inv["lines_to_pay"]] == [seeded["today"]]
     due_today = by_name["Hotel Kilo AG"]
-    assert Decimal(due_today["open_balance"]) > 0 and Decimal(due_today["overdue_balance"]) == 0
-    assert Decimal(by_name["Delta Foods BV"]["overdue_balance"]) == Decimal("91.00")  # 96 - 5
+    not_overdue = Decimal(due_today["open_balance"]) - Decimal(due_today["overdue_balance"])
+    assert Decimal(inv["amount_to_pay"]) > 0 and not_overdue >= Decimal(inv["amount_to_pay"])
+    (late,) = Rest(tryton_server).get(
+        "account.invoice", ["amount_to_pay"], [["id", "=", seeded["overdue"]]]
+    )
+    assert Decimal(late["amount_to_pay"]) == Decimal("91.00")  # 96 - 5
+    assert Decimal(by_name["Delta Foods BV"]["overdue_balance"]) >= Decimal("91.00")
     report = synced["report"]["stages"]["build_360"]["all"]
     assert report["missing_rates"] == {} and report["timezone"] == seeded["timezone"]
