@@ -120,19 +120,20 @@ def row_hash(data: dict[str, Any]) -> str:
     return daily_hash(base_hash(data), data)
 
 
-def _churn(gid: str, scores: ChurnScores, period_days: int) -> ChurnExplanation | None:
+def _churn(gid: str, scores: ChurnScores, period_days: int) -> dict[str, Any] | None:
+    """The fields of a row's ``ChurnExplanation`` (JSON-native values); None without a history."""
     history = scores.histories.get(gid)
     if history is None:
         return None
-    return ChurnExplanation.model_construct(  # computed values of the right types
-        model=scores.model,
-        params=scores.params.as_dict() if scores.params else {},
-        x=history.x,
-        t_x=round(history.t_x, 6),
-        T=round(history.T, 6),
-        period_days=period_days,
-        reason=scores.reason,
-    )
+    return {
+        "model": scores.model,
+        "params": scores.params.as_dict() if scores.params else {},
+        "x": history.x,
+        "t_x": round(history.t_x, 6),
+        "T": round(history.T, 6),
+        "period_days": period_days,
+        "reason": scores.reason,
+    }
 
 
 def _fx_uses(a: CustomerTotals) -> list[FxUse]:
@@ -207,7 +208,6 @@ class Population:
 
     def __post_init__(self) -> None:
         self._period_days = self.config.identity.churn.period_days
-        self._params = self.scores.params.as_dict() if self.scores.params else {}
         # the figures every row shares, in the JSON form Customer360 serialises them to
         shared_values: dict[str, Any] = {"as_of": self.today, "updated_at": self.as_of}
         shared = Daily.model_construct(**shared_values)
@@ -217,12 +217,13 @@ class Population:
         """One row's figures of the day (it checks the records against the ERPs' receivables).
 
         (days since the last order, ERP receivable, difference, R, F, M, tier, lifecycle,
-        P(alive)).
+        P(alive), churn risk), the last two rounded as the row holds them.
         """
         today = self.today
         erp_receivable, erp_difference = check_records(
             gid, a, self.fx, self.config.base_currency, today, self.check
         )
+        alive = self.scores.p_alive.get(gid)
         return (
             (today - a.last_order_day).days if a.last_order_day else None,
             None if erp_receivable is None else erp_receivable.quantize(CENT),
@@ -230,12 +231,14 @@ class Population:
             *self.rfm.get(gid, (None, None, None)),
             self.tiers.get(gid, ValueTier.C),
             lifecycle_stage(a, today),
-            self.scores.p_alive.get(gid),
+            None if alive is None else round(alive, 4),
+            None if alive is None else round(1.0 - alive, 4),
         )
 
     def daily(self, gid: str, a: CustomerTotals) -> dict[str, Any]:
         """The row's daily figures, as ``Customer360`` holds them."""
-        days, erp, diff, r_score, f_score, m_score, tier, stage, alive = self._figures(gid, a)
+        days, erp, diff, r_score, f_score, m_score, tier, stage, alive, risk = self._figures(gid, a)
+        churn = _churn(gid, self.scores, self._period_days)
         return {
             "as_of": self.today,
             "days_since_last_order": days,
@@ -246,9 +249,10 @@ class Population:
             "rfm_monetary": m_score,
             "value_tier": tier,
             "lifecycle_stage": stage,
-            "p_alive": None if alive is None else round(alive, 4),
-            "churn_risk": None if alive is None else round(1.0 - alive, 4),
-            "churn": _churn(gid, self.scores, self._period_days),
+            "p_alive": alive,
+            "churn_risk": risk,
+            # computed values of the right types: not validated again
+            "churn": None if churn is None else ChurnExplanation.model_construct(**churn),
             "updated_at": self.as_of,
         }
 
@@ -257,8 +261,7 @@ class Population:
 
         Built without a model per row: a night patches them into every kept customer's row.
         """
-        days, erp, diff, r_score, f_score, m_score, tier, stage, alive = self._figures(gid, a)
-        history = self.scores.histories.get(gid)
+        days, erp, diff, r_score, f_score, m_score, tier, stage, alive, risk = self._figures(gid, a)
         return {
             **self._shared_json,
             "days_since_last_order": days,
@@ -269,19 +272,9 @@ class Population:
             "rfm_monetary": m_score,
             "value_tier": tier.value,
             "lifecycle_stage": stage.value,
-            "p_alive": None if alive is None else round(alive, 4),
-            "churn_risk": None if alive is None else round(1.0 - alive, 4),
-            "churn": None
-            if history is None
-            else {
-                "model": self.scores.model,
-                "params": dict(self._params),
-                "x": history.x,
-                "t_x": round(history.t_x, 6),
-                "T": round(history.T, 6),
-                "period_days": self._period_days,
-                "reason": self.scores.reason,
-            },
+            "p_alive": alive,
+            "churn_risk": risk,
+            "churn": _churn(gid, self.scores, self._period_days),
         }
 
 
