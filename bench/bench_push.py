@@ -28,12 +28,12 @@ from typing import Any
 import psutil
 
 from concord.config import PipelineConfig
+from concord.customer360.stored import write_whole
 from concord.model import Customer360
 from concord.pipeline.context import RunContext, RunOptions, load_mappings, new_run_id
 from concord.pipeline.push import push
 from concord.push.plan import dry_run_plan
 from concord.store import Store
-from concord.store import tables as t
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -102,20 +102,10 @@ def seed(store: Store, rows: Iterator[dict[str, Any]]) -> None:
 
     def flush() -> None:
         with store.begin() as conn:
-            store.upsert(conn, t.customer360, batch, ["concord_id"])
+            write_whole(store, conn, batch, "bench", NOW)
 
     for r in rows:
-        batch.append(
-            {
-                "concord_id": r["concord_id"],
-                "name": r["name"]["value"],
-                "data": r,
-                "content_hash": "bench",
-                "value_tier": r["value_tier"],
-                "updated_at": NOW,
-                "run_id": "bench",
-            }
-        )
+        batch.append(r)
         if len(batch) >= 2000:
             flush()
             batch = []

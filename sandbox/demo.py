@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from concord.cli.render import console, customers_table, progress_events, run_summary, short_id
 from concord.config import PipelineConfig, load_config
+from concord.customer360.stored import whole, whole_select
 from concord.pipeline import RunOptions, run_sync
 from concord.pipeline.context import open_context
 from concord.pipeline.lifecycle import locked_run
@@ -160,13 +161,13 @@ def run_demo(config_path: Path, *, customers: int = 60) -> None:
             report = run_sync(config, RunOptions(trigger="demo"), on_event=on_event, store=store)
         console.print(run_summary(report, status="succeeded"))
         with store.engine.connect() as conn:
-            rows = list(
-                conn.execute(
-                    select(t.customer360.c.data)
-                    .order_by(t.customer360.c.value_tier, t.customer360.c.concord_id)
-                    .limit(3)
-                ).scalars()
-            )
+            day = t.customer360_daily
+            rows = [
+                whole(base, daily)
+                for _gid, base, daily in conn.execute(
+                    whole_select().order_by(day.c.value_tier, day.c.concord_id).limit(3)
+                )
+            ]
         console.print(customers_table(rows, title="Three customer-360 records"))
         merged, examples = cross_erp_customers(store)
         if merged:

@@ -342,7 +342,7 @@ def _store_digest(url: str) -> dict[str, Any]:
             digest[name] = sorted(
                 conn.execute(select_(table.c.source, table.c.source_id, table.c.hash)).all()
             )
-        c360 = t.customer360
+        c360 = t.customer360_daily
         digest["customer360"] = sorted(
             conn.execute(select_(c360.c.concord_id, c360.c.content_hash)).all()
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from concord.customer360.stored import row_of
 from concord.identity.ids import surviving_id
 from concord.model import split_record_key
 from concord.store import Store
@@ -69,7 +70,7 @@ def find_customers(store: Store, query: str, limit: int = 20) -> list[CustomerVi
             )
         views = []
         for gid in ids:
-            data = conn.execute(select(c360.c.data).where(c360.c.concord_id == gid)).scalar()
+            data = row_of(conn, gid)
             if data is None:
                 continue
             links = [

@@ -50,6 +50,12 @@ from concord.customer360.metrics import (
 )
 from concord.customer360.receivable import ReceivableCheck, check_records
 from concord.customer360.segments import lifecycle_stage, rfm_scores, value_tiers
+from concord.customer360.stored import (
+    DAILY,
+    base_hash,
+    daily_hash,
+    split,
+)
 from concord.hashing import json_digest
 from concord.identity.survivorship import field_rules, golden_values
 from concord.model import (
@@ -66,34 +72,14 @@ from concord.store import Store
 from concord.store import tables as t
 from concord.utc import as_utc, utcnow
 
-BOOKKEEPING = ("updated_at", "content_hash")
-"""Fields of a stored 360 row that change without its content changing."""
 MISSING_LISTED = 20  # dates listed per currency without a rate
 CODE_VERSION = "19.2"
 """Bump when a change to the figures' code makes every stored row stale (a full rebuild)."""
 CHUNK = 2000  # golden customers read per query of an incremental build
 FULL_SHARE = 0.5  # above this share to recompute, a build reads everything (a full rebuild)
 MAX_JUMP_DAYS = 90  # as_of further ahead than this since the last build: a full rebuild
-DAILY = (
-    "as_of",
-    "days_since_last_order",
-    "erp_receivable",
-    "erp_receivable_difference",
-    "rfm_recency",
-    "rfm_frequency",
-    "rfm_monetary",
-    "value_tier",
-    "lifecycle_stage",
-    "churn_risk",
-    "p_alive",
-    "churn",
-    "updated_at",
-)
-"""Figures that change with the date or with the whole base: recomputed for every row."""
-PATCHED = (*DAILY, "content_hash")
-"""The fields a daily-only night sets inside a stored row's ``data``."""
-PATCH_COLUMNS = ("content_hash", "value_tier", "updated_at", "run_id")
-"""The columns it sets beside them."""
+DAY_COLUMNS = ("concord_id", "data", "content_hash", "value_tier", "updated_at", "run_id")
+"""The columns of a ``customer360_daily`` row, in the order the build writes them."""
 Daily: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "Customer360Daily",
     __base__=CanonicalModel,
@@ -103,21 +89,6 @@ Daily: type[BaseModel] = create_model(  # type: ignore[call-overload]
     },
 )
 """The daily figures of a 360 row, serialised exactly as ``Customer360`` serialises them."""
-
-
-def base_hash(data: dict[str, Any]) -> str:
-    """Hash of a 360 row's figures that change only with its documents (not the daily ones)."""
-    return json_digest({k: v for k, v in data.items() if k not in BOOKKEEPING and k not in DAILY})
-
-
-def daily_hash(base: str, daily: dict[str, Any]) -> str:
-    """A row's content hash from its base hash and its daily figures (bookkeeping left out)."""
-    return json_digest([base, {k: daily.get(k) for k in DAILY if k not in BOOKKEEPING}])
-
-
-def row_hash(data: dict[str, Any]) -> str:
-    """Stable hash of a 360 row's content (keys sorted), ignoring bookkeeping fields."""
-    return daily_hash(base_hash(data), data)
 
 
 def _churn(gid: str, scores: ChurnScores, period_days: int) -> dict[str, Any] | None:
@@ -208,6 +179,7 @@ class Population:
 
     def __post_init__(self) -> None:
         self._period_days = self.config.identity.churn.period_days
+        self.rules = field_rules(self.config.identity.survivorship)  # the same for every row
         # the figures every row shares, in the JSON form Customer360 serialises them to
         shared_values: dict[str, Any] = {"as_of": self.today, "updated_at": self.as_of}
         shared = Daily.model_construct(**shared_values)
@@ -281,7 +253,7 @@ class Population:
 def _row(gid: str, a: CustomerTotals, pop: Population) -> Customer360 | None:
     """A golden customer's 360 row from its documents; None without a name to show."""
     config = pop.config
-    best = golden_values(a.candidates, field_rules(config.identity.survivorship))
+    best = golden_values(a.candidates, pop.rules)
     if "name" not in best:
         return None
     return Customer360(
@@ -673,7 +645,8 @@ def build(
     """
     report = Build360Report()
     built_at = utcnow()
-    c360, inp, builds = t.customer360, t.customer360_inputs, t.customer360_builds
+    c360, day, inp = t.customer360, t.customer360_daily, t.customer360_inputs
+    builds = t.customer360_builds
     calendar = BusinessCalendar(config.timezone)
     today = calendar.today(as_of)
     with store.begin() as conn:
@@ -693,7 +666,9 @@ def build(
         }
         existing, bases = {}, {}
         for gid, content, based in conn.execute(
-            select(c360.c.concord_id, c360.c.content_hash, c360.c.base_hash)
+            select(c360.c.concord_id, day.c.content_hash, c360.c.base_hash).select_from(
+                c360.outerjoin(day, day.c.concord_id == c360.c.concord_id)
+            )
         ):
             existing[gid], bases[gid] = content, based
         asked = full or not config.customer360.incremental
@@ -747,12 +722,26 @@ def build(
         _report_population(report, pop, config)
         seen_rows: set[str] = set()
         batch: list[dict[str, Any]] = []
-        patches: list[tuple[Any, ...]] = []
+        days: list[tuple[Any, ...]] = []  # customer360_daily rows, in the driver's form
         inputs: list[dict[str, Any]] = []
-        fixed = store.driver_processors(c360, PATCH_COLUMNS)
-        updated_at, run = (
-            p(v) if p else v for p, v in zip(fixed[2:], (as_of, run_id), strict=True)
-        )
+        (stamp,) = store.driver_processors(t.customer360_daily, ["updated_at"])
+        updated_at = stamp(as_of) if stamp else as_of
+
+        def day_row(gid: str, daily: dict[str, Any], h: str) -> None:
+            daily["content_hash"] = h
+            days.append(
+                (gid, orjson.dumps(daily).decode(), h, daily["value_tier"], updated_at, run_id)
+            )
+            if len(days) >= CHUNK:
+                write_days()
+
+        def write_days() -> None:
+            store.upsert_rows(
+                conn, t.customer360_daily, DAY_COLUMNS, days, ["concord_id"], unique=True
+            )
+            report.written += len(days)
+            days.clear()
+
         order = sorted(base)
         todo = sorted(accs)  # read a chunk of these at a time, as the loop reaches them
         done = 0
@@ -761,7 +750,7 @@ def build(
             if gid in kept:
                 if not stored[gid].has_row:
                     continue
-                # the documents did not change: only the daily figures, patched in SQL
+                # the documents did not change: only the daily row is written
                 daily = pop.daily_json(gid, a)
                 h = daily_hash(bases.get(gid) or "", daily)
                 report.customers += 1
@@ -769,14 +758,7 @@ def build(
                 if existing.get(gid) == h:
                     report.unchanged += 1
                     continue
-                daily["content_hash"] = h
-                patches.append(
-                    (gid, *(daily[f] for f in PATCHED), h, daily["value_tier"], updated_at, run)
-                )
-                if len(patches) >= CHUNK:
-                    store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
-                    report.written += len(patches)
-                    patches = []
+                day_row(gid, daily, h)
                 continue
             if done % CHUNK == 0:  # a's records and billing come with the next chunk's
                 chunk = todo[done : done + CHUNK]
@@ -799,30 +781,31 @@ def build(
             if existing.get(gid) == h:
                 report.unchanged += 1
                 continue
-            data["content_hash"] = h
-            batch.append(
-                {
-                    "concord_id": gid,
-                    "name": str(row.name.value)[:300],
-                    "data": data,
-                    "content_hash": h,
-                    "base_hash": bh,
-                    "value_tier": row.value_tier.value,
-                    "updated_at": as_of,
-                    "run_id": run_id,
-                }
-            )
-            if len(batch) >= CHUNK:
-                store.upsert(conn, c360, batch, ["concord_id"])
-                report.written += len(batch)
-                batch = []
+            figures_of_documents, daily = split(data)
+            if bases.get(gid) != bh:  # else its documents figures are as stored
+                figures_of_documents.pop("content_hash", None)
+                batch.append(
+                    {
+                        "concord_id": gid,
+                        "name": str(row.name.value)[:300],
+                        "data": figures_of_documents,
+                        "base_hash": bh,
+                        "updated_at": as_of,
+                        "run_id": run_id,
+                    }
+                )
+                if len(batch) >= CHUNK:
+                    store.upsert(conn, c360, batch, ["concord_id"])
+                    batch = []
+            day_row(gid, daily, h)
         store.upsert(conn, inp, inputs, ["concord_id"])
         store.upsert(conn, c360, batch, ["concord_id"])
-        store.patch_json(conn, c360, "data", PATCHED, PATCH_COLUMNS, patches)
-        report.written += len(batch) + len(patches)
+        write_days()
         gone = sorted(set(existing) - seen_rows)
         for i in range(0, len(gone), CHUNK):
-            conn.execute(c360.delete().where(c360.c.concord_id.in_(gone[i : i + CHUNK])))
+            part = gone[i : i + CHUNK]
+            conn.execute(c360.delete().where(c360.c.concord_id.in_(part)))
+            conn.execute(day.delete().where(day.c.concord_id.in_(part)))
         dropped = sorted(set(stored) - in_base)
         for i in range(0, len(dropped), CHUNK):
             conn.execute(inp.delete().where(inp.c.concord_id.in_(dropped[i : i + CHUNK])))
@@ -848,14 +831,6 @@ def build(
         old_builds = select(builds.c.id).order_by(builds.c.id.desc()).offset(30).scalar_subquery()
         conn.execute(builds.delete().where(builds.c.id <= old_builds))
     return report
-
-
-def orjson_loads(data: Any) -> dict[str, Any]:
-    """A JSON column's value as a dict (drivers give text or an already parsed value)."""
-    if isinstance(data, str | bytes):
-        out: dict[str, Any] = orjson.loads(data)
-        return out
-    return dict(data)
 
 
 def build_360(ctx: RunContext) -> Build360Report:

@@ -12,17 +12,18 @@ mapping it.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import NoneType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
 from sqlalchemy import Text, cast, func, select
 
 from concord.contracts import ObjectKind, PushRecord, TargetConfig
+from concord.customer360.stored import DAILY
 from concord.errors import RecordRejected
 from concord.hashing import digest, json_digest
 from concord.mapping import Mapping, load_mapping
@@ -145,25 +146,28 @@ def mapping_fingerprint(*mappings: Mapping | None) -> bytes:
     return bytes.fromhex(digest(b"".join(parts)))
 
 
-def source_fingerprint(data: dict[str, Any], mappings: OutboundMappings) -> str:
+def source_fingerprint(base_hash: str, daily: dict[str, Any], mappings: OutboundMappings) -> str:
     """Fingerprint of one stored 360 row as the given mappings read it.
 
-    Only the row's fields the projection holds (``mappings.reads``) count: a night that moves
-    only figures no mapping reads (as_of, days since the last order, p_alive) leaves it alone,
-    so the row is skipped without validating or mapping it. A field absent and a field null
-    differ. A field the mappings read only rounded (``mappings.rounded``) counts rounded, as
-    they read it: a figure that moves in its fourth decimal every night (``churn_risk``) leaves
-    the row alone until it moves at the places sent.
+    The hash of the row's documents figures (``customer360.base_hash``) and the daily figures
+    the projection holds (``mappings.reads``): a night that moves only daily figures no mapping
+    reads (as_of, days since the last order, p_alive) leaves it alone, so the row is skipped
+    without reading its documents figures, validating or mapping it. A documents figure no
+    mapping reads that moved maps the row once more, to the same properties (a ``Refresh``). A
+    field absent and a field null differ. A daily figure the mappings read only rounded
+    (``mappings.rounded``) counts rounded, as they read it: one that moves in its fourth decimal
+    every night (``churn_risk``) leaves the row alone until it moves at the places sent.
     """
     read: dict[str, Any] = {}
     rounded = mappings.rounded
-    for name in mappings.reads:
-        if name in data:
-            value = data[name]
+    for name in mappings.daily_reads:
+        if name in daily:
+            value = daily[name]
             step = rounded.get(name)
             # a float, through the mapping's own round step (the projection keeps floats as is)
             read[name] = step(value) if step is not None and type(value) is float else value
-    return digest(orjson.dumps(read, option=orjson.OPT_SORT_KEYS) + mappings.fingerprint)
+    text = orjson.dumps([base_hash, read], option=orjson.OPT_SORT_KEYS)
+    return digest(text + mappings.fingerprint)
 
 
 Candidate = PlannedUpsert | MapFailure | Refresh
@@ -194,6 +198,11 @@ class OutboundMappings:
     def reads(self) -> tuple[str, ...]:
         """The 360 row's top-level fields the projection validates (sorted)."""
         return _field_names(self.model)
+
+    @property
+    def daily_reads(self) -> tuple[str, ...]:
+        """Those of ``reads`` that are daily figures (``customer360.stored.DAILY``)."""
+        return tuple(name for name in self.reads if name in DAILY)
 
 
 @lru_cache(maxsize=64)
@@ -297,23 +306,37 @@ def map_customer(
     )
 
 
-StateRow = tuple[str, str, str | None, str | None, str | None, str | None, int | None, str | None]
-"""(concord id, 360 data text, accepted hash, remote id, accepted properties text, status,
-attempts, source hash) of one customer and its push state."""
+class StateRow(NamedTuple):
+    """One customer's 360 row (its daily part) with the target's push state of it."""
+
+    concord_id: str
+    base_hash: str  # of the row's documents figures, read only when the row is mapped
+    daily: str  # the daily figures' JSON text
+    accepted_hash: str | None
+    remote_id: str | None
+    accepted_properties: str | None  # JSON text
+    status: str | None
+    attempts: int | None
+    source_hash: str | None
 
 
 def rows_with_state(ctx: RunContext, target_name: str) -> Iterator[list[StateRow]]:
-    """The 360 table joined with the target's push state, keyset-paged by concord id."""
-    c360, ps = t.customer360, t.push_state
+    """The 360 rows joined with the target's push state, keyset-paged by concord id.
+
+    Only their narrow parts: ``with_documents`` reads the documents figures of those mapped.
+    """
+    c360, day, ps = t.customer360, t.customer360_daily, t.push_state
     page = max(ctx.config.batch_size, 100)
     after = ""
     while True:
         with ctx.store.engine.connect() as conn:
-            rows = list(
-                conn.execute(
+            rows = [
+                StateRow(*r)
+                for r in conn.execute(
                     select(
                         c360.c.concord_id,
-                        cast(c360.c.data, Text),
+                        c360.c.base_hash,
+                        cast(day.c.data, Text),
                         ps.c.accepted_hash,
                         ps.c.remote_id,
                         cast(ps.c.accepted_properties, Text),
@@ -322,7 +345,7 @@ def rows_with_state(ctx: RunContext, target_name: str) -> Iterator[list[StateRow
                         ps.c.source_hash,
                     )
                     .select_from(
-                        c360.outerjoin(
+                        c360.join(day, day.c.concord_id == c360.c.concord_id).outerjoin(
                             ps,
                             (ps.c.concord_id == c360.c.concord_id) & (ps.c.target == target_name),
                         )
@@ -331,11 +354,29 @@ def rows_with_state(ctx: RunContext, target_name: str) -> Iterator[list[StateRow
                     .order_by(c360.c.concord_id)
                     .limit(page)
                 )
-            )
+            ]
         if not rows:
             return
-        after = rows[-1][0]
-        yield [tuple(r) for r in rows]  # type: ignore[misc]
+        after = rows[-1].concord_id
+        yield rows
+
+
+def with_documents(
+    ctx: RunContext, rows: Sequence[tuple[StateRow, dict[str, Any]]]
+) -> Iterator[tuple[StateRow, dict[str, Any]]]:
+    """Each (row, its parsed daily figures) with its whole 360 row, documents figures read now."""
+    if not rows:
+        return
+    c360 = t.customer360
+    with ctx.store.engine.connect() as conn:
+        q = select(c360.c.concord_id, cast(c360.c.data, Text)).where(
+            c360.c.concord_id.in_([row.concord_id for row, _ in rows])
+        )
+        bases: dict[str, str] = {gid: text for gid, text in conn.execute(q)}
+    for row, daily in rows:
+        base = bases.get(row.concord_id)
+        if base is not None:  # else gone since the page was read
+            yield row, {**orjson.loads(base), **daily}
 
 
 def planned(
@@ -354,7 +395,7 @@ def planned(
     (``revive_properties``): sent with a customer that came back, left out of its hash, so the
     next night finds it unchanged.
     """
-    _gid, _data, accepted, remote_id, accepted_text, status, attempts, _seen = row
+    status = row.status
     known = status != "superseded" and not forget_state
     properties = mapped.properties
     clear: tuple[str, ...] = ()
@@ -365,11 +406,11 @@ def planned(
         object_type=mapped.object_type,
         properties=properties,
         hash=content_hash(mapped.object_type, mapped.properties),
-        remote_id=remote_id if known else None,
-        previous=_loads(accepted_text) if known else None,
-        prior_hash=accepted if known else None,
+        remote_id=row.remote_id if known else None,
+        previous=_loads(row.accepted_properties) if known else None,
+        prior_hash=row.accepted_hash if known else None,
         prior_status=status if known else None,
-        prior_attempts=attempts or 0,
+        prior_attempts=row.attempts or 0,
         source_hash=fingerprint,
         name=mapped.name,
         source_ids=mapped.source_ids,
@@ -399,18 +440,23 @@ def candidates(ctx: RunContext, target_name: str) -> Iterator[Candidate]:
     mappings = outbound_mappings(ctx, target_name)
     revive = revive_properties(ctx.config.targets[target_name])
     for rows in rows_with_state(ctx, target_name):
+        moved: list[tuple[StateRow, dict[str, Any]]] = []
+        fingerprints: dict[str, str] = {}
         for row in rows:
-            gid, data_text, accepted, _remote, _props, status, _attempts, seen = row
-            data = orjson.loads(data_text)
-            fingerprint = source_fingerprint(data, mappings)
-            if status == "accepted" and seen == fingerprint:
+            daily = orjson.loads(row.daily)
+            fingerprint = source_fingerprint(row.base_hash, daily, mappings)
+            if row.status == "accepted" and row.source_hash == fingerprint:
                 continue
+            fingerprints[row.concord_id] = fingerprint
+            moved.append((row, daily))
+        for row, data in with_documents(ctx, moved):
+            gid, fingerprint, status = row.concord_id, fingerprints[row.concord_id], row.status
             mapped = map_customer(gid, data, mappings, target_name)
             if isinstance(mapped, MapFailure):
                 yield mapped
                 continue
             h = content_hash(mapped.object_type, mapped.properties)
-            if accepted == h and status != "superseded":
+            if row.accepted_hash == h and status != "superseded":
                 if status in ("accepted", "rejected"):
                     yield Refresh(gid, fingerprint)
                 continue

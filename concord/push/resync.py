@@ -35,6 +35,7 @@ from concord.push.diff import (
     revive_properties,
     rows_with_state,
     source_fingerprint,
+    with_documents,
 )
 
 
@@ -97,7 +98,7 @@ def _read_back(
         by_kind.setdefault(mapped.object_type, []).append((row, mapped))
     for kind, items in by_kind.items():
         names = sorted({name for _, m in items for name in m.properties} | set(extra))
-        for record in target.read(kind, [row[0] for row, _ in items], names):
+        for record in target.read(kind, [row.concord_id for row, _ in items], names):
             found[record.key] = record
     return found
 
@@ -116,32 +117,34 @@ def resync_items(
     revive = revive_properties(ctx.config.targets[target_name])  # a retired customer came back
     for rows in rows_with_state(ctx, target_name):
         batch: list[tuple[StateRow, Mapped, str]] = []
-        for row in rows:
-            data = orjson.loads(row[1])
-            mapped = map_customer(row[0], data, mappings, target_name)
+        parsed = [(row, orjson.loads(row.daily)) for row in rows]
+        for row, data in with_documents(ctx, parsed):
+            mapped = map_customer(row.concord_id, data, mappings, target_name)
             if isinstance(mapped, MapFailure):
                 yield mapped
             else:
-                batch.append((row, mapped, source_fingerprint(data, mappings)))
+                batch.append((row, mapped, source_fingerprint(row.base_hash, data, mappings)))
         counts.checked += len(batch)
         # the mark is read only where a retired customer came back: an org without it is fine
-        back = tuple(revive) if any(row[5] == RETIRED for row, _, _ in batch) else ()
+        back = tuple(revive) if any(row.status == RETIRED for row, _, _ in batch) else ()
         pairs = [(row, m) for row, m, _ in batch]
         held = _read_back(target, pairs, back) if target is not None else {}
         for row, mapped, fingerprint in batch:
             if target is None:
-                yield planned(row[0], mapped, row, fingerprint, revive=revive)
+                yield planned(row.concord_id, mapped, row, fingerprint, revive=revive)
                 continue
-            remote = held.get(row[0])
+            remote = held.get(row.concord_id)
             if remote is None:
                 counts.missing += 1
                 yield dataclasses.replace(
-                    planned(row[0], mapped, row, fingerprint, forget_state=True, revive=revive),
+                    planned(
+                        row.concord_id, mapped, row, fingerprint, forget_state=True, revive=revive
+                    ),
                     in_target=False,
                 )
                 continue
             upsert = dataclasses.replace(
-                planned(row[0], mapped, row, fingerprint, revive=revive),
+                planned(row.concord_id, mapped, row, fingerprint, revive=revive),
                 remote_id=remote.remote_id,
                 previous={k: remote.properties.get(k) for k in json_form(mapped.properties)},
                 in_target=True,

@@ -16,13 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     ColumnElement,
@@ -30,12 +28,9 @@ from sqlalchemy import (
     Engine,
     MetaData,
     Table,
-    bindparam,
-    cast,
     create_engine,
     delete,
     event,
-    func,
     literal_column,
     or_,
     select,
@@ -43,7 +38,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.schema import CreateTable
@@ -352,65 +346,6 @@ class Store:
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
         conn.execute(stmt, list(rows))
-
-    def patch_json(
-        self,
-        conn: Connection,
-        table: Table,
-        json_column: str,
-        fields: Sequence[str],
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-    ) -> None:
-        """Set ``fields`` inside a JSON column and plain ``columns`` of existing rows, in SQL.
-
-        Each row is (primary key, one JSON-able value per field, one driver-form value per
-        column, see ``driver_processors``). The database merges the fields into the stored
-        document (SQLite ``json_set``, PostgreSQL ``jsonb ||``), so changing a few figures of
-        every row neither reads nor re-serialises the documents in Python.
-        """
-        if not rows:
-            return
-        n = len(fields)
-        (key,) = table.primary_key.columns
-        column = table.c[json_column]
-        stmt = update(table).where(key == bindparam("k_"))
-        plain: dict[str, Any] = {c: bindparam(f"c{i}_") for i, c in enumerate(columns)}
-        merged: Any
-        if self.dialect == "postgresql":
-            merged = cast(cast(column, JSONB).op("||")(cast(bindparam("p_"), JSONB)), JSON)
-            compiled = stmt.values({json_column: merged, **plain}).compile(
-                dialect=self.engine.dialect
-            )
-            params: list[Any] = [
-                {
-                    "p_": orjson.dumps(dict(zip(fields, r[1 : 1 + n], strict=True))).decode(),
-                    "k_": r[0],
-                    **{f"c{i}_": v for i, v in enumerate(r[1 + n :])},
-                }
-                for r in rows
-            ]
-        else:
-            pairs: list[Any] = []
-            for i in range(n):
-                pairs += [bindparam(f"q{i}_"), func.json(bindparam(f"f{i}_"))]
-            merged = func.json_set(column, *pairs)
-            compiled = stmt.values({json_column: merged, **plain}).compile(
-                dialect=self.engine.dialect
-            )
-            # each driver parameter's place in (key, JSON texts, columns, paths), found once
-            where = {"k_": 0}
-            where.update({f"f{i}_": 1 + i for i in range(n)})
-            where.update({f"c{i}_": 1 + n + i for i in range(len(columns))})
-            where.update({f"q{i}_": 1 + n + len(columns) + i for i in range(n)})
-            pick = itemgetter(*(where[name] for name in compiled.positiontup or ()))
-            paths = [f'$."{f}"' for f in fields]
-            dumps = orjson.dumps
-            params = [
-                pick((r[0], *(dumps(v).decode() for v in r[1 : 1 + n]), *r[1 + n :], *paths))
-                for r in rows
-            ]
-        conn.exec_driver_sql(str(compiled), params)
 
     def driver_processors(
         self, table: Table, columns: Sequence[str]

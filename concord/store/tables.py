@@ -343,16 +343,27 @@ identity_records = Table(
     Column("record", LargeBinary, nullable=False),  # orjson of the normalised fields
 )
 
+# A 360 row is two rows (``concord.customer360.stored``): its figures that change only with
+# the customer's documents here, those that change with the date or the whole base (as_of, RFM,
+# tier, lifecycle, churn, the receivable check) in ``customer360_daily``. A night rewrites every
+# customer's narrow daily row and only the changed customers' documents figures.
 customer360 = Table(
     "customer360",
     metadata,
     Column("concord_id", String(32), primary_key=True),
     Column("name", String(300), nullable=False),
-    Column("data", JSON, nullable=False),
-    Column("content_hash", String(32), nullable=False),
-    # hash of the figures that change only with the documents: a night that recomputes only the
-    # daily figures hashes them with this and patches them into ``data`` in SQL
-    Column("base_hash", String(32)),
+    Column("data", JSON, nullable=False),  # the row's fields but the daily ones
+    Column("base_hash", String(32), nullable=False),  # hash of ``data``'s figures
+    Column("updated_at", UtcDateTime, nullable=False),  # when ``data`` last changed
+    Column("run_id", String(64), nullable=False),
+)
+
+customer360_daily = Table(
+    "customer360_daily",
+    metadata,
+    Column("concord_id", String(32), primary_key=True),
+    Column("data", JSON, nullable=False),  # the daily fields, with the whole row's content hash
+    Column("content_hash", String(32), nullable=False),  # of the whole row (base and daily)
     Column("value_tier", String(1)),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("run_id", String(64), nullable=False),

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from concord.customer360.stored import whole_rows
 from concord.store import Store
 from concord.store import tables as t
 from sandbox.crm import CrmServer
@@ -79,10 +80,8 @@ def rows(store: Store, table: Any, *cols: str) -> set[tuple[Any, ...]]:
 def snapshot(store: Store, crm: CrmServer) -> dict[str, Any]:
     with store.engine.connect() as conn:
         c360 = {
-            gid: {k: v for k, v in data.items() if k != "updated_at"}
-            for gid, data in conn.execute(
-                select(t.customer360.c.concord_id, t.customer360.c.data)
-            ).all()
+            data["concord_id"]: {k: v for k, v in data.items() if k != "updated_at"}
+            for data in whole_rows(conn)
         }
         open_rejects = conn.execute(
             select(func.count()).select_from(t.rejects).where(t.rejects.c.resolved_run.is_(None))

@@ -137,6 +137,7 @@ def store_state(store_url: str) -> dict[str, Any]:
             store, t.identity_links, ["source", "source_id"], ["concord_id", "rule"]
         )
         state["customer360"] = _rows(store, t.customer360, ["concord_id"], ["data"])
+        state["customer360_daily"] = _rows(store, t.customer360_daily, ["concord_id"], ["data"])
         rj = t.rejects
         with store.engine.connect() as conn:
             state["open_rejects"] = sorted(

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlalchemy import select
 
 from concord.cli.render import render_customer
 from concord.config import PipelineConfig
 from concord.customer360.lookup import find_customers
 from concord.customer360.receivable import gate
+from concord.customer360.stored import whole_rows
 from concord.model import (
     CanonicalModel,
     Customer,
@@ -125,7 +125,7 @@ def run(store: Store, cfg: PipelineConfig, as_of: datetime, **kw: Any) -> dict[s
     resolve_identities(store, cfg.identity, "run_1")
     report = build(store, cfg, as_of, "run_1", **kw)
     with store.engine.connect() as conn:
-        rows = {d["source_ids"][0]: d for d in conn.execute(select(t.customer360.c.data)).scalars()}
+        rows = {d["source_ids"][0]: d for d in whole_rows(conn)}
     return {"report": report, "rows": rows}
 
 

@@ -22,6 +22,7 @@ from concord.config import PipelineConfig
 from concord.customer360.dates import BusinessCalendar
 from concord.customer360.fx import fx_table
 from concord.customer360.metrics import Figures, aggregate, collect
+from concord.customer360.stored import BOOKKEEPING, row_hash, whole, whole_select
 from concord.model import (
     CanonicalModel,
     Customer,
@@ -32,14 +33,7 @@ from concord.model import (
     Shipment,
     SourceRef,
 )
-from concord.pipeline.build_360 import (
-    BOOKKEEPING,
-    Daily,
-    Population,
-    build,
-    compute,
-    row_hash,
-)
+from concord.pipeline.build_360 import Daily, Population, build, compute
 from concord.pipeline.map import canonical_row
 from concord.pipeline.reports import Build360Report
 from concord.pipeline.resolve import resolve_identities
@@ -187,14 +181,17 @@ def seed(store: Store, n: int = 40, seed_: int = 7) -> None:
 
 
 def stored_table(store: Store) -> dict[str, tuple[Any, ...]]:
-    c = t.customer360
+    c, d = t.customer360, t.customer360_daily
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(c.c.concord_id, c.c.name, c.c.value_tier, c.c.content_hash, c.c.data)
-        )
+        rows = conn.execute(whole_select(c.c.name, d.c.value_tier, d.c.content_hash))
         return {
-            gid: (name, tier, h, {k: v for k, v in data.items() if k not in BOOKKEEPING})
-            for gid, name, tier, h, data in rows
+            gid: (
+                name,
+                tier,
+                h,
+                {k: v for k, v in whole(base, daily).items() if k not in BOOKKEEPING},
+            )
+            for gid, base, daily, name, tier, h in rows
         }
 
 

@@ -9,18 +9,17 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from sqlalchemy import select
 
 from concord.cli.render import render_customer, render_explanation
 from concord.config import PipelineConfig
 from concord.customer360.churn import MbgParams
 from concord.customer360.lookup import find_customers
+from concord.customer360.stored import whole_rows
 from concord.identity.explain import explain
 from concord.model import Invoice, Payment, Shipment, SourceRef
 from concord.pipeline.build_360 import build as build_360_rows
 from concord.pipeline.resolve import resolve_identities as resolve
 from concord.store import Store
-from concord.store import tables as t
 from tests.integration.identity.builders import customer, order, write
 from tests.unit.customer360.simulation import simulate
 
@@ -133,7 +132,7 @@ def seed(store: Store) -> None:
 
 def rows(store: Store) -> dict[str, dict[str, Any]]:
     with store.engine.connect() as conn:
-        return {d["source_ids"][0]: d for d in conn.execute(select(t.customer360.c.data)).scalars()}
+        return {d["source_ids"][0]: d for d in whole_rows(conn)}
 
 
 def test_each_360_metric_on_hand_built_data(store: Store) -> None:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from concord.config import PipelineConfig
+from concord.customer360.stored import write_whole
 from concord.model import Customer360
 from concord.pipeline.context import RunContext, RunOptions, load_mappings, new_run_id
 from concord.pipeline.push import push
@@ -73,23 +74,7 @@ def seed(store: Store, *rows: dict[str, Any]) -> None:
             ],
             ["concord_id"],
         )
-        store.upsert(
-            conn,
-            t.customer360,
-            [
-                {
-                    "concord_id": r["concord_id"],
-                    "name": r["name"]["value"],
-                    "data": r,
-                    "content_hash": "x",
-                    "value_tier": r["value_tier"],
-                    "updated_at": NOW,
-                    "run_id": "seed",
-                }
-                for r in rows
-            ],
-            ["concord_id"],
-        )
+        write_whole(store, conn, rows, "seed", NOW)
 
 
 def merge(store: Store, absorbed: str, survivor: str) -> None:
@@ -101,6 +86,8 @@ def merge(store: Store, absorbed: str, survivor: str) -> None:
             .values(status="merged", merged_into=survivor, updated_run="merge")
         )
         conn.execute(t.customer360.delete().where(t.customer360.c.concord_id == absorbed))
+        day = t.customer360_daily
+        conn.execute(day.delete().where(day.c.concord_id == absorbed))
         conn.execute(
             t.identity_events.insert().values(
                 run_id="merge",

@@ -71,7 +71,23 @@ def test_only_the_changed_customer_is_sent_with_its_new_values(
     assert hubspot.objects["companies"]["K001"]["properties"]["lifetime_revenue"] == "250.50"
 
 
-def test_a_360_change_in_a_field_no_mapping_reads_is_skipped_unmapped(
+def test_a_daily_figure_no_mapping_reads_is_skipped_unmapped(
+    store: Store, hubspot: CrmServer
+) -> None:
+    seed(store, customer("K001"))
+    pusher = Pusher(store, {"hs": hubspot_target(hubspot)})
+    pusher.push("hs")
+    before = push_states(store, "hs")["K001"]["source_hash"]
+    changed = customer("K001")
+    changed["days_since_last_order"] = 5  # a daily figure read by neither outbound mapping
+    seed(store, changed)
+
+    report = pusher.push("hs")
+    assert (report.planned, report.unchanged, report.calls) == (0, 1, 0)
+    assert push_states(store, "hs")["K001"]["source_hash"] == before  # not even re-mapped
+
+
+def test_a_documents_figure_no_mapping_reads_is_mapped_once_and_not_sent(
     store: Store, hubspot: CrmServer
 ) -> None:
     seed(store, customer("K001"))
@@ -80,12 +96,16 @@ def test_a_360_change_in_a_field_no_mapping_reads_is_skipped_unmapped(
     before = push_states(store, "hs")["K001"]["source_hash"]
     changed = customer("K001")
     changed["revenue_12m"] = "77"  # read by neither outbound mapping
-    changed["days_since_last_order"] = 5
     seed(store, changed)
 
     report = pusher.push("hs")
     assert (report.planned, report.unchanged, report.calls) == (0, 1, 0)
-    assert push_states(store, "hs")["K001"]["source_hash"] == before  # not even re-mapped
+    # the row's documents hash moved: mapped again to the same properties, its fingerprint
+    # refreshed, so the next night skips it unmapped
+    after = push_states(store, "hs")["K001"]["source_hash"]
+    assert after is not None and after != before
+    assert pusher.push("hs").unchanged == 1
+    assert push_states(store, "hs")["K001"]["source_hash"] == after
 
 
 def test_a_read_field_whose_sent_value_is_the_same_is_not_pushed(

@@ -27,6 +27,7 @@ import yaml
 from sqlalchemy import select
 
 from concord.config import load_config
+from concord.customer360.stored import whole_rows
 from concord.pipeline import RunOptions, run_sync
 from concord.store import Store
 from concord.store import tables as t
@@ -238,7 +239,7 @@ def synced(
         store = Store(store_url)
         try:
             with store.engine.connect() as conn:
-                rows = [d for (d,) in conn.execute(select(t.customer360.c.data))]
+                rows = list(whole_rows(conn))
                 staged = set(
                     conn.execute(
                         select(t.raw_records.c.source_id).where(
