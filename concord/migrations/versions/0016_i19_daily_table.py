@@ -100,6 +100,7 @@ def upgrade() -> None:
             break
         after = rows[-1].concord_id
         days: list[dict[str, Any]] = []
+        bases: list[dict[str, Any]] = []
         for r in rows:
             data = dict(r.data)
             days.append(
@@ -112,13 +113,15 @@ def upgrade() -> None:
                     "run_id": r.run_id,
                 }
             )
-            conn.execute(
-                wide.update()
-                .where(wide.c.concord_id == r.concord_id)
-                # a row from before base hashes (0013): its documents figures' hash, as the
-                # build hashes them
-                .values(data=data, base_hash=r.base_hash or json_digest(data))
-            )
+            # a row from before base hashes (0013): its documents figures' hash, as the build
+            # hashes them
+            bases.append({"k": r.concord_id, "d": data, "b": r.base_hash or json_digest(data)})
+        conn.execute(
+            wide.update()
+            .where(wide.c.concord_id == sa.bindparam("k"))
+            .values(data=sa.bindparam("d", type_=sa.JSON()), base_hash=sa.bindparam("b")),
+            bases,
+        )
         conn.execute(daily.insert(), days)
     with op.batch_alter_table("customer360", schema=None) as batch_op:
         batch_op.alter_column("base_hash", existing_type=sa.String(length=32), nullable=False)
