@@ -839,6 +839,8 @@ def build_360(ctx: RunContext) -> Build360Report:
     ``--full-refresh`` rebuilds every row from the documents.
     """
     started = utcnow()
+    read = [t.identity_links, t.customers, t.orders, t.shipments, t.invoices, t.payments]
+    ctx.store.refresh_statistics([*read, t.customer360, t.customer360_daily, t.customer360_inputs])
     invoice_sources = frozenset(
         source for (source, _entity), m in ctx.mappings.items() if m.entity == "invoices"
     )

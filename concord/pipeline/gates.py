@@ -115,6 +115,8 @@ def check_gates(ctx: RunContext) -> GateReport:
     """Evaluate the gates and record them as the run's ``gate`` stage (failed when any fails)."""
     started: datetime = utcnow()
     report = GateReport()
+    # the map stage just cleared every mapped record's pending flag: plan the counts on that
+    ctx.store.refresh_statistics([t.raw_records, t.raw_state, *t.CANONICAL_TABLES.values()])
     with ctx.store.engine.connect() as conn:
         for source, entity in gate_entities(ctx):
             row = check_entity(ctx, conn, source, entity)

@@ -37,6 +37,7 @@ from concord.push.send import (
     store_refreshes,
 )
 from concord.store import Reject
+from concord.store import tables as t
 from concord.utc import utcnow
 
 FLUSH_REJECTS, FLUSH_REFRESHES = 500, 2000
@@ -96,6 +97,7 @@ def push(ctx: RunContext, target_name: str, *, gates: bool = True) -> PushReport
     HTTP retries not).
     """
     started = utcnow()
+    ctx.store.refresh_statistics([t.customer360, t.customer360_daily, t.push_state])
     if gates and not ctx.options.dry_run:
         require_gates(ctx)
     held = receivable_hold(ctx)

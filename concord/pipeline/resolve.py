@@ -33,6 +33,9 @@ from concord.utc import utcnow
 def resolve(ctx: RunContext) -> ResolveReport:
     """The stage: resolve identities for the run and record the report."""
     started = utcnow()
+    ctx.store.refresh_statistics(
+        [t.customers, t.identity_links, t.identity_records, t.golden, t.identity_events]
+    )
     report = resolve_identities(
         ctx.store, ctx.config.identity, ctx.run_id, base_dir=ctx.config.path.parent
     )
