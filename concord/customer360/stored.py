@@ -88,11 +88,9 @@ def whole_select(*columns: Any) -> Select[Any]:
     ).select_from(c360.join(d, d.c.concord_id == c360.c.concord_id))
 
 
-def whole_rows(conn: Connection, ids: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Whole rows (of ``ids``, or all, by concord id), streamed."""
+def whole_rows(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Every whole row, by concord id, streamed."""
     q = whole_select().order_by(t.customer360.c.concord_id)
-    if ids is not None:
-        q = q.where(t.customer360.c.concord_id.in_(list(ids)))
     for _gid, base, daily in conn.execution_options(yield_per=2000).execute(q):
         yield whole(base, daily)
 
@@ -112,7 +110,8 @@ def write_whole(
     """
     wide, days = [], []
     for data in rows:
-        h = row_hash(data)
+        bh = base_hash(data)
+        h = daily_hash(bh, data)
         base, daily = split({**data, "content_hash": h})
         gid = data["concord_id"]
         name = str(data["name"]["value"])[:300]
@@ -121,7 +120,7 @@ def write_whole(
                 "concord_id": gid,
                 "name": name,
                 "data": base,
-                "base_hash": base_hash(data),
+                "base_hash": bh,
                 "updated_at": at,
                 "run_id": run_id,
             }

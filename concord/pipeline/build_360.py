@@ -231,7 +231,7 @@ class Population:
     def daily_json(self, gid: str, a: CustomerTotals) -> dict[str, Any]:
         """The row's daily figures in JSON form, as ``Daily`` dumps ``daily()`` (a test holds).
 
-        Built without a model per row: a night patches them into every kept customer's row.
+        Built without a model per row: a night writes them as every kept customer's daily row.
         """
         days, erp, diff, r_score, f_score, m_score, tier, stage, alive, risk = self._figures(gid, a)
         return {
@@ -783,7 +783,6 @@ def build(
                 continue
             figures_of_documents, daily = split(data)
             if bases.get(gid) != bh:  # else its documents figures are as stored
-                figures_of_documents.pop("content_hash", None)
                 batch.append(
                     {
                         "concord_id": gid,

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy import Text, cast, func, select
 
 from concord.contracts import ObjectKind, PushRecord, TargetConfig
-from concord.customer360.stored import DAILY
+from concord.customer360.stored import DAILY, whole
 from concord.errors import RecordRejected
 from concord.hashing import digest, json_digest
 from concord.mapping import Mapping, load_mapping
@@ -202,12 +202,17 @@ class OutboundMappings:
     @property
     def daily_reads(self) -> tuple[str, ...]:
         """Those of ``reads`` that are daily figures (``customer360.stored.DAILY``)."""
-        return tuple(name for name in self.reads if name in DAILY)
+        return _daily_names(self.model)
 
 
 @lru_cache(maxsize=64)
 def _field_names(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(sorted(model.model_fields))
+
+
+@lru_cache(maxsize=64)
+def _daily_names(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name in _field_names(model) if name in DAILY)
 
 
 def customer_model(*mappings: Mapping | None) -> type[BaseModel]:
@@ -376,7 +381,7 @@ def with_documents(
     for row, daily in rows:
         base = bases.get(row.concord_id)
         if base is not None:  # else gone since the page was read
-            yield row, {**orjson.loads(base), **daily}
+            yield row, whole(base, daily)
 
 
 def planned(
