@@ -302,6 +302,13 @@ class PipelineConfig(_Strict):
         description="Source entities a sync pulls at once (each source within its own rate "
         "limit); 1 pulls them one after the other",
     )
+    extract_commit_records: int = Field(
+        default=10000,
+        ge=1,
+        le=1_000_000,
+        description="Records the extract commits in one transaction, with the checkpoint of the "
+        "batch's last page (a crash pulls at most these again); 1 commits every page",
+    )
     map_workers: int = Field(
         default=2,
         ge=0,

@@ -1,12 +1,12 @@
 """Pages read ahead: a source's next page is fetched while the current one is being staged.
 
-Staging a page (hashing, the store's write and commit) and fetching the next (the server's work,
-the wire, JSON parsing) are independent; one after the other, the server idles while concord
-writes and concord idles while the server answers (issue 19: the extract ran at 0.15 of the bare
-wire loop). ``prefetched`` runs the source's page iterator in its own thread, at most ``depth``
-pages ahead, and yields the pages in order. Nothing about what is committed changes: the pages are
-still staged one by one, each with its checkpoint, by the caller; a page fetched ahead and not
-staged when the run stops is fetched again by the rerun, as any page after the last checkpoint.
+Staging a page (hashing, the store's write and commit) and fetching the next (the server's work, the
+wire, JSON parsing) are independent; one after the other, the server idles while concord writes and
+concord idles while the server answers (issue 19: the extract ran at 0.15 of the bare wire loop).
+``prefetched`` runs the source's page iterator in its own thread, at most ``depth`` pages ahead, and
+yields the pages in order. Nothing about what is committed changes: the caller still stages the
+pages in order, a batch of them committed with its last page's checkpoint; a page fetched ahead and
+not staged when the run stops is fetched again by the rerun, as any page after the last checkpoint.
 An error of the iterator is raised where its page would have been; a caller that stops early
 (its own error) stops the reader, which closes the iterator in its own thread.
 """

@@ -693,7 +693,10 @@ class Store:
         """
         if not rows:
             return StageCounts(0, 0, 0)
-        latest: dict[str, StagedRow] = {r.source_id: r for r in rows}  # last wins within a page
+        # last wins within a batch; in key order, each index page is visited once and in order
+        latest: dict[str, StagedRow] = {
+            r.source_id: r for r in sorted(rows, key=operator.attrgetter("source_id"))
+        }
         raw = t.raw_records
         # PostgreSQL looks nothing up: its upsert skips unchanged rows itself. A lookup by
         # ``source_id = ANY(ids)`` was planned on ix_raw_pending while raw_records had no

@@ -39,8 +39,12 @@ def write_config(
     page_size: int = 25,
     batch_size: int = 50,
     attempts: int = 4,
+    commit_records: int | None = None,
 ) -> Path:
-    """A pipeline config for the sandbox with fast retries (tests must not wait for backoff)."""
+    """A pipeline config for the sandbox with fast retries (tests must not wait for backoff).
+
+    ``commit_records``: the extract's ``extract_commit_records`` (1: every page commits).
+    """
     http = (
         f"{{timeout: 5, max_attempts: {attempts}, backoff_base: 0.01, backoff_max: 0.05, "
         "retry_after_max: 1}"
@@ -52,6 +56,7 @@ def write_config(
         'fx_rates: {USD: "0.92", GBP: "1.17"}',
         "reject_ratio: 0.2",
         f"batch_size: {batch_size}",
+        *([f"extract_commit_records: {commit_records}"] if commit_records else []),
         "sources:",
         "  sandbox_erp:",
         "    type: rest",

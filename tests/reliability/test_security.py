@@ -107,7 +107,7 @@ class _StopAfterFirstPage(Exception):
 def _stop_at(entity: str) -> Any:
     def on_event(name: str, data: dict[str, Any]) -> None:
         if name == "page" and data.get("entity") == entity:
-            raise _StopAfterFirstPage(entity)  # the page and its checkpoint are committed
+            raise _StopAfterFirstPage(entity)  # committed with its checkpoint (commit_records=1)
 
     return on_event
 
@@ -117,7 +117,9 @@ def test_no_registered_secret_is_anywhere_in_the_store(
 ) -> None:
     erp, crm = servers
     url = f"sqlite:///{tmp_path / 'scan.db'}"
-    config = write_config(tmp_path / "c.yaml", store_url=url, erp_url=erp.url, crm_url=crm.url)
+    config = write_config(
+        tmp_path / "c.yaml", store_url=url, erp_url=erp.url, crm_url=crm.url, commit_records=1
+    )
     config.write_text(
         config.read_text().replace(
             "    records_path: data\n", "    records_path: data\n    headers: {X-Tenant: acme}\n"
@@ -162,7 +164,11 @@ def test_an_api_key_echoed_in_next_links_never_reaches_a_checkpoint(
     url = f"sqlite:///{tmp_path / 'echo.db'}"
     with _EchoingErp() as erp:
         config = write_config(
-            tmp_path / "c.yaml", store_url=url, erp_url=erp.url, crm_url="http://127.0.0.1:9"
+            tmp_path / "c.yaml",
+            store_url=url,
+            erp_url=erp.url,
+            crm_url="http://127.0.0.1:9",
+            commit_records=1,
         )
         text = (
             config.read_text()

@@ -23,7 +23,7 @@ from concord.errors import ConcordError
 from concord.pipeline import RunOptions, run_sync
 from concord.store import Store
 from concord.store import tables as t
-from sandbox.server import Request
+from sandbox.server import Fault, Request
 from sandbox.tryton_rest import TrytonRestServer
 from tests.integration.connectors.tryton_dialect import (
     CUSTOMERS,
@@ -59,8 +59,15 @@ def write_config(path: Path, server: TrytonRestServer, **source: Any) -> Path:
 
 
 def sync(config: Path) -> dict[str, Any]:
+    return sync_with(config, None)
+
+
+def sync_with(config: Path, on_event: Any) -> dict[str, Any]:
+    """A sync's report; a run that raised gives its stored report and ``raised``."""
     try:
-        report: dict[str, Any] = dict(run_sync(load_config(config), RunOptions(trigger="test")))
+        report: dict[str, Any] = dict(
+            run_sync(load_config(config), RunOptions(trigger="test"), on_event=on_event)
+        )
     except ConcordError as exc:  # a partial run raises after storing its report
         store = Store(load_config(config).store_url)
         try:
@@ -192,7 +199,7 @@ class Crash(Exception):
 def test_crash_mid_entity_then_edit_then_resume_is_exact(
     server: TrytonRestServer, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "concord.yaml", server)
+    config = write_config(tmp_path / "concord.yaml", server, commit_records=1)  # every page
     pages = 0
 
     def crash_after_two_pages(name: str, data: dict[str, Any]) -> None:
@@ -224,6 +231,57 @@ def test_crash_mid_entity_then_edit_then_resume_is_exact(
     assert sorted(staged(config), key=int) == [str(i) for i in range(1, PARTIES + 1) if i != 20]
     sync(config)
     assert_store_equals_server(config, server)
+
+
+def _checkpoint(config: Path) -> str | None:
+    store = Store(load_config(config).store_url)
+    try:
+        return store.watermark("tryton", "customers").checkpoint
+    finally:
+        store.dispose()
+
+
+def test_pages_commit_in_batches_with_the_checkpoint_of_the_batchs_last_page(
+    server: TrytonRestServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "concord.yaml", server, commit_records=2 * PAGE)
+    seen: list[tuple[int, str | None]] = []
+
+    def look(name: str, data: dict[str, Any]) -> None:
+        if name == "page" and data["records"]:
+            seen.append((len(staged(config)), _checkpoint(config)))
+
+    run_sync(load_config(config), RunOptions(trigger="test"), on_event=look)
+    # after pages 1..5: the batch of pages 1-2 and of 3-4 commit when full, page 5 at the end
+    assert [n for n, _ in seen] == [0, 2 * PAGE, 2 * PAGE, 4 * PAGE, 4 * PAGE]
+    assert seen[0][1] is None and seen[1][1] is not None
+    assert seen[2][1] == seen[1][1]  # page 3 is not committed: the checkpoint is page 2's
+    assert seen[3][1] not in (None, seen[1][1])
+    assert len(staged(config)) == PARTIES and _checkpoint(config) is None
+
+
+def test_a_source_failing_mid_window_commits_the_pages_it_sent_before(
+    server: TrytonRestServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "concord.yaml", server)  # one batch would hold every page
+    armed = False
+
+    def fail_a_later_page(name: str, data: dict[str, Any]) -> None:
+        nonlocal armed
+        if name == "page" and not armed:
+            armed = True
+            server.faults.append(Fault(status=400, times=1))  # not retried: the pull fails
+
+    report = sync_with(config, fail_a_later_page)
+    assert "raised" in report
+    kept = staged(config)
+    assert 0 < len(kept) < PARTIES and len(kept) % PAGE == 0  # whole pages, none lost
+    assert _checkpoint(config) is not None  # the resume starts after them
+    resumed = sync(config)
+    ex = resumed["stages"]["extract"]["tryton/customers"]
+    assert ex["resumed"] and ex["count_check"] == "agree"
+    assert ex["records"] == PARTIES - len(kept)
+    assert sorted(staged(config), key=int) == [str(i) for i in range(1, PARTIES + 1)]
 
 
 def test_a_new_key_order_from_the_server_changes_no_record(

@@ -39,12 +39,17 @@ def write_tryton_config(
     *,
     page_size: int,
     targets: dict[str, Any] | None = None,
+    commit_records: int | None = None,
     **source: Any,
 ) -> Path:
-    """Write ``path`` (SQLite store beside it, key in FAKE_TRYTON_KEY) and return it."""
-    config = {
+    """Write ``path`` (SQLite store beside it, key in FAKE_TRYTON_KEY) and return it.
+
+    ``commit_records``: the extract's ``extract_commit_records`` (1: every page commits).
+    """
+    config: dict[str, Any] = {
         "store_url": f"sqlite:///{path.parent / 'concord.db'}",
         "base_currency": "EUR",
+        **({"extract_commit_records": commit_records} if commit_records else {}),
         "sources": {
             "tryton": {
                 "type": "rest",

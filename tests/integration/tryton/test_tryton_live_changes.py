@@ -102,11 +102,15 @@ def live(
         server.stop()
 
 
-def write_config(work: Path, server: LiveTryton, crm: CrmServer | None = None) -> Path:
+def write_config(
+    work: Path, server: LiveTryton, crm: CrmServer | None = None, *, commit_records: int = 1
+) -> Path:
+    """The live Tryton config; by default every page commits (the tests edit between pages)."""
     tryton = REPO / "mappings" / "tryton"
     config: dict[str, Any] = {
         "store_url": f"sqlite:///{work / 'concord.db'}",
         "base_currency": "EUR",
+        "extract_commit_records": commit_records,
         "sources": {
             "tryton": {
                 "type": "rest",
