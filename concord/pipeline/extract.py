@@ -278,11 +278,15 @@ COMMIT_SECONDS = 5.0
 
 @dataclass(slots=True)
 class _Batch:
-    """Pages received and not yet committed: their rows, rejects, exclusions and last checkpoint."""
+    """Pages received and not yet committed: their rows, rejects, exclusions and last checkpoint.
 
-    rows: list[StagedRow] = field(default_factory=list)
+    A record read twice in one batch counts as its last sighting: staged (``rows``) or excluded
+    (``dropped``), never both, as when each page committed on its own.
+    """
+
+    rows: dict[str, StagedRow] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+    dropped: dict[str, None] = field(default_factory=dict)  # ordered, as they arrived
     token: str | None = None
     high: str | None = None
     pages: int = 0
@@ -328,19 +332,21 @@ def stage_pages(
                 # Revisits and triggered reads keep no checkpoint: they commit synchronously.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             if batch.dropped and canonical is not None:
-                ids = [ecfg.canonical_id(sid) for sid in batch.dropped]
-                ctx.store.drop_records(conn, source_name, entity, batch.dropped, canonical, ids)
+                dropped = list(batch.dropped)
+                ids = [ecfg.canonical_id(sid) for sid in dropped]
+                ctx.store.drop_records(conn, source_name, entity, dropped, canonical, ids)
                 ctx.store.resolve_rejects(
                     conn,
                     stage="map",
                     source=source_name,
                     entity=entity,
-                    source_ids=batch.dropped,
+                    source_ids=dropped,
                     run_id=ctx.run_id,
                 )
-            counts = ctx.store.stage(conn, source_name, entity, batch.rows, ctx.run_id)
+            rows = list(batch.rows.values())
+            counts = ctx.store.stage(conn, source_name, entity, rows, ctx.run_id)
             for derived in derived_entities(ctx.config.sources[source_name], entity):
-                ctx.store.stage(conn, source_name, derived, batch.rows, ctx.run_id)  # no 2nd read
+                ctx.store.stage(conn, source_name, derived, rows, ctx.run_id)  # no 2nd read
             ctx.store.add_rejects(conn, batch.rejects, run_id=ctx.run_id)
             save_progress(conn, batch.token, batch.high)
         report.pages += batch.pages
@@ -348,7 +354,7 @@ def stage_pages(
         report.new += counts.new
         report.changed += counts.changed
         report.unchanged += counts.unchanged
-        batch.rows, batch.rejects, batch.dropped = [], [], []
+        batch.rows, batch.rejects, batch.dropped = {}, [], {}
         batch.pages = batch.records = 0
 
     iterator = iter(pages)
@@ -381,16 +387,19 @@ def stage_pages(
                     )
                 )
                 continue
-            received.add(str(sid))
+            sid = str(sid)
+            received.add(sid)
             why = excluder.reason(record) if excluder.rules else None
             if why is not None:
                 report.excluded[why] = report.excluded.get(why, 0) + 1
-                batch.dropped.append(str(sid))
+                batch.dropped[sid] = None
+                batch.rows.pop(sid, None)
                 continue
             cursor = _cursor_value(record, ecfg.cursor_field)
             if cursor is not None:
                 cursors.append(cursor)
-            batch.rows.append(StagedRow(str(sid), payload, record_digest(record), cursor))
+            batch.rows[sid] = StagedRow(sid, payload, record_digest(record), cursor)
+            batch.dropped.pop(sid, None)
         if cursors:  # the page's highest (the first of equals, as compared one by one)
             high = max_cursor(high, max(cursors, key=_cursor_key))
         batch.token = page.checkpoint.token if page.checkpoint else None

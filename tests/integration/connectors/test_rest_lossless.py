@@ -19,8 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from concord.config import load_config
+from concord.contracts import Checkpoint, Exclusion, Page
 from concord.errors import ConcordError
 from concord.pipeline import RunOptions, run_sync
+from concord.pipeline.context import open_context
+from concord.pipeline.extract import Excluder, stage_pages
+from concord.pipeline.reports import PullCounts
 from concord.store import Store
 from concord.store import tables as t
 from sandbox.server import Fault, Request
@@ -282,6 +286,41 @@ def test_a_source_failing_mid_window_commits_the_pages_it_sent_before(
     assert ex["resumed"] and ex["count_check"] == "agree"
     assert ex["records"] == PARTIES - len(kept)
     assert sorted(staged(config), key=int) == [str(i) for i in range(1, PARTIES + 1)]
+
+
+@pytest.mark.parametrize("commit_records", [1, None], ids=["every page", "one batch"])
+def test_a_record_read_twice_before_a_commit_is_staged_as_last_seen(
+    server: TrytonRestServer, tmp_path: Path, commit_records: int | None
+) -> None:
+    path = write_config(tmp_path / "concord.yaml", server, commit_records=commit_records)
+    ctx = open_context(load_config(path), RunOptions(trigger="test"))
+
+    def party(i: int, code: str) -> dict[str, Any]:
+        return {"id": i, "name": f"Party {i}", "code": code, "last_modified_at": "2026-01-01"}
+
+    pages = [
+        Page([party(1, "C1"), party(2, "C2")], Checkpoint("after-1")),
+        Page([party(1, "GONE"), party(3, "C3")], Checkpoint("after-2")),  # 1 now excluded
+        Page([party(4, "GONE")], Checkpoint("after-3")),
+        Page([party(4, "C4"), party(2, "C2b")]),  # 4 back, 2 changed
+    ]
+    try:
+        stage_pages(
+            ctx,
+            pages,
+            "tryton",
+            "customers",
+            None,
+            PullCounts(),
+            lambda conn, token, high: None,
+            Excluder([Exclusion(path="code", values=["GONE"])]),
+            set(),
+        )
+    finally:
+        ctx.store.dispose()
+    kept = staged(path)
+    assert sorted(kept, key=int) == ["2", "3", "4"]
+    assert kept["2"]["code"] == "C2b" and kept["4"]["code"] == "C4"
 
 
 def test_a_new_key_order_from_the_server_changes_no_record(
