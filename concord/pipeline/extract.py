@@ -46,7 +46,7 @@ from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.prefetch import prefetched
 from concord.pipeline.reports import ExtractReport, PullCounts
 from concord.redact import contains_secret
-from concord.store import Reject, StagedRow
+from concord.store import STAGING_CACHE_KIB, Reject, StagedRow
 from concord.store import tables as t
 from concord.utc import as_utc, parse_time, utcnow
 
@@ -324,7 +324,7 @@ def stage_pages(
         if not batch.pages:
             return
         with ctx.store.begin() as conn:
-            ctx.store.widen_cache(conn)  # SQLite: index pages stay cached across batches
+            ctx.store.widen_cache(conn, STAGING_CACHE_KIB)  # SQLite: a batch's index pages
             if ctx.store.dialect == "postgresql" and save_progress is not _no_progress:
                 # No wait for the WAL flush: a batch and its checkpoint commit together, so a
                 # batch a server crash loses is lost with its checkpoint and pulled again, and

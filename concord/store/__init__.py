@@ -5,11 +5,18 @@ operations the stages need (upserts through the driver's executemany with ``ON C
 """
 
 from concord.store.rejects import Reject
-from concord.store.store import StagedRow, Store, WatermarkState, driver_processors
+from concord.store.store import (
+    STAGING_CACHE_KIB,
+    StagedRow,
+    Store,
+    WatermarkState,
+    driver_processors,
+)
 from concord.store.types import MONEY_SCALE
 
 __all__ = [
     "MONEY_SCALE",
+    "STAGING_CACHE_KIB",
     "Reject",
     "StagedRow",
     "Store",

@@ -109,9 +109,13 @@ def _owner_is_dead(owner: str) -> bool:
 # spend most of its time checkpointing every 4 MiB of WAL and re-reading evicted index pages
 # (issue 19: 51 s against 37 s with these, same pull). The checkpoint now copies each page's
 # last version once per 40 MiB of WAL; the cache is allocated as it is used, and only the
-# staging and map writers get the big one (every connection with it raised a medium run's peak
-# memory by a sixth).
-_WIDEN_CACHE_PRAGMA = "PRAGMA cache_size=-65536"  # KiB: 64 MiB
+# staging and map writers get a big one (every connection with it raised a medium run's peak
+# memory by a sixth). The map writes on one connection: 64 MiB. The extract's threads commit
+# 10,000-record batches on every connection of the pool in turn, each filling its own cache:
+# at 64 MiB apiece a full-scale extract peaked at 1,250 MiB, at 16 MiB at 686 MiB and no
+# slower (117.6 s against 126.8 s; a medium one 16.0-16.1 s against 16.1-16.8 s).
+BULK_CACHE_KIB = 65_536
+STAGING_CACHE_KIB = 16_384
 _CHECKPOINT_PRAGMA = "PRAGMA wal_autocheckpoint=10000"  # pages: 40 MiB
 
 
@@ -301,20 +305,20 @@ class Store:
         """Close the engine's connections."""
         self.engine.dispose()
 
-    def widen_cache(self, conn: Connection) -> None:
-        """SQLite: give the connection a 64 MiB page cache (``_WIDEN_CACHE_PRAGMA``; bulk writers).
+    def widen_cache(self, conn: Connection, kib: int = BULK_CACHE_KIB) -> None:
+        """SQLite: give the connection a page cache of ``kib`` KiB (bulk writers; see above).
 
         The connection keeps it in the pool until ``release_idle`` closes it. PostgreSQL: its
         cache is the server's.
         """
         if self.dialect == "sqlite":
-            conn.exec_driver_sql(_WIDEN_CACHE_PRAGMA)
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
 
     def release_idle(self) -> None:
         """SQLite: close the pooled connections, and with them their page caches.
 
         A stage that ran on several connections (the concurrent extract's threads) leaves each
-        in the pool holding up to 64 MiB of cache (``widen_cache``) the next stage, on one
+        in the pool holding up to its cache (``widen_cache``) the next stage, on one
         connection, never reads; kept, they added up to a quarter of a medium run's peak memory.
         A connection in use is closed when it is returned. PostgreSQL keeps its pool; so does
         an in-memory SQLite store (its one connection is the database).

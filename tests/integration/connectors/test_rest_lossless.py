@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from concord.config import load_config
 from concord.contracts import Checkpoint, Exclusion, Page
@@ -25,8 +25,9 @@ from concord.pipeline import RunOptions, run_sync
 from concord.pipeline.context import open_context
 from concord.pipeline.extract import Excluder, stage_pages
 from concord.pipeline.reports import PullCounts
-from concord.store import Store
+from concord.store import STAGING_CACHE_KIB, Store
 from concord.store import tables as t
+from concord.store.store import BULK_CACHE_KIB
 from sandbox.server import Fault, Request
 from sandbox.tryton_rest import TrytonRestServer
 from tests.integration.connectors.tryton_dialect import (
@@ -286,6 +287,40 @@ def test_a_source_failing_mid_window_commits_the_pages_it_sent_before(
     assert ex["resumed"] and ex["count_check"] == "agree"
     assert ex["records"] == PARTIES - len(kept)
     assert sorted(staged(config), key=int) == [str(i) for i in range(1, PARTIES + 1)]
+
+
+def test_staging_connections_get_the_staging_cache_not_the_map_writers(
+    server: TrytonRestServer, tmp_path: Path
+) -> None:
+    # every pooled connection the concurrent extract commits on keeps its cache: at the map's
+    # 64 MiB each, a full-scale extract's peak memory doubled (issue 19)
+    config = write_config(tmp_path / "concord.yaml", server, commit_records=1)
+    ctx = open_context(load_config(config), RunOptions(trigger="test"))
+    sizes: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("PRAGMA cache_size="):
+            sizes.append(statement)
+
+    event.listen(ctx.store.engine, "before_cursor_execute", note)
+    pages = [Page([{"id": i, "name": f"P{i}", "last_modified_at": "2026-01-01"}]) for i in (1, 2)]
+    try:
+        stage_pages(
+            ctx,
+            pages,
+            "tryton",
+            "customers",
+            None,
+            PullCounts(),
+            lambda conn, token, high: None,
+            Excluder([]),
+            set(),
+        )
+    finally:
+        ctx.store.dispose()
+    assert sizes == [f"PRAGMA cache_size=-{STAGING_CACHE_KIB}"] * 2  # one per batch
+    assert STAGING_CACHE_KIB < BULK_CACHE_KIB
+    assert sorted(staged(config)) == ["1", "2"]
 
 
 @pytest.mark.parametrize("commit_records", [1, None], ids=["every page", "one batch"])

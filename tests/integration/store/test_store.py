@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Connection, func, select, update
 
 from concord.errors import LockBusy, StoreError
-from concord.store import StagedRow, Store
+from concord.store import STAGING_CACHE_KIB, StagedRow, Store
 from concord.store import tables as t
 from concord.store.types import money_or_zero
 
@@ -358,7 +358,9 @@ def test_a_sqlite_store_checkpoints_every_40_mib_and_widens_a_bulk_writers_cache
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 10000
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -2000  # the default
         store.widen_cache(conn)
-        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536  # KiB
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536  # KiB: the map's
+        store.widen_cache(conn, STAGING_CACHE_KIB)
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -16384  # each stager's
 
 
 def test_release_idle_closes_pooled_sqlite_connections_and_the_store_goes_on(
