@@ -116,6 +116,11 @@ def _owner_is_dead(owner: str) -> bool:
 # slower (117.6 s against 126.8 s; a medium one 16.0-16.1 s against 16.1-16.8 s).
 BULK_CACHE_KIB = 65_536
 STAGING_CACHE_KIB = 16_384
+# PRAGMA takes no bound parameter: one fixed statement per size
+_CACHE_PRAGMAS = {
+    BULK_CACHE_KIB: "PRAGMA cache_size=-65536",
+    STAGING_CACHE_KIB: "PRAGMA cache_size=-16384",
+}
 _CHECKPOINT_PRAGMA = "PRAGMA wal_autocheckpoint=10000"  # pages: 40 MiB
 
 
@@ -308,11 +313,13 @@ class Store:
     def widen_cache(self, conn: Connection, kib: int = BULK_CACHE_KIB) -> None:
         """SQLite: give the connection a page cache of ``kib`` KiB (bulk writers; see above).
 
-        The connection keeps it in the pool until ``release_idle`` closes it. PostgreSQL: its
-        cache is the server's.
+        ``kib`` is ``BULK_CACHE_KIB`` or ``STAGING_CACHE_KIB``. The connection keeps it in the
+        pool until ``release_idle`` closes it. PostgreSQL: its cache is the server's.
         """
+        if kib not in _CACHE_PRAGMAS:
+            raise ValueError(f"no page cache of {kib} KiB: use BULK_CACHE_KIB or STAGING_CACHE_KIB")
         if self.dialect == "sqlite":
-            conn.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
+            conn.exec_driver_sql(_CACHE_PRAGMAS[kib])
 
     def release_idle(self) -> None:
         """SQLite: close the pooled connections, and with them their page caches.

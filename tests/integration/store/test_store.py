@@ -361,6 +361,8 @@ def test_a_sqlite_store_checkpoints_every_40_mib_and_widens_a_bulk_writers_cache
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536  # KiB: the map's
         store.widen_cache(conn, STAGING_CACHE_KIB)
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -16384  # each stager's
+        with pytest.raises(ValueError, match="no page cache of 1000 KiB"):
+            store.widen_cache(conn, 1000)
 
 
 def test_release_idle_closes_pooled_sqlite_connections_and_the_store_goes_on(
