@@ -29,7 +29,7 @@ from concord.errors import RunFailed
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import StageReport
 from concord.store import tables as t
-from concord.store.counts import entity_counts
+from concord.store.counts import any_canonical, rejected_count, staged_count
 from concord.utc import utcnow
 
 
@@ -61,8 +61,9 @@ def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) ->
     pulled = _this_run(conn, ctx.run_id, "extract", scope)
     mapped = _this_run(conn, ctx.run_id, "map", scope)
     prefix = ctx.config.sources[source].entities[entity].id_prefix
-    counts = entity_counts(conn, source, entity, t.CANONICAL_TABLES[mapping.entity], prefix)
-    staged, rejected, canonical = counts.staged, counts.rejected, counts.canonical
+    staged, rejected = staged_count(conn, source, entity), rejected_count(conn, source, entity)
+    # whether any record maps, not how many: reconcile counts them after the push
+    maps = any_canonical(conn, source, entity, t.CANONICAL_TABLES[mapping.entity], prefix)
     dropped = int(pulled.get("missing_id", 0))
     bad, total = rejected + dropped, staged + dropped
     row: dict[str, Any] = {
@@ -70,7 +71,7 @@ def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) ->
         "staged": staged,
         "rejected": rejected,
         "dropped": dropped,
-        "canonical": canonical,
+        "maps": maps,
         "failure": None,
     }
     limit, minimum = ctx.config.reject_ratio, ctx.config.reject_min_count
@@ -86,7 +87,7 @@ def check_entity(ctx: RunContext, conn: Connection, source: str, entity: str) ->
             + (f", {dropped} dropped at extract" if dropped else "")
             + f"), above reject_ratio {limit:.1%}; see `concord rejects`"
         )
-    elif worked and not canonical:
+    elif worked and not maps:
         row["failure"] = (
             f"{scope}: {worked} records pulled or mapped this run and not one maps"
             + (f" ({dropped} had no '{_id_field(ctx, source, entity)}')" if dropped else "")

@@ -135,6 +135,7 @@ def test_three_bad_changes_on_a_quiet_night_pass_the_gate_over_the_entity(
     gate = report["stages"]["gate"]["all"]
     row = next(e for e in gate["entities"] if e["scope"] == "sandbox_erp/customers")
     assert row["rejected"] == 5 and row["staged"] == 40
+    assert row["maps"] is True  # probed, not counted: reconcile counts the canonical rows
     assert gate["failures"] == []
 
 
