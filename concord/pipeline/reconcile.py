@@ -30,8 +30,13 @@ from concord.mapping import Mapping
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ReconcileReport
 from concord.store import tables as t
-from concord.store.counts import canonical_of
-from concord.store.counts import entity_counts as store_counts
+from concord.store.counts import (
+    canonical_count,
+    canonical_of,
+    pending_count,
+    rejected_count,
+    staged_count,
+)
 from concord.store.types import money_or_zero
 from concord.utc import utcnow
 
@@ -118,43 +123,50 @@ def entity_counts(
 ) -> dict[str, Any]:
     """Whole-store counts for one source entity and canonical money totals per currency."""
     table = t.CANONICAL_TABLES[mapping.entity]
-    counts = store_counts(conn, source, entity, table, prefix)
+    money: dict[str, str] = {}
+    if MONEY_COLUMNS.get(table.name) is None:
+        canonical = canonical_count(conn, source, entity, table, prefix)
+    else:
+        canonical, money = canonical_count_and_money(conn, table, source, entity, prefix)
     return {
         "source": source,
         "entity": entity,
         "canonical_entity": mapping.entity,
-        "staged": counts.staged,
-        "canonical": counts.canonical,
-        "rejected": counts.rejected,
-        "pending": counts.pending,
-        "money": canonical_money(conn, table, source, entity, prefix),
+        "staged": staged_count(conn, source, entity),
+        "canonical": canonical,
+        "rejected": rejected_count(conn, source, entity),
+        "pending": pending_count(conn, source, entity),
+        "money": money,
     }
 
 
-def canonical_money(
+def canonical_count_and_money(
     conn: Connection, table: Table, source: str, entity: str, prefix: str = ""
-) -> dict[str, str]:
-    """Money totals per currency of a source entity's canonical rows ({} without money).
+) -> tuple[int, dict[str, str]]:
+    """The entity's canonical rows (as ``canonical_count`` counts them) and money per currency.
 
-    The rows are found as the counts find them, through the entity's ``raw_state`` rows (its
-    index) and the canonical keys: no JSON is read, a third of the time of filtering every
-    row of the source on ``data.ref.entity``.
+    One pass over the join of the entity's ``raw_state`` rows (its index) to the canonical
+    keys, instead of a count and a money sum that each joined every staged record to its row:
+    the count takes mapped records (not pending), the money what the source still holds
+    (tombstones left out). No JSON is read.
     """
-    column = MONEY_COLUMNS.get(table.name)
-    if column is None:
-        return {}
+    column = MONEY_COLUMNS[table.name]
     st = t.raw_state
+    live = table.c.state.is_(None)
     rows = conn.execute(
-        select(table.c.currency, func.sum(table.c[column]))
-        .select_from(st.join(table, canonical_of(table, prefix, st)))
-        .where(
-            st.c.source == source,
-            st.c.entity == entity,
-            table.c.state.is_(None),  # what the source still holds: tombstones left out
+        select(
+            table.c.currency,
+            func.sum(case((st.c.pending.is_(False), 1), else_=0)),
+            func.sum(case((live, 1), else_=0)),
+            func.sum(case((live, table.c[column]), else_=None)),
         )
+        .select_from(st.join(table, canonical_of(table, prefix, st)))
+        .where(st.c.source == source, st.c.entity == entity)
         .group_by(table.c.currency)
-    )
-    return {str(cur): str(money_or_zero(total)) for cur, total in rows}
+    ).all()
+    canonical = sum(int(mapped or 0) for _cur, mapped, _live, _total in rows)
+    money = {str(cur): str(money_or_zero(total)) for cur, _mapped, held, total in rows if held}
+    return canonical, money
 
 
 def _mapped_payloads(

@@ -1,28 +1,17 @@
 """What the store holds of one source entity: staged, pending, canonical and rejected records.
 
-The reconciliation after the push (``concord.pipeline.reconcile``) checks the four numbers: a
+The reconciliation after the push (``concord.pipeline.reconcile``) checks four numbers: a
 clean store has staged = canonical + rejected + pending. The gates before the push
 (``concord.pipeline.gates``) need the staged and rejected counts and whether any record maps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, func, literal, select
 
 from concord.store import tables as t
-
-
-@dataclass(frozen=True, slots=True)
-class EntityCounts:
-    """Counts over the whole store for one source entity (``rejected``: open map rejects)."""
-
-    staged: int
-    pending: int
-    canonical: int
-    rejected: int
 
 
 def canonical_of(table: Table, prefix: str = "", raw: Table = t.raw_records) -> Any:
@@ -95,20 +84,8 @@ def any_canonical(
     return conn.execute(probe).first() is not None
 
 
-def entity_counts(
+def canonical_count(
     conn: Connection, source: str, entity: str, table: Table, prefix: str = ""
-) -> EntityCounts:
-    """Staged, pending, canonical (in ``table``) and open-map-rejected records of the entity.
-
-    Canonical rows are counted through the raw records they were mapped from, so two entities
-    of one source mapping into the same canonical table (``id_prefix``) are counted apart. A
-    staged record without a ``raw_state`` row is counted staged and nothing else, so the sum
-    shows it.
-    """
-    canonical = conn.execute(_mapped(func.count(), source, entity, table, prefix)).scalar_one()
-    return EntityCounts(
-        staged_count(conn, source, entity),
-        pending_count(conn, source, entity),
-        int(canonical),
-        rejected_count(conn, source, entity),
-    )
+) -> int:
+    """How many mapped records of the entity have their canonical row in ``table``."""
+    return int(conn.execute(_mapped(func.count(), source, entity, table, prefix)).scalar_one())

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from concord.config import load_config
 from concord.pipeline import RunOptions, open_context
-from concord.pipeline.reconcile import reconcile
+from concord.pipeline.reconcile import canonical_count_and_money, reconcile
 from concord.store import tables as t
+from concord.store.counts import canonical_count
 from tests.reliability.conftest import Sandbox, sync, write_config
 
 
@@ -103,3 +104,41 @@ def test_money_above_the_sample_size_is_checked_on_a_sample(
     orders = next(e for e in body["entities"] if e["entity"] == "orders")["this_run"]
     assert orders["money_sampled"] is True
     assert 0 < orders["money_checked"] < orders["canonical"]
+
+
+def test_one_pass_counts_and_money_equal_a_count_and_a_sum_with_tombstones_and_pending(
+    synced: tuple[Path, dict[str, Any]],
+) -> None:
+    config, report = synced
+    ctx = open_context(load_config(config), RunOptions(run_id=report["run_id"]))
+    o, st = t.orders, t.raw_state
+    try:
+        with ctx.store.begin() as conn:
+            first, second = conn.execute(
+                select(o.c.source, o.c.source_id).order_by(o.c.source_id).limit(2)
+            ).all()
+            # one order deleted in the ERP (its money leaves), one waiting for the map again
+            conn.execute(update(o).where(o.c.source_id == first.source_id).values(state="deleted"))
+            conn.execute(
+                update(st)
+                .where(st.c.source == second.source, st.c.source_id == second.source_id)
+                .values(pending=True)
+            )
+        with ctx.store.engine.connect() as conn:
+            canonical, money = canonical_count_and_money(conn, o, first.source, "orders")
+            mapped = canonical_count(conn, first.source, "orders", o)
+            sums = conn.execute(
+                select(o.c.currency, func.sum(o.c.gross_total))
+                .where(o.c.source == first.source, o.c.state.is_(None))
+                .group_by(o.c.currency)
+            ).all()
+    finally:
+        ctx.store.dispose()
+    assert canonical == mapped == report_canonical(report, "orders") - 1  # the pending one
+    assert money == {str(cur): str(total) for cur, total in sums}
+    assert money and all(Decimal(v) > 0 for v in money.values())
+
+
+def report_canonical(report: dict[str, Any], entity: str) -> int:
+    body = report["stages"]["reconcile"]["all"]
+    return int(next(e for e in body["entities"] if e["entity"] == entity)["canonical"])
