@@ -108,6 +108,14 @@ class CountingSource(Protocol):
         """The source's count of ``entity`` in ``window``; None when it cannot count it."""
         ...
 
+    def counts(self, entity: str) -> bool:
+        """Whether ``count`` answers for ``entity``.
+
+        Only then does the extract keep every id it received in the window (at full scale
+        100 MiB of the extract's peak memory).
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Trigger:

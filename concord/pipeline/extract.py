@@ -4,9 +4,9 @@ Pages are staged in batches, each in one transaction with the checkpoint that re
 page (``stage_pages``); the watermark advances only when the whole window was committed. The
 window's end is fixed when the extract starts (the run's ``window_end``, else the moment the run
 started) and kept with the checkpoint, so a resume pulls the same window. After the window, a source
-that can count (``CountingSource``) is asked what it holds in the same window and that is compared
-with what was staged: a mismatch re-pulls the window once, then fails the entity naming both
-numbers.
+that can count the entity (``CountingSource``) is asked what it holds in the same window and that
+is compared with what was staged: a mismatch re-pulls the window once, then fails the entity naming
+both numbers. Only then are the ids received kept for the window.
 Records without an id are stored as rejects with their payload. Records an ``exclude`` of the
 entity (or of the source itself, such as Tryton's company party) names are left out and
 counted by reason; one staged before it was excluded is removed with its canonical row. Where the
@@ -168,10 +168,13 @@ def pull(
     source = build_source(scfg)
     try:
         excluder = Excluder.for_entity(source, entity, scfg.entities[entity])
-        received: set[str] = set()
+        counting = isinstance(source, CountingSource) and source.counts(entity)
+        # the ids of the pass, for the count check only: a million ids are 100 MiB
+        received: set[str] | None = set() if counting else None
 
         def one_pass(start_at: str | None, high: str | None) -> str | None:
-            received.clear()
+            if received is not None:
+                received.clear()
             pages = prefetched(
                 source.extract(entity, window, Checkpoint(start_at) if start_at else None),
                 name=f"pull-{source_name}-{entity}",
@@ -181,7 +184,7 @@ def pull(
             )
 
         high = one_pass(resume, high)
-        if not isinstance(source, CountingSource):
+        if received is None or not isinstance(source, CountingSource):
             return high
         check = _count_check(ctx, source, source_name, entity, window, received, report)
         if check is None or check.agree:
@@ -303,7 +306,7 @@ def stage_pages(
     report: PullCounts,
     save_progress: ProgressSaver,
     excluder: Excluder,
-    received: set[str],
+    received: set[str] | None,
 ) -> str | None:
     """Stage pages of ``entity``: a batch of pages in one transaction with its last checkpoint.
 
@@ -374,7 +377,8 @@ def stage_pages(
             sid = ecfg.record_id(record) if isinstance(record, dict) else None
             if sid is None:
                 report.missing_id += 1
-                received.add(f"\x00missing-id-{len(received)}")
+                if received is not None:
+                    received.add(f"\x00missing-id-{len(received)}")
                 batch.rejects.append(
                     Reject(
                         stage="extract",
@@ -388,7 +392,8 @@ def stage_pages(
                 )
                 continue
             sid = str(sid)
-            received.add(sid)
+            if received is not None:
+                received.add(sid)
             why = excluder.reason(record) if excluder.rules else None
             if why is not None:
                 report.excluded[why] = report.excluded.get(why, 0) + 1
@@ -511,7 +516,7 @@ def _reread(ctx: RunContext, pages: Iterable[Page], source_name: str, entity: st
     counts = PullCounts()
     exclude = ctx.config.sources[source_name].entities[entity].exclude
     stage_pages(
-        ctx, pages, source_name, entity, None, counts, _no_progress, Excluder(list(exclude)), set()
+        ctx, pages, source_name, entity, None, counts, _no_progress, Excluder(list(exclude)), None
     )
     return counts
 

@@ -511,6 +511,11 @@ class RestSource:
                 record = self.decoding.record(record)
             yield Page(records=[record])
 
+    def counts(self, entity: str) -> bool:
+        """Whether a count is configured for ``entity`` (its own or the source's)."""
+        ent = self.entities.get(entity)
+        return ent is not None and (ent.count or self.settings.count) is not None
+
     def count(self, entity: str, window: Window) -> WindowCount | None:
         """How many records of ``entity`` the ERP holds in ``window`` (None: not configured).
 

@@ -151,10 +151,11 @@ def test_wrong_client_secret_is_a_clear_error_without_the_secret(
     assert "not-the-secret-value" not in message
 
 
-def test_full_sync_maps_every_business_central_record(
-    bc: BusinessCentralServer, tmp_path: Path, store_url: str
-) -> None:
-    section = source_section(bc)
+def sync_config(
+    bc: BusinessCentralServer, tmp_path: Path, store_url: str, **overrides: Any
+) -> Path:
+    """A pipeline config of every entity of the sandbox, with its store."""
+    section = source_section(bc, **overrides)
     section["entities"] = {
         name: {
             "resource": resource,
@@ -172,11 +173,34 @@ def test_full_sync_maps_every_business_central_record(
     }
     path = tmp_path / "concord.yaml"
     path.write_text(yaml.safe_dump(config))
-    report = run_sync(load_config(path), RunOptions(trigger="test"))
+    return path
+
+
+def test_full_sync_maps_every_business_central_record(
+    bc: BusinessCentralServer, tmp_path: Path, store_url: str
+) -> None:
+    report = run_sync(load_config(sync_config(bc, tmp_path, store_url)), RunOptions(trigger="test"))
     for name, (entity_set, _m) in ENTITIES.items():
         mapped = report["stages"]["map"][f"bc/{name}"]
         assert mapped["rejected"] == 0, (name, mapped)
-        assert report["stages"]["extract"][f"bc/{name}"]["records"] == bc.data.count(entity_set)
+        extracted = report["stages"]["extract"][f"bc/{name}"]
+        assert extracted["records"] == bc.data.count(entity_set)
+        assert extracted["count_check"] == "agree", (name, extracted)
+
+
+def test_an_entity_without_a_count_is_pulled_whole_and_the_erp_never_asked_to_count(
+    bc: BusinessCentralServer, tmp_path: Path, store_url: str
+) -> None:
+    source = make_source(bc, count=None)
+    assert not source.counts("customers") and make_source(bc).counts("customers")
+    config = load_config(sync_config(bc, tmp_path, store_url, count=None))
+    report = run_sync(config, RunOptions(trigger="test"))
+    for name, (entity_set, _m) in ENTITIES.items():
+        extracted = report["stages"]["extract"][f"bc/{name}"]
+        assert extracted["records"] == bc.data.count(entity_set), name
+        assert extracted["count_check"] == "", (name, extracted)
+    assert not any("$count" in path for _method, path in bc.requests)
+    assert report["stages"]["reconcile"]["all"]["ok"]
 
 
 def test_a_window_is_counted_with_odata_count_and_the_same_filter(
