@@ -1,13 +1,16 @@
 """Micro-benchmark: concord's extract stage alone against the bare wire loop, same servers.
 
-``python -m bench.bench_extract [--scale small|medium] [--concurrency N] [--workdir DIR]
-[--profile]`` generates the bench data set once (kept in the workdir, default
+``python -m bench.bench_extract [--scale small|medium|full] [--concurrency N] [--workdir DIR]
+[--postgres URL] [--profile]`` generates the bench data set once (kept in the workdir, default
 ``var/bench-extract/<scale>``), serves it as ``python -m bench`` does, pulls it twice with
-``bench.wire``'s one-source-at-a-time loop (the second is timed), then runs only the extract
-stage of a sync (``extract_all`` under the run lock) into a fresh SQLite store, and prints both
-times and their ratio. ``--profile`` prints cProfile's top functions of the stage's own thread
-(the read-ahead threads run beside it). A change to staging, the store's pragmas or the
-connectors can be measured here in a minute or two, without the other stages.
+``bench.wire`` in a child process (the second pull is timed, one source at a time), then runs
+only the extract stage of a sync (``extract_all`` under the run lock) into a fresh store
+(SQLite, or a fresh schema on ``--postgres``), and prints both times, their ratio and the
+stage's peak RSS: this process's own, sampled every 50 ms (the servers are its children here,
+so ``bench.measure``'s meter, which adds the children, would count them). ``--profile``
+prints cProfile's top functions of the stage's own thread (the read-ahead threads run beside
+it). A change to staging, the store's pragmas or the connectors can be measured here in a
+minute or two, without the other stages.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import argparse
 import cProfile
 import os
 import pstats
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
+
 from bench import runner
 from bench.generate import SCALES, SOURCES, generate, source_path
-from bench.wire import sequential
 from concord.config import load_config
 from concord.pipeline.context import RunOptions, open_context
 from concord.pipeline.gates import gate_entities
@@ -30,11 +35,35 @@ from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.sync import extract_all
 
 
+class PeakRss:
+    """This process's peak RSS while running, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self.interval = interval
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, int(self.process.memory_info().rss))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, int(self.process.memory_info().rss))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_extract")
-    parser.add_argument("--scale", choices=["tiny", "small", "medium"], default="small")
+    parser.add_argument("--scale", choices=["tiny", "small", "medium", "full"], default="small")
     parser.add_argument("--concurrency", type=int, default=None, help="extract_concurrency")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--postgres", default=None, help="PostgreSQL URL (default: SQLite)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     directory = args.workdir or runner.REPO / "var" / "bench-extract" / args.scale
@@ -43,14 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate(directory, SCALES[args.scale])
     os.environ.update(runner.child_env())
     with runner.servers(directory) as urls:
-        spec = runner.wire_spec(urls)
-        sequential(spec)  # warm: server caches, imports
-        wire = sequential(spec)
-        store_url = runner.fresh_store(directory, None, args.scale)
+        # in a child process, as `python -m bench` pulls it: its heap is not the stage's
+        runner.wire_ceiling(directory, urls)  # warm: server caches
+        wire = runner.wire_ceiling(directory, urls)["sequential"]
+        store_url = runner.fresh_store(directory, args.postgres, f"extract_{args.scale}")
         config = load_config(runner.write_config(directory, urls, store_url, args.concurrency))
         ctx = open_context(config, RunOptions(trigger="bench"))
         entities = gate_entities(ctx)
         profile = cProfile.Profile() if args.profile else None
+        meter = PeakRss()
+        before = meter.peak
+        meter.start()
         started = time.perf_counter()
         if profile is not None:
             profile.enable()
@@ -58,11 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if profile is not None:
             profile.disable()
         took = time.perf_counter() - started
+        meter.stop()
         ctx.store.dispose()
     print(f"wire (one source at a time): {wire['records']:,} records in {wire['seconds']:.2f} s")
     print(
         f"concord extract (extract_concurrency {config.extract_concurrency}): {took:.2f} s, "
-        f"ratio {wire['seconds'] / took:.3f}"
+        f"ratio {wire['seconds'] / took:.3f}, peak RSS {meter.peak / 2**20:,.0f} MiB "
+        f"({before / 2**20:,.0f} MiB before the stage; {ctx.store.dialect})"
     )
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
