@@ -6,8 +6,8 @@
 ``bench.wire`` in a child process (the second pull is timed, one source at a time), then runs
 only the extract stage of a sync (``extract_all`` under the run lock) into a fresh store
 (SQLite, or a fresh schema on ``--postgres``), and prints both times, their ratio and the
-stage's peak RSS: this process's own, sampled every 50 ms (the servers are its children here,
-so ``bench.measure``'s meter, which adds the children, would count them). ``--profile``
+stage's peak RSS: this process's own, sampled every 50 ms by ``bench.measure``'s meter with
+its children left out (the servers are this process's children here). ``--profile``
 prints cProfile's top functions of the stage's own thread (the read-ahead threads run beside
 it). A change to staging, the store's pragmas or the connectors can be measured here in a
 minute or two, without the other stages.
@@ -19,43 +19,18 @@ import argparse
 import cProfile
 import os
 import pstats
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
-
 from bench import runner
 from bench.generate import SCALES, SOURCES, generate, source_path
+from bench.measure import StageMeter
 from concord.config import load_config
 from concord.pipeline.context import RunOptions, open_context
 from concord.pipeline.gates import gate_entities
 from concord.pipeline.lifecycle import locked_run
 from concord.pipeline.sync import extract_all
-
-
-class PeakRss:
-    """This process's peak RSS while running, sampled every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
-        self.interval = interval
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, int(self.process.memory_info().rss))
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, int(self.process.memory_info().rss))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = open_context(config, RunOptions(trigger="bench"))
         entities = gate_entities(ctx)
         profile = cProfile.Profile() if args.profile else None
-        meter = PeakRss()
-        before = meter.peak
+        meter = StageMeter(children=False)  # the ERP servers are this process's children
+        before = meter.process.memory_info().rss
         meter.start()
         started = time.perf_counter()
         if profile is not None:
@@ -95,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wire (one source at a time): {wire['records']:,} records in {wire['seconds']:.2f} s")
     print(
         f"concord extract (extract_concurrency {config.extract_concurrency}): {took:.2f} s, "
-        f"ratio {wire['seconds'] / took:.3f}, peak RSS {meter.peak / 2**20:,.0f} MiB "
+        f"ratio {wire['seconds'] / took:.3f}, peak RSS {meter.peak_all / 2**20:,.0f} MiB "
         f"({before / 2**20:,.0f} MiB before the stage; {ctx.store.dialect})"
     )
     if profile is not None:

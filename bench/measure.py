@@ -28,10 +28,16 @@ from concord.store import tables as t
 
 
 class StageMeter:
-    """Wall time and peak RSS per stage, fed by pipeline events and a sampling thread."""
+    """Wall time and peak RSS per stage, fed by pipeline events and a sampling thread.
 
-    def __init__(self, interval: float = 0.05) -> None:
+    ``children``: the live child processes' RSS and CPU count as the run's (its map workers);
+    False where the children are not the run's (``bench.bench_extract`` serves the ERPs from
+    its own).
+    """
+
+    def __init__(self, interval: float = 0.05, *, children: bool = True) -> None:
         self.process = psutil.Process()
+        self.children = children
         self.interval = interval
         self.current = "setup"
         self.since = time.perf_counter()
@@ -51,6 +57,8 @@ class StageMeter:
             self._take()
 
     def _children(self) -> list[psutil.Process]:
+        if not self.children:
+            return []
         try:
             found: list[psutil.Process] = self.process.children(recursive=True)
         except psutil.Error:
