@@ -146,6 +146,7 @@ class ResolveReport(StageReport):
     model: str = ""
     incremental: bool = False
     changed_records: int = 0
+    relinked_records: int = 0  # records this run's rules linked (the rest kept their links)
     quarantined_clusters: int = 0
 
 

@@ -4,25 +4,36 @@ Reads the customers (``concord.identity.normalise``), links them by the configur
 overrides (``linking``, ``constraints``), gives each cluster its id across runs (``ids``) and
 writes in one transaction: new golden records, merges (``golden.status='merged'``,
 ``merged_into``), splits, and only the ``identity_links`` rows that changed, with the events.
+
+A night links again only what its changes can move. With deterministic rules only, and the
+same basis as the last resolve (``resolve_basis``: identity config, overrides, accepted
+reviews, ``LINKING_VERSION``; kept in ``identity_resolves``), it re-links the key-connected
+components holding a new, changed or vanished record (``identity.components``) and leaves the
+others' stored links: the result is the full resolve's. With the probabilistic rule, only the
+changed records are scored against the rest (``score_between``) and the unchanged tree links
+are kept. Refusals in the report count the records linked this run.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, tuple_, update
 
 from concord.config import IdentityConfig
+from concord.hashing import json_digest
+from concord.identity.components import component_rules, touched_components
 from concord.identity.constraints import NEVER_MERGE
 from concord.identity.guard import guard
 from concord.identity.ids import Assignment, assign_ids
-from concord.identity.linking import link_records
+from concord.identity.linking import link_records, related_pairs
 from concord.identity.models import current_model, latest_model
 from concord.identity.normalise import load_customer_records, record_fingerprint
 from concord.identity.scoring import score_between
 from concord.model import record_key, split_record_key
-from concord.overrides import load_overrides, overrides_path
+from concord.overrides import Overrides, load_overrides, overrides_path
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ResolveReport
 from concord.store import Store
@@ -54,8 +65,9 @@ def resolve_identities(
     """Link all canonical customers and persist clusters with stable ids, in one transaction.
 
     ``base_dir`` is where a relative overrides path is read from (the config file's folder).
-    With a stored model and stored links, only new and changed records are scored (an
-    incremental night) unless ``full``; the guard holds suspicious clusters for review.
+    Unless ``full``, a night re-links only the touched components (deterministic rules, same
+    basis) or scores only new and changed records (a stored model and stored links); the guard
+    holds suspicious clusters for review.
     """
     overrides = load_overrides(overrides_path(config.overrides, base_dir))
     records = load_customer_records(store, config, remember=True)
@@ -82,9 +94,13 @@ def resolve_identities(
                 )
             )
         }
+        accepted = _accepted(conn)
+        last_basis = _last_basis(conn)
+    basis = resolve_basis(config, overrides, accepted)
     before = {
         k: (matched, rule, score, fp) for k, (_g, rule, score, matched, fp) in prior_rows.items()
     }
+    prior = {k: v[0] for k, v in prior_rows.items()}
     touched = [i for i, k in enumerate(keys) if k not in before or before[k][3] != fingerprints[i]]
     same_model = stored is not None and model is not None and stored[0] == model
     incremental = (
@@ -94,6 +110,21 @@ def resolve_identities(
         and bool(before)
         and len(touched) <= INCREMENTAL_SHARE * len(records)
     )
+    # Deterministic rules only: re-link the components holding a changed record (a record of
+    # theirs gone counts), keep the rest as stored; whatever the share changed, it is exact.
+    current = set(keys)
+    gone_ids = {prior[k] for k in prior_rows if k not in current}
+    changed_at = {*touched, *(i for i, k in enumerate(keys) if prior.get(k) in gone_ids)}
+    by_component = (
+        not full and component_rules(config.rules) and bool(before) and last_basis == basis
+    )
+    scope = (
+        touched_components(records, changed_at, prior, config.rules)
+        if by_component
+        else list(range(len(records)))
+    )
+    linked = [records[i] for i in scope] if by_component else records
+    lkeys = [keys[i] for i in scope] if by_component else keys
     if incremental and model is not None and prob is not None:
         changed_set = set(touched)
         index = {k: i for i, k in enumerate(keys)}
@@ -106,29 +137,39 @@ def resolve_identities(
         scored = score_between(records, touched, model, floor=min(prob.min_probability, 0.5))
         result = link_records(records, config, overrides, model=model, scored=scored, kept=kept)
     else:
-        result = link_records(records, config, overrides, model=model)
+        result = link_records(linked, config, overrides, model=model)
+    in_scope = set(lkeys)
+    untouched: dict[str, int] = {}  # golden id -> records, of the components left as they were
+    kept_rules: dict[str, int] = {}
+    if by_component:
+        for key, (gid, rule, _score, _matched, _fp) in prior_rows.items():
+            if key in current and key not in in_scope:
+                untouched[gid] = untouched.get(gid, 0) + 1
+                kept_rules[rule] = kept_rules.get(rule, 0) + 1
     report = ResolveReport(
         records=len(records),
-        clusters=len(result.clusters),
-        multi_record_clusters=sum(1 for c in result.clusters if len(c) > 1),
+        clusters=len(result.clusters) + len(untouched),
+        multi_record_clusters=sum(1 for c in result.clusters if len(c) > 1)
+        + sum(1 for n in untouched.values() if n > 1),
         comparisons=result.comparisons,
         blocked_by_override=result.refusals.get(NEVER_MERGE, 0),
     )
     report.refused_by_constraint = {k: v for k, v in result.refusals.items() if k != NEVER_MERGE}
-    report.incremental = incremental
+    report.incremental = incremental or by_component
     report.changed_records = len(touched)
+    report.relinked_records = len(linked)
     if result.model is not None:
         report.model = ", ".join(f"{k}: {v}" for k, v in sorted(result.model.method.items()))
+    report.links_by_rule = kept_rules
     for link in result.links:
         report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
     now = utcnow()
     with store.begin() as conn:
-        prior = {k: v[0] for k, v in prior_rows.items()}
         golden = dict(conn.execute(select(g.c.concord_id, g.c.status)).all())
         rule_types = {r.name: r.type for r in config.rules}
-        held = guard(result, keys, prior, config.guard, rule_types, _accepted(conn))
+        held = guard(result, lkeys, prior, config.guard, rule_types, accepted)
         report.quarantined_clusters = len(held)
-        report.clusters = len(result.clusters)
+        report.clusters = len(result.clusters) + len(untouched)
         if held:
             conn.execute(
                 t.identity_reviews.insert(),
@@ -149,27 +190,29 @@ def resolve_identities(
         for i, link in enumerate(result.links):
             if link.matched_to is None:
                 continue
-            pa, pb = prior.get(keys[i]), prior.get(link.matched_to)
+            pa, pb = prior.get(lkeys[i]), prior.get(link.matched_to)
             if pa and pb and pa != pb:
-                between.setdefault(frozenset((pa, pb)), (link.rule, link.matched_to, keys[i]))
+                between.setdefault(frozenset((pa, pb)), (link.rule, link.matched_to, lkeys[i]))
         # An id no record holds any more (its customer archived or deleted in every ERP) stays
         # free for the cluster whose natural id it is: a customer that comes back keeps its id,
         # and the CRM record concord marked retired, instead of getting a second one.
         held_ids = set(prior.values())
         taken = {gid for gid, status in golden.items() if status == "merged" or gid in held_ids}
         assignment = assign_ids(
-            [[keys[i] for i in c] for c in result.clusters], prior, taken, between
+            [[lkeys[i] for i in c] for c in result.clusters], prior, taken, between
         )
         report.new_ids = len(assignment.new_ids)
         report.merges = sum(1 for e in assignment.events if e.kind == "merge")
         report.splits = sum(1 for e in assignment.events if e.kind == "split")
         _persist_golden(conn, assignment, golden, run_id)
-        _persist_parents(conn, assignment, keys, result.related, run_id)
+        ids = {k: prior[k] for k in keys if k not in in_scope} | assignment.ids
+        related = result.related if not by_component else related_pairs(records)
+        _persist_parents(conn, ids, keys, related, run_id)
         changed: list[dict[str, Any]] = []
-        for i, key in enumerate(keys):
-            link = result.links[i]
+        for n, key in enumerate(lkeys):
+            link = result.links[n]
             row = (assignment.ids[key], link.rule, link.score, link.matched_to)
-            fp = fingerprints[i]
+            fp = fingerprints[scope[n]]
             if prior_rows.get(key) != (*row, fp):
                 source, sid = split_record_key(key)
                 changed.append(
@@ -187,7 +230,7 @@ def resolve_identities(
         for start in range(0, len(changed), 5000):
             store.upsert(conn, il, changed[start : start + 5000], ["source", "source_id"])
         report.links_written = len(changed)
-        gone = sorted(set(prior_rows) - set(assignment.ids))
+        gone = sorted(set(prior_rows) - current)
         for start in range(0, len(gone), 500):
             pairs = [split_record_key(k) for k in gone[start : start + 500]]
             conn.execute(delete(il).where(tuple_(il.c.source, il.c.source_id).in_(pairs)))
@@ -196,11 +239,66 @@ def resolve_identities(
             conn.execute(
                 t.identity_events.insert(), [e.row(run_id, now) for e in assignment.events]
             )
+        mode = "components" if by_component else "incremental" if incremental else "full"
+        _record_resolve(conn, run_id, now, basis, mode, len(records), len(linked))
     return report
 
 
 INCREMENTAL_SHARE = 0.2
 """Above this share of new or changed records a run re-clusters everything."""
+
+LINKING_VERSION = "1"
+"""Bump when a change to linking, the guard or the ids makes every stored link stale."""
+
+KEEP_RESOLVES = 30
+"""``identity_resolves`` rows kept (the newest); a night reads only the last."""
+
+
+def resolve_basis(
+    config: IdentityConfig, overrides: Overrides, accepted: set[frozenset[str]]
+) -> str:
+    """What every stored link rests on besides the records: the same means they still hold."""
+    return json_digest(
+        {
+            "version": LINKING_VERSION,
+            "identity": config.model_dump(
+                mode="json", include={"rules", "free_mail_domains", "max_block_size", "guard"}
+            ),
+            "force_merge": sorted(sorted((p.a, p.b)) for p in overrides.force_merge),
+            "never_merge": sorted(sorted((p.a, p.b)) for p in overrides.never_merge),
+            "accepted": sorted(sorted(records) for records in accepted),
+        }
+    )
+
+
+def _last_basis(conn: Connection) -> str | None:
+    r = t.identity_resolves
+    found = conn.execute(select(r.c.basis).order_by(r.c.id.desc()).limit(1)).scalar()
+    return None if found is None else str(found)
+
+
+def _record_resolve(
+    conn: Connection,
+    run_id: str,
+    at: datetime,
+    basis: str,
+    mode: str,
+    records: int,
+    relinked: int,
+) -> None:
+    r = t.identity_resolves
+    conn.execute(
+        r.insert().values(
+            run_id=run_id,
+            resolved_at=at,
+            basis=basis,
+            mode=mode,
+            records=records,
+            relinked=relinked,
+        )
+    )
+    old = select(r.c.id).order_by(r.c.id.desc()).offset(KEEP_RESOLVES).scalar_subquery()
+    conn.execute(r.delete().where(r.c.id <= old))
 
 
 def _accepted(conn: Connection) -> set[frozenset[str]]:
@@ -213,16 +311,20 @@ def _accepted(conn: Connection) -> set[frozenset[str]]:
 
 def _persist_parents(
     conn: Connection,
-    assignment: Assignment,
+    ids: dict[str, str],
     keys: list[str],
     related: list[tuple[int, int, str]],
     run_id: str,
 ) -> None:
-    """``parent_concord_id``: the golden id a related account (bill-to, parent) points at."""
+    """``parent_concord_id``: the golden id a related account (bill-to, parent) points at.
+
+    ``ids`` is every record key's golden id after this run; ``related`` are pairs of indices
+    into ``keys``.
+    """
     g = t.golden
     wanted: dict[str, str | None] = {}
     for i, j, _kind in related:
-        child, parent = assignment.ids[keys[i]], assignment.ids[keys[j]]
+        child, parent = ids[keys[i]], ids[keys[j]]
         if child != parent:
             wanted.setdefault(child, parent)
     current = dict(

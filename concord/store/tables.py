@@ -332,6 +332,21 @@ identity_events = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+# One row per resolve: the digest of what its links rest on besides the records (identity
+# config, overrides, accepted reviews, linking code) and how much it re-linked. A night with the
+# same basis and deterministic rules re-links only the components its changes touched.
+identity_resolves = Table(
+    "identity_resolves",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("resolved_at", UtcDateTime, nullable=False),
+    Column("basis", String(32), nullable=False),
+    Column("mode", String(16), nullable=False),  # full | incremental | components
+    Column("records", Integer, nullable=False),
+    Column("relinked", Integer, nullable=False),  # records linked by this run's rules
+)
+
 # Each canonical customer as identity normalised it, with the digest of the data and settings
 # it came from: a night normalises only the customers whose row changed (``identity.normalise``).
 identity_records = Table(
