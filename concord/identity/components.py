@@ -13,7 +13,7 @@ pass over the records and nothing normalised again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from concord.config import MatchRuleConfig
 from concord.identity.linking import match_keys
@@ -23,9 +23,16 @@ COMPONENT_RULES = frozenset({"crossref", "tax_id", "identifier", "email"})
 """Rule types whose links depend on a record's component alone (equal keys, no scores)."""
 
 
-def component_rules(rules: Sequence[MatchRuleConfig]) -> bool:
-    """Whether every rule links on equal keys, so components can be re-linked on their own."""
-    return bool(rules) and all(r.type in COMPONENT_RULES for r in rules)
+def component_rules(rules: Sequence[MatchRuleConfig], *, scored: bool = False) -> bool:
+    """Whether components can be re-linked on their own under ``rules``.
+
+    Every rule must link on equal keys, or, when the night has its probabilistic pairs
+    ``scored`` (an incremental night: the changed records against the rest, the unchanged
+    ones by their kept links), be the probabilistic rule. Fuzzy names compare within blocks
+    whose size decides whether they are compared at all: never by component.
+    """
+    allowed = COMPONENT_RULES | {"probabilistic"} if scored else COMPONENT_RULES
+    return bool(rules) and all(r.type in allowed for r in rules)
 
 
 def touched_components(
@@ -33,11 +40,14 @@ def touched_components(
     changed: Collection[int],
     prior: Mapping[str, str],
     rules: Sequence[MatchRuleConfig],
+    pairs: Iterable[tuple[int, int]] = (),
 ) -> list[int]:
     """Indices (ascending) of every record in a component that holds a ``changed`` record.
 
     ``records`` are sorted by key; ``prior`` is each record key's golden id from the last run
-    (the records of one id form one component, so an id is re-assigned as a whole).
+    (the records of one id form one component, so an id is re-assigned as a whole); the rules
+    of ``COMPONENT_RULES`` link on their keys, any other is ignored; ``pairs`` are further
+    edges (the probabilistic rule's scored pairs at or above its threshold).
     """
     parent = list(range(len(records)))
 
@@ -62,7 +72,7 @@ def touched_components(
         if j != i:
             join(i, j)
 
-    keyed = [r for r in rules if r.type != "crossref"]
+    keyed = [r for r in rules if r.type in COMPONENT_RULES and r.type != "crossref"]
     crossrefs = any(r.type == "crossref" for r in rules)
     for i, rec in enumerate(records):
         gid = prior.get(rec.key)
@@ -81,6 +91,8 @@ def touched_components(
             j = position.get(key)
             if j is not None:
                 join(i, j)
+    for a, b in pairs:
+        join(a, b)
     roots = {find(i) for i in changed}
     return [i for i in range(len(records)) if find(i) in roots]
 

@@ -394,6 +394,16 @@ class Scored:
             self.comparisons + other.comparisons,
         )
 
+    def within(self, scope: Sequence[int], size: int) -> Scored:
+        """The pairs of records in ``scope`` (ascending indices of ``size``), renumbered."""
+        position = np.full(size, -1, dtype=np.int64)
+        position[np.asarray(scope, dtype=np.int64)] = np.arange(len(scope), dtype=np.int64)
+        left, right = position[self.left], position[self.right]
+        keep = (left >= 0) & (right >= 0)
+        return Scored(
+            left[keep], right[keep], self.weight[keep], self.probability[keep], self.comparisons
+        )
+
 
 def _scored(frame: Any) -> Scored:
     table = frame.as_pyarrow_table()

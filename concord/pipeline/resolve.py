@@ -10,8 +10,9 @@ same basis as the last resolve (``resolve_basis``: identity config, overrides, a
 reviews, ``LINKING_VERSION``; kept in ``identity_resolves``), it re-links the key-connected
 components holding a new, changed or vanished record (``identity.components``) and leaves the
 others' stored links: the result is the full resolve's. With the probabilistic rule, only the
-changed records are scored against the rest (``score_between``) and the unchanged tree links
-are kept. Refusals in the report count the records linked this run.
+changed records are scored against the rest (``score_between``), the unchanged tree links are
+kept, and the components those pairs and links touch are linked the same way. Refusals in the
+report count the records linked this run.
 """
 
 from __future__ import annotations
@@ -110,32 +111,61 @@ def resolve_identities(
         and bool(before)
         and len(touched) <= INCREMENTAL_SHARE * len(records)
     )
-    # Deterministic rules only: re-link the components holding a changed record (a record of
-    # theirs gone counts), keep the rest as stored; whatever the share changed, it is exact.
+    # Re-link only the components holding a changed record (a record of theirs gone counts) and
+    # keep the rest as stored: with deterministic rules whatever the share changed, with the
+    # probabilistic rule on an incremental night (its pairs scored for the changed records).
     current = set(keys)
     gone_ids = {prior[k] for k in prior_rows if k not in current}
     changed_at = {*touched, *(i for i, k in enumerate(keys) if prior.get(k) in gone_ids)}
     by_component = (
-        not full and component_rules(config.rules) and bool(before) and last_basis == basis
+        not full
+        and bool(before)
+        and last_basis == basis
+        and (
+            component_rules(config.rules)
+            or (incremental and component_rules(config.rules, scored=True))
+        )
     )
-    scope = (
-        touched_components(records, changed_at, prior, config.rules)
-        if by_component
-        else list(range(len(records)))
-    )
-    linked = [records[i] for i in scope] if by_component else records
-    lkeys = [keys[i] for i in scope] if by_component else keys
+    kept: list[tuple[int, int, str, float]] = []
+    scored = None
     if incremental and model is not None and prob is not None:
         changed_set = set(touched)
         index = {k: i for i, k in enumerate(keys)}
-        kept = []
         for i, k in enumerate(keys):
             matched, rule, score_, _fp = before.get(k, (None, "", 0.0, None))
             j = index.get(matched) if matched else None
             if j is not None and i not in changed_set and j not in changed_set:
                 kept.append((i, j, rule, float(score_)))
         scored = score_between(records, touched, model, floor=min(prob.min_probability, 0.5))
-        result = link_records(records, config, overrides, model=model, scored=scored, kept=kept)
+    scope = list(range(len(records)))
+    if by_component:
+        edges = (
+            []
+            if scored is None or prob is None
+            else [
+                (int(a), int(b))
+                for a, b, p in zip(
+                    scored.left.tolist(),
+                    scored.right.tolist(),
+                    scored.probability.tolist(),
+                    strict=True,
+                )
+                if p >= prob.min_probability
+            ]
+        )
+        scope = touched_components(records, changed_at, prior, config.rules, edges)
+    linked = [records[i] for i in scope] if by_component else records
+    lkeys = [keys[i] for i in scope] if by_component else keys
+    if by_component and scored is not None:
+        position = {g: n for n, g in enumerate(scope)}
+        kept = [
+            (position[i], position[j], rule, s)
+            for i, j, rule, s in kept
+            if i in position and j in position
+        ]
+        scored = scored.within(scope, len(records))
+    if scored is not None:
+        result = link_records(linked, config, overrides, model=model, scored=scored, kept=kept)
     else:
         result = link_records(linked, config, overrides, model=model)
     in_scope = set(lkeys)

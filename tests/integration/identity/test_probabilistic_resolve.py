@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -174,3 +175,56 @@ def test_explain_shows_the_weight_of_every_field_and_the_constraints(
 
     png = waterfall_png(same.weights, tmp_path / "w.png", "pair")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_incremental_night_links_only_the_touched_components_as_it_would_link_them_all(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concord.pipeline.resolve as resolve_module
+    from tests.integration.identity.test_resolve_components import state
+
+    others = [
+        customer("erp", f"F-{n}", name, country="DE", postcode=f"8033{n}", city="München")
+        for n, name in enumerate(
+            [
+                "Isar Bau AG",
+                "Kofler Textil KG",
+                "Ludwig Medien GmbH",
+                "Sonnen Optik GmbH",
+                "Alpen Pharma AG",
+                "Zeller Druck KG",
+                "Huber Holz GmbH",
+                "Brenner Glas KG",
+            ]
+        )
+    ]
+    changes = [
+        customer("crm", "9", "Brandt Logistik", **HQ),  # new, matches the Brandt records
+        customer("erp", "F-1", "Kofler Textil KG", country="DE", postcode="80339", city="Wien"),
+    ]
+
+    def night(s: Store) -> tuple[Any, dict[str, Any]]:
+        write(s, *nav_list(), *others)
+        resolve(s, IdentityConfig(), "run_1")
+        write(s, *changes)
+        report = resolve(s, IdentityConfig(), "run_2")
+        return report, state(s)
+
+    report, by_component = night(store)
+    whole = Store.open(f"sqlite:///{tmp_path / 'whole.db'}")
+    # the same night with every record in scope: the incremental night as it was before
+    monkeypatch.setattr(
+        resolve_module, "touched_components", lambda records, *_a, **_k: list(range(len(records)))
+    )
+    try:
+        whole_report, linked_all = night(whole)
+    finally:
+        whole.dispose()
+    assert report.incremental and whole_report.incremental
+    assert report.changed_records == whole_report.changed_records == 2
+    assert report.relinked_records < whole_report.relinked_records == report.records
+    assert by_component == linked_all
+    for name in ("clusters", "multi_record_clusters", "links_written", "links_by_rule"):
+        assert getattr(report, name) == getattr(whole_report, name), name
+    links = by_component["links"]
+    assert links["crm:9"][0] == links["nav:10000"][0]

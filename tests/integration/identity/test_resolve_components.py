@@ -130,9 +130,7 @@ def test_a_night_relinks_only_the_touched_components_and_equals_a_full_resolve(
     assert by_component["golden"][links["nav:6"][0]][2] == links["nav:4"][0]
 
 
-def test_changed_rules_or_overrides_relink_everything(
-    store: Store, tmp_path: Path
-) -> None:
+def test_changed_rules_or_overrides_relink_everything(store: Store, tmp_path: Path) -> None:
     cfg = IdentityConfig.model_validate(RULES)
     write(store, *first_night())
     resolve(store, cfg, "run_1")
