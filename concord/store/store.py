@@ -44,7 +44,7 @@ from sqlalchemy.schema import CreateTable
 
 from concord.errors import LockBusy, StoreError
 from concord.store import tables as t
-from concord.store.counts import pending_count
+from concord.store.counts import PENDING_INDEX_SQLITE, pending_count
 from concord.store.rejects import Reject
 from concord.store.types import MoneyType, UtcDateTime, money_param, sqlite_utc_param, utc_param
 from concord.utc import utcnow
@@ -180,10 +180,12 @@ _MARK_MAPPED_PG = text(
     "(SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:hashes AS varchar[])))"
 )
 # ``pending_batches``: the ids of pending records through the partial index (``WHERE pending``,
-# written as the index is, so SQLite uses it), then their payloads by key: two plans no table
-# statistics can spoil (a join of the two, on fresh PostgreSQL tables, scanned one per row)
+# written as the index is), then their payloads by key: two plans no table statistics can spoil
+# (a join of the two, on fresh PostgreSQL tables, scanned one per row). SQLite is told the index
+# (``INDEXED BY``): without statistics it walked the primary key over every staged record of the
+# entity for each batch, mapped or not (a night's few pending records: a whole-entity scan each).
 _PENDING_SQL = (
-    "SELECT source_id FROM raw_state WHERE source = {p} AND entity = {p} AND pending "
+    "SELECT source_id FROM {table} WHERE source = {p} AND entity = {p} AND pending "
     "AND source_id > {p} ORDER BY source_id LIMIT {p}"
 )
 _PAYLOADS_SQLITE = (
@@ -842,7 +844,9 @@ class Store:
     ) -> Iterator[list[tuple[str, bytes, str]]]:
         """Yield (source_id, payload, hash) of unmapped raw records, keyset-paged by id."""
         pg = self.dialect == "postgresql"
-        sql = _PENDING_SQL.format(p="%s" if pg else "?")
+        sql = _PENDING_SQL.format(
+            p="%s" if pg else "?", table="raw_state" if pg else PENDING_INDEX_SQLITE
+        )
         step = max(batch_size, 1) if pg else 900  # SQLite: at most 900 values in an IN
         after = ""
         while True:

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, event, func, select, update
 
 from concord.errors import LockBusy, StoreError
 from concord.store import STAGING_CACHE_KIB, StagedRow, Store
@@ -158,6 +159,34 @@ def test_mark_mapped_keeps_records_that_changed_meanwhile_pending(store_url: str
         store.stage(conn, "erp", "orders", [_row("2", "b2")], "r2")
         store.mark_mapped(conn, "erp", "orders", [("1", "h-a"), ("2", "h-b")])
     assert count_pending(store, "erp", "orders") == 1
+
+
+def test_a_night_finds_its_few_pending_records_through_the_partial_index(
+    sqlite_url: str,
+) -> None:
+    store = Store.open(sqlite_url)
+    rows = [_row(f"{n:05d}", f"p{n}") for n in range(3000)]
+    with store.begin() as conn:
+        store.stage(conn, "erp", "orders", rows, "r1")
+        store.mark_mapped(conn, "erp", "orders", [(r.source_id, r.hash) for r in rows[:2990]])
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, *_rest: Any) -> None:
+        if "FROM raw_state" in sql and "pending" in sql:
+            statements.append((sql, params))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    batches = list(store.pending_batches("erp", "orders", batch_size=4))
+    assert store.pending_count("erp", "orders") == 10
+    event.remove(store.engine, "before_cursor_execute", seen)
+    assert [sid for batch in batches for sid, _p, _h in batch] == [r.source_id for r in rows[2990:]]
+    assert statements
+    with store.engine.connect() as conn:
+        for sql, params in statements:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
+            # the pending ones alone, not every staged record of the entity by primary key
+            assert any("USING INDEX ix_raw_state_pending" in str(step) for step in plan), sql
+    store.dispose()
 
 
 def test_money_sums_stay_exact(store_url: str) -> None:
