@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from bisect import bisect_left
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -67,3 +69,33 @@ def test_pareto_tiers_a_makes_80_percent_b_the_next_15() -> None:
         "tiny": ValueTier.C,
         "none": ValueTier.C,
     }
+
+
+def test_quintiles_of_a_large_base_with_ties_are_the_bisect_ranks() -> None:
+    rng = random.Random(5)
+    values = {f"c{i}": float(rng.randint(0, 300)) for i in range(5000)}
+    ordered = sorted(values.values())
+    expected = {k: 1 + min(4, (5 * bisect_left(ordered, v)) // 4999) for k, v in values.items()}
+    assert quintiles(values) == expected
+    assert quintiles({}) == {}
+
+
+def test_pareto_tiers_of_a_large_base_are_the_shares_before_each_customer() -> None:
+    rng = random.Random(9)
+    revenue = {f"c{i:04d}": Decimal(rng.randint(-50, 5000)) / 7 for i in range(3000)}
+    total = sum((r for r in revenue.values() if r > 0), Decimal(0))
+    expected: dict[str, ValueTier] = {}
+    running = Decimal(0)
+    for gid, rev in sorted(revenue.items(), key=lambda kv: (-kv[1], kv[0])):
+        share = running / total
+        running += rev if rev > 0 else 0
+        expected[gid] = (
+            ValueTier.C
+            if rev <= 0
+            else ValueTier.A
+            if share < Decimal("0.80")
+            else ValueTier.B
+            if share < Decimal("0.95")
+            else ValueTier.C
+        )
+    assert value_tiers(revenue) == expected
