@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from concord.config import MatchRuleConfig
+from concord.identity.constraints import ConstrainedUnionFind
 from concord.identity.linking import match_keys
 from concord.identity.normalise import CustomerRecord
 
@@ -49,21 +50,8 @@ def touched_components(
     of ``COMPONENT_RULES`` link on their keys, any other is ignored; ``pairs`` are further
     edges (the probabilistic rule's scored pairs at or above its threshold).
     """
-    parent = list(range(len(records)))
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def join(a: int, b: int) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
+    uf = ConstrainedUnionFind(len(records), ())  # no constraint: every union joins
+    join, find = uf.union, uf.find
     position = {rec.key: i for i, rec in enumerate(records)}
     first: dict[str, dict[str, int]] = {}
 

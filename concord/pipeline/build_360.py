@@ -68,7 +68,7 @@ from concord.model import (
 )
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import Build360Report
-from concord.store import Store
+from concord.store import Store, keep_newest
 from concord.store import tables as t
 from concord.utc import as_utc, utcnow
 
@@ -827,8 +827,7 @@ def build(
                 churn_params=_fit_record(pop.scores),
             )
         )
-        old_builds = select(builds.c.id).order_by(builds.c.id.desc()).offset(30).scalar_subquery()
-        conn.execute(builds.delete().where(builds.c.id <= old_builds))
+        keep_newest(conn, builds, 30)
     return report
 
 

@@ -37,7 +37,7 @@ from concord.model import record_key, split_record_key
 from concord.overrides import Overrides, load_overrides, overrides_path
 from concord.pipeline.context import RunContext, record_stage
 from concord.pipeline.reports import ResolveReport
-from concord.store import Store
+from concord.store import Store, keep_newest
 from concord.store import tables as t
 from concord.utc import utcnow
 
@@ -139,20 +139,12 @@ def resolve_identities(
         scored = score_between(records, touched, model, floor=min(prob.min_probability, 0.5))
     scope = list(range(len(records)))
     if by_component:
-        edges = (
-            []
-            if scored is None or prob is None
-            else [
-                (int(a), int(b))
-                for a, b, p in zip(
-                    scored.left.tolist(),
-                    scored.right.tolist(),
-                    scored.probability.tolist(),
-                    strict=True,
-                )
-                if p >= prob.min_probability
-            ]
-        )
+        edges: list[tuple[int, int]] = []
+        if scored is not None and prob is not None:
+            above = scored.probability >= prob.min_probability
+            edges = list(
+                zip(scored.left[above].tolist(), scored.right[above].tolist(), strict=True)
+            )
         scope = touched_components(records, changed_at, prior, config.rules, edges)
     linked = [records[i] for i in scope] if by_component else records
     lkeys = [keys[i] for i in scope] if by_component else keys
@@ -327,8 +319,7 @@ def _record_resolve(
             relinked=relinked,
         )
     )
-    old = select(r.c.id).order_by(r.c.id.desc()).offset(KEEP_RESOLVES).scalar_subquery()
-    conn.execute(r.delete().where(r.c.id <= old))
+    keep_newest(conn, r, KEEP_RESOLVES)
 
 
 def _accepted(conn: Connection) -> set[frozenset[str]]:

@@ -11,6 +11,7 @@ from concord.store.store import (
     Store,
     WatermarkState,
     driver_processors,
+    keep_newest,
 )
 from concord.store.types import MONEY_SCALE
 
@@ -22,4 +23,5 @@ __all__ = [
     "Store",
     "WatermarkState",
     "driver_processors",
+    "keep_newest",
 ]

@@ -227,6 +227,12 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(url.database)
 
 
+def keep_newest(conn: Connection, table: Table, keep: int) -> None:
+    """Delete all but the ``keep`` newest rows of a table numbered by an ``id`` column."""
+    oldest_kept = select(table.c.id).order_by(table.c.id.desc()).offset(keep).scalar_subquery()
+    conn.execute(table.delete().where(table.c.id <= oldest_kept))
+
+
 def driver_processors(
     dialect: Dialect, table: Table, columns: Sequence[str]
 ) -> list[Callable[[Any], Any] | None]:
